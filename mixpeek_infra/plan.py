@@ -1,0 +1,113 @@
+"""Request -> NamespacePlan: the single source of truth of what a namespace needs.
+
+Pure and deterministic: the same request gives the same plan. The component, the providers'
+inputs and the CLI all render this plan. Imports nothing from Pulumi, Qdrant or Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from .extractors import DEFAULT_CATALOGUE, Catalogue
+from .schema import SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
+
+
+@dataclass(frozen=True)
+class VectorPlan:
+    """One named vector of the namespace's collection."""
+
+    name: str
+    size: int
+    distance: str
+    datatype: str
+    on_disk: bool
+    inference_service: str
+    feature_extractor_id: str
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """One payload index with its full field schema."""
+
+    field_name: str
+    type: str
+    field_schema: dict[str, Any]
+    is_protected: bool
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """Everything a namespace needs, derived from its request."""
+
+    namespace_name: str
+    description: str | None
+    auto_create_indexes: bool
+    feature_extractors: tuple[dict[str, Any], ...]
+    vectors: tuple[VectorPlan, ...]
+    payload_indexes: tuple[IndexPlan, ...]
+    vector_inference_map: dict[str, str]
+    infrastructure: dict[str, Any]
+
+    def vector_config(self) -> dict[str, dict[str, Any]]:
+        """The collection's named vectors as plain data: {name: {size, distance, datatype, on_disk}}."""
+        return {v.name: {"size": v.size, "distance": v.distance, "datatype": v.datatype, "on_disk": v.on_disk}
+                for v in self.vectors}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (the CLI's `plan --json` object)."""
+        return {
+            "namespace_name": self.namespace_name,
+            "description": self.description,
+            "auto_create_indexes": self.auto_create_indexes,
+            "feature_extractors": [dict(fe) for fe in self.feature_extractors],
+            "vectors": [{k: v for k, v in asdict(vec).items() if k in ("name", "size", "distance", "datatype", "on_disk")}
+                        for vec in self.vectors],
+            "payload_indexes": [asdict(ix) for ix in self.payload_indexes],
+            "vector_inference_map": dict(self.vector_inference_map),
+            "infrastructure": dict(self.infrastructure),
+        }
+
+
+# The effective infrastructure fields the plan carries (never the API key).
+_INFRA_FIELDS = ("compute_tier", "autoscaling_enabled", "min_workers", "max_workers", "max_concurrent_jobs",
+                 "max_custom_models", "max_custom_plugins", "gpu_type", "gpus_per_worker", "qdrant_collection",
+                 "qdrant_url", "ray_cluster_id", "ray_head_node_url", "ray_dashboard_url", "s3_plugin_bucket",
+                 "s3_plugin_prefix")
+
+
+def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catalogue: Catalogue | None = None,
+                   vectors_on_disk: bool = False) -> NamespacePlan:
+    """Validate `request` and derive its plan; raises `InvalidRequest` naming each bad field."""
+    catalogue = catalogue or DEFAULT_CATALOGUE
+    req = parse_request(request, catalogue=catalogue)
+    extractors: list[dict[str, Any]] = []
+    vectors: list[VectorPlan] = []
+    for fe in req.feature_extractors:
+        entry = catalogue.entries[(fe.feature_extractor_name, fe.version)]
+        params = entry.resolve_params(fe.params)
+        sizes = entry.vector_sizes(params)
+        extractors.append({"feature_extractor_name": fe.feature_extractor_name, "version": fe.version,
+                           "feature_extractor_id": entry.feature_extractor_id, "params": params})
+        for spec in entry.vectors:
+            vectors.append(VectorPlan(name=f"{entry.feature_extractor_id}_{spec.output}", size=sizes[spec.output],
+                                      distance=spec.distance, datatype=spec.datatype, on_disk=vectors_on_disk,
+                                      inference_service=spec.inference_service,
+                                      feature_extractor_id=entry.feature_extractor_id))
+    indexes = [IndexPlan(name, kind, {"type": kind, **schema}, True) for name, kind, schema in SYSTEM_INDEXES]
+    indexes += [IndexPlan(ix.field_name, ix.type, ix.resolved_schema(), False) for ix in req.payload_indexes or []]
+    infra = (req.infrastructure or NamespaceInfrastructure()).model_dump(include=set(_INFRA_FIELDS))
+    infra = {k: infra[k] for k in _INFRA_FIELDS}
+    if infra["compute_tier"] != "dedicated_gpu":
+        infra["gpu_type"] = None
+        infra["gpus_per_worker"] = 0
+    return NamespacePlan(
+        namespace_name=req.namespace_name,
+        description=req.description,
+        auto_create_indexes=bool(req.auto_create_indexes),
+        feature_extractors=tuple(extractors),
+        vectors=tuple(vectors),
+        payload_indexes=tuple(indexes),
+        vector_inference_map={v.name: v.inference_service for v in vectors},
+        infrastructure=infra,
+    )
