@@ -7,11 +7,14 @@ Pure: imports nothing from Pulumi, Qdrant or Ray.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 DATATYPES = ("float32", "float16", "uint8")
+# Extractor names, versions and vector outputs become Qdrant vector names: keep them to a safe charset.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class ExtractorVersion:
                 errors.append((f"{path}.{key}", f"unknown param for {self.feature_extractor_id}; valid params: {valid}"))
             elif isinstance(value, bool) or value not in spec.choices:
                 choices = ", ".join(repr(c) for c in spec.choices)
-                errors.append((f"{path}.{key}", f"invalid value {value!r}; valid choices: {choices}"))
+                shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+                errors.append((f"{path}.{key}", f"invalid value {shown}; valid choices: {choices}"))
         return errors
 
 
@@ -113,34 +117,45 @@ class Catalogue:
 
 def _check_entry(entry: ExtractorVersion) -> None:
     where = f"extractor {entry.name!r} {entry.version!r}"
-    if not entry.name or not entry.version:
-        raise ValueError(f"{where}: name and version must be non-empty")
-    outputs = [v.output for v in entry.vectors]
-    if len(set(outputs)) != len(outputs):
-        raise ValueError(f"{where}: vector outputs must be unique, got {outputs}")
+    for label, value in (("name", entry.name), ("version", entry.version)):
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
+            raise ValueError(f"{where}: {label} must be 1-64 characters of letters, digits, '_', '-' or '.', "
+                             "starting with a letter or digit")
     for v in entry.vectors:
-        if not v.output or not v.inference_service:
-            raise ValueError(f"{where}: every vector needs an output name and an inference_service")
+        if not isinstance(v.output, str) or not _NAME.fullmatch(v.output):
+            raise ValueError(f"{where}: vector output {v.output!r} must be 1-64 characters of letters, digits, "
+                             "'_', '-' or '.', starting with a letter or digit")
+        if not isinstance(v.inference_service, str) or not v.inference_service.strip() or len(v.inference_service) > 256:
+            raise ValueError(f"{where}: vector {v.output!r} needs an inference_service (a non-empty string)")
         if isinstance(v.size, bool) or not isinstance(v.size, int) or not 1 <= v.size <= 65536:
             raise ValueError(f"{where}: vector {v.output!r} size must be an integer 1..65536, got {v.size!r}")
         if v.distance not in DISTANCES:
             raise ValueError(f"{where}: vector {v.output!r} distance must be one of {', '.join(DISTANCES)}")
         if v.datatype not in DATATYPES:
             raise ValueError(f"{where}: vector {v.output!r} datatype must be one of {', '.join(DATATYPES)}")
+    outputs = [v.output for v in entry.vectors]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"{where}: vector outputs must be unique, got {outputs}")
 
 
 def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
     """Build a user extractor from stack config: {name, version, vectors: [{output, size, ...}]}."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"extractor config: expected a mapping {{name, version, vectors}}, got {type(item).__name__}")
     allowed = {"name", "version", "vectors"}
     unknown = set(item) - allowed
     if unknown:
-        raise ValueError(f"extractor config: unknown keys {sorted(unknown)}; valid keys: {sorted(allowed)}")
+        raise ValueError(f"extractor config: unknown keys {sorted(unknown, key=str)}; valid keys: {sorted(allowed)}")
     vec_keys = {"output", "size", "inference_service", "distance", "datatype"}
     vectors = []
+    if not isinstance(item.get("vectors") or [], list):
+        raise ValueError("extractor config: vectors must be a list of {output, size, inference_service, ...}")
     for i, v in enumerate(item.get("vectors") or []):
+        if not isinstance(v, Mapping):
+            raise ValueError(f"extractor config vectors[{i}]: expected a mapping, got {type(v).__name__}")
         bad = set(v) - vec_keys
         if bad:
-            raise ValueError(f"extractor config vectors[{i}]: unknown keys {sorted(bad)}; valid keys: {sorted(vec_keys)}")
+            raise ValueError(f"extractor config vectors[{i}]: unknown keys {sorted(bad, key=str)}; valid keys: {sorted(vec_keys)}")
         size = v.get("size")
         if isinstance(size, float) and size.is_integer():
             size = int(size)

@@ -38,8 +38,8 @@ NAMESPACE_NAME_RULE = ("1-63 characters: letters, digits, '_', '-' or '.', start
                        "digit (a valid Kubernetes label value)")
 _NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
-_RAY_URL = re.compile(r"^ray://[A-Za-z0-9.\-]+:[0-9]{1,5}$")
-_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+_RAY_URL = re.compile(r"^ray://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
+_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,253}(:[0-9]{1,5})?/?$")
 _RAY_CLUSTER_ID = r"^ray_[a-zA-Z0-9_]{3,64}$"
 
 
@@ -131,7 +131,8 @@ class PayloadIndexConfig(_Request):
             outer = data.get("type")
             if "type" not in schema and isinstance(outer, str):
                 data = {**data, "field_schema": {**schema, "type": outer}}
-            elif isinstance(outer, str) and schema.get("type") != outer:
+            elif isinstance(outer, str) and outer in _PARAMS_BY_TYPE and schema.get("type") != outer:
+                # (an unknown outer `type` is reported on `type` itself, with the valid choices)
                 raise PydanticCustomError(
                     "field_schema_type", "field_schema.type '{inner}' must equal type '{outer}'",
                     {"inner": schema.get("type"), "outer": outer, "path": "field_schema.type"})
@@ -210,13 +211,24 @@ class CreateNamespaceRequest(_Request):
         return self
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of a user value, cut to `limit` characters so a hostile input cannot flood a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[tuple[str, str]]:
-    """Every cross-field problem of a structurally valid request, as (field path, message)."""
+    """Every cross-field problem of a structurally valid request, as (field path, message).
+
+    Parts set to None (a list item that failed structural validation) are skipped.
+    """
     problems: list[tuple[str, str]] = []
-    if not _NAMESPACE_NAME.match(req.namespace_name):
-        problems.append(("namespace_name", f"invalid name {req.namespace_name!r}: {NAMESPACE_NAME_RULE}"))
+    if isinstance(req.namespace_name, str) and not _NAMESPACE_NAME.fullmatch(req.namespace_name):
+        problems.append(("namespace_name", f"invalid name {_short(req.namespace_name)}: {NAMESPACE_NAME_RULE}"))
     seen_ids: dict[str, int] = {}
-    for i, fe in enumerate(req.feature_extractors):
+    for i, fe in enumerate(req.feature_extractors or []):
+        if fe is None:
+            continue
         path = f"feature_extractors[{i}]"
         if fe.feature_extractor_id is not None and fe.feature_extractor_id != fe.derived_id:
             problems.append((f"{path}.feature_extractor_id",
@@ -231,11 +243,13 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             problems += entry.param_errors(fe.params, f"{path}.params")
     seen_fields: dict[str, int] = {}
     for i, ix in enumerate(req.payload_indexes or []):
+        if ix is None:
+            continue
         path = f"payload_indexes[{i}]"
         if ix.field_name in PROTECTED_FIELDS:
             problems.append((f"{path}.field_name", f"{ix.field_name!r} is a protected system field; protected "
                                                    f"fields: {', '.join(PROTECTED_FIELDS)}"))
-        elif not _FIELD_NAME.match(ix.field_name):
+        elif not _FIELD_NAME.fullmatch(ix.field_name):
             problems.append((f"{path}.field_name", f"invalid field name {ix.field_name!r}: use letters, digits, "
                                                    "'_' and '-', with '.' between path segments"))
         if ix.is_protected:
@@ -264,13 +278,13 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
         if infra.max_workers < infra.min_workers:
             problems.append(("infrastructure.max_workers",
                              f"max_workers {infra.max_workers} is below min_workers {infra.min_workers}"))
-        if infra.ray_head_node_url is not None and not _RAY_URL.match(infra.ray_head_node_url):
+        if infra.ray_head_node_url is not None and not _RAY_URL.fullmatch(infra.ray_head_node_url):
             problems.append(("infrastructure.ray_head_node_url",
-                             f"{infra.ray_head_node_url!r} is not a ray://host:port URL"))
+                             f"{_short(infra.ray_head_node_url)} is not a ray://host:port URL"))
         for name in ("qdrant_url", "ray_dashboard_url"):
             value = getattr(infra, name)
-            if value is not None and not _HTTP_URL.match(value):
-                problems.append((f"infrastructure.{name}", f"{value!r} is not an http(s)://host[:port] URL"))
+            if value is not None and not _HTTP_URL.fullmatch(value):
+                problems.append((f"infrastructure.{name}", f"{_short(value)} is not an http(s)://host[:port] URL"))
         if infra.qdrant_api_key is not None and infra.qdrant_url is None:
             problems.append(("infrastructure.qdrant_api_key", "given without infrastructure.qdrant_url"))
     return problems
@@ -355,11 +369,11 @@ class InvalidRequest(ValueError):
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _PARAMS_BY_TYPE and out.endswith("field_schema"):
-            continue  # the discriminated union's tag is not a field
+        elif i > 0 and loc[i - 1] == "field_schema" and part in _PARAMS_BY_TYPE:
+            continue  # the discriminated union's tag (right after field_schema) is not a field
         else:
             out += f".{part}" if out else str(part)
     return out or "(body)"
@@ -430,6 +444,25 @@ def _reject_non_finite(value: Any, path: str, problems: list[tuple[str, str]], d
             _reject_non_finite(v, f"{path}[{i}]", problems, depth + 1)
 
 
+def _salvaged_problems(data: Mapping[str, Any], catalogue: Catalogue) -> list[tuple[str, str]]:
+    """The cross-field problems of the parts of a body that are valid on their own, so a structural
+    error elsewhere does not hide them (every problem is reported at once)."""
+    def part(model: type[BaseModel], value: Any) -> Any:
+        try:
+            return model.model_validate(value)
+        except (ValidationError, RecursionError):
+            return None
+
+    name, fes, ixs, infra = (data.get(k) for k in ("namespace_name", "feature_extractors", "payload_indexes",
+                                                    "infrastructure"))
+    partial = CreateNamespaceRequest.model_construct(
+        namespace_name=name if isinstance(name, str) else None,
+        feature_extractors=[part(FeatureExtractor, x) for x in fes] if isinstance(fes, list) else None,
+        payload_indexes=[part(PayloadIndexConfig, x) for x in ixs] if isinstance(ixs, list) else None,
+        infrastructure=part(NamespaceInfrastructure, infra) if isinstance(infra, Mapping) else None)
+    return request_problems(partial, catalogue)
+
+
 def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str | None = None) -> CreateNamespaceRequest:
     """Validate a request body (dict or model); raise `InvalidRequest` listing every problem."""
     if isinstance(data, CreateNamespaceRequest):
@@ -447,6 +480,9 @@ def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str 
     try:
         return CreateNamespaceRequest.model_validate(data, context={"catalogue": catalogue or DEFAULT_CATALOGUE})
     except ValidationError as exc:
-        raise InvalidRequest(problems_from_validation_error(exc), source) from None
+        problems = problems_from_validation_error(exc)
+        known = set(problems)
+        problems += [p for p in _salvaged_problems(data, catalogue or DEFAULT_CATALOGUE) if p not in known]
+        raise InvalidRequest(problems, source) from None
     except RecursionError:
         raise InvalidRequest([("(body)", "nested too deeply")], source) from None

@@ -1,0 +1,19 @@
+"""Shared fixtures: the documented seed request and paths to the shared reference data."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_PATH = Path(__file__).parent / "data" / "seed.json"
+SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture
+def seed() -> dict:
+    """A fresh copy of the documented spotify_playlists_dev Create Namespace body."""
+    return copy.deepcopy(json.loads(SEED_PATH.read_text()))
