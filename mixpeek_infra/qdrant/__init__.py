@@ -1,0 +1,38 @@
+"""Qdrant for Mixpeek namespaces: targets, the store interface and the dynamic resources.
+
+- `QdrantTarget`: a Qdrant server (`url`, `api_key`) or embedded Qdrant Edge (`path`, the default).
+- `Collection`, `PayloadIndex`: Pulumi dynamic resources (module `mixpeek_infra.qdrant.resources`).
+- `open_store`, `EdgeStore`, `ServerStore`: the stores the providers speak to.
+
+Neither qdrant-client nor qdrant_edge is imported until a store of that kind is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .target import DEFAULT_EMBEDDED_PATH, InvalidTarget, QdrantTarget
+
+_LAZY = {
+    "Collection": "mixpeek_infra.qdrant.resources",
+    "CollectionProvider": "mixpeek_infra.qdrant.resources",
+    "PayloadIndex": "mixpeek_infra.qdrant.resources",
+    "PayloadIndexProvider": "mixpeek_infra.qdrant.resources",
+    "DeletionProtected": "mixpeek_infra.qdrant.resources",
+    "Store": "mixpeek_infra.qdrant.store",
+    "open_store": "mixpeek_infra.qdrant.store",
+    "QdrantError": "mixpeek_infra.qdrant.store",
+    "EdgeStore": "mixpeek_infra.qdrant.store.edge",
+    "ServerStore": "mixpeek_infra.qdrant.store.server",
+}
+
+__all__ = ["DEFAULT_EMBEDDED_PATH", "InvalidTarget", "QdrantTarget", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixpeek_infra.qdrant' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,495 @@
+"""`EdgeStore`: collections as embedded Qdrant Edge shards (`qdrant-edge-py`), one directory each.
+
+Facts this store relies on (qdrant-edge-py 0.9, checked against the library):
+
+- A shard directory holds `edge_config.json` (the vector config and shard settings: hnsw,
+  quantization, on_disk_payload), a `wal/` and `segments/`. The library has no call that returns
+  the config, so it is read back from `edge_config.json`; the payload index schema (type and every
+  parameter) comes from `EdgeShard.info().payload_schema`.
+- `EdgeShard.load(path)` opens an existing shard; `load(path, config)` checks the config against
+  the stored segments (vector size, distance, datatype and the set of names must match) and
+  rewrites `edge_config.json` with it; that is how hnsw, quantization, on_disk_payload and
+  per-vector on_disk are changed in place. Settings given as None keep their stored value.
+- `UpdateOperation.create_dense_vector` adds a named vector to a live shard; re-creating a field
+  index with other params (or another type) replaces it in place.
+- An open shard holds an exclusive lock on its WAL: a second `load` of the same directory, from
+  this process or another, fails with `Can't init WAL: Kind(WouldBlock)` until the holder closes.
+  So each process keeps at most one open handle per shard (a pool), serialises operations on it,
+  and closes it after a short idle time (`MIXPEEK_EDGE_IDLE_CLOSE` seconds, default 1) so other
+  processes can open the shard between runs. A shard locked elsewhere is waited for up to the
+  target's timeout, then reported as `EdgeLocked`.
+- `load` on a directory that is not a shard creates empty `segments/` and fails, so existence is
+  decided by `edge_config.json` before loading.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+import qdrant_edge as qe
+
+from . import (CollectionConflict, CollectionNotFound, CollectionState, EdgeCorrupt, EdgeLocked, InvalidSpec,
+               QdrantError, Store, normalize_quantization)
+
+CONFIG_FILE = "edge_config.json"
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+
+_DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid,
+             "manhattan": qe.Distance.Manhattan}
+_DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
+             "uint8": qe.VectorStorageDatatype.Uint8}
+_TOKENIZER = {"word": qe.TokenizerType.Word, "whitespace": qe.TokenizerType.Whitespace,
+              "prefix": qe.TokenizerType.Prefix, "multilingual": qe.TokenizerType.Multilingual}
+_COMPRESSION = {"x4": qe.CompressionRatio.X4, "x8": qe.CompressionRatio.X8, "x16": qe.CompressionRatio.X16,
+                "x32": qe.CompressionRatio.X32, "x64": qe.CompressionRatio.X64}
+
+
+def _enum_name(value: Any) -> str:
+    """`TokenizerType.Word` -> `word` (the PyO3 enums have no `.name`)."""
+    return repr(value).rsplit(".", 1)[-1].lower()
+
+
+def _idle_close_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("MIXPEEK_EDGE_IDLE_CLOSE", "1.0")))
+    except ValueError:
+        return 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# One open handle per shard per process
+
+
+class _Entry:
+    __slots__ = ("lock", "shard", "busy", "last_used")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.shard: Any = None
+        self.busy = 0
+        self.last_used = 0.0
+
+
+class _ShardPool:
+    """Open Edge shards of this process, keyed by absolute path, closed when idle."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
+
+    def _entry(self, path: str) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is None:
+                entry = self._entries[path] = _Entry()
+            return entry
+
+    @contextmanager
+    def use(self, path: str, opener: Callable[[], Any]) -> Iterator[Any]:
+        """The open shard at `path` (opened with `opener` if needed), held exclusively meanwhile."""
+        entry = self._entry(path)
+        with entry.lock:
+            if entry.shard is None:
+                entry.shard = opener()
+                self._start_reaper()
+            entry.busy += 1
+            try:
+                yield entry.shard
+            finally:
+                entry.busy -= 1
+                entry.last_used = time.monotonic()
+
+    def reopen(self, path: str, opener: Callable[[], Any]) -> None:
+        """Close the shard if open and open it again with `opener` (e.g. to load a new config)."""
+        entry = self._entry(path)
+        with entry.lock:
+            self._close(entry)
+            entry.shard = opener()
+            entry.last_used = time.monotonic()
+            self._start_reaper()
+
+    @contextmanager
+    def closed(self, path: str) -> Iterator[None]:
+        """Hold the shard closed (e.g. while its directory is removed)."""
+        entry = self._entry(path)
+        with entry.lock:
+            self._close(entry)
+            yield
+
+    @staticmethod
+    def _close(entry: _Entry) -> None:
+        shard, entry.shard = entry.shard, None
+        if shard is not None:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            with entry.lock:
+                try:
+                    self._close(entry)
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(target=self._reap, name="mixpeek-edge-idle-close", daemon=True)
+                self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            idle = _idle_close_seconds()
+            time.sleep(min(0.25, max(idle / 2, 0.02)))
+            with self._lock:
+                entries = list(self._entries.values())
+            still_open = False
+            for entry in entries:
+                if entry.shard is None:
+                    continue
+                if entry.busy == 0 and time.monotonic() - entry.last_used >= idle and entry.lock.acquire(blocking=False):
+                    try:
+                        if entry.shard is not None and entry.busy == 0:
+                            self._close(entry)
+                    except Exception:  # noqa: BLE001 - a failed close leaves the handle dropped
+                        entry.shard = None
+                    finally:
+                        entry.lock.release()
+                still_open = still_open or entry.shard is not None
+            if not still_open:
+                with self._lock:
+                    if not any(e.shard is not None for e in self._entries.values()):
+                        self._reaper = None
+                        return
+
+
+_POOL = _ShardPool()
+atexit.register(_POOL.close_all)
+
+
+def close_all_shards() -> None:
+    """Close every Edge shard this process holds open (releasing their locks)."""
+    _POOL.close_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversions
+
+
+def _vector_params(params: Mapping[str, Any]) -> Any:
+    return qe.EdgeVectorParams(size=int(params["size"]), distance=_DISTANCE[params["distance"]],
+                               on_disk=bool(params.get("on_disk", False)),
+                               datatype=_DATATYPE[params.get("datatype", "float32")])
+
+
+def _quantization(value: Mapping[str, Any]) -> Any:
+    kind, params = next(iter(value.items()))
+    if kind == "scalar":
+        return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=params.get("quantile"),
+                                           always_ram=params.get("always_ram"))
+    if kind == "product":
+        return qe.ProductQuantizationConfig(compression=_COMPRESSION[params["compression"]],
+                                            always_ram=params.get("always_ram"))
+    return qe.BinaryQuantizationConfig(always_ram=params.get("always_ram"))
+
+
+def _edge_config(vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any]) -> Any:
+    for key in ("shard_number", "replication_factor"):
+        if settings.get(key, 1) != 1:
+            raise InvalidSpec(f"settings.{key}", "an embedded Qdrant Edge collection is a single local shard; "
+                                                 "only 1 is possible (use a server target for more)")
+    kwargs: dict[str, Any] = {"vectors": {name: _vector_params(p) for name, p in vectors.items()}}
+    hnsw = settings.get("hnsw_config")
+    if hnsw:
+        kwargs["hnsw_config"] = qe.HnswIndexConfig(m=hnsw["m"], ef_construct=hnsw["ef_construct"],
+                                                   full_scan_threshold=hnsw["full_scan_threshold"],
+                                                   on_disk=hnsw.get("on_disk"), payload_m=hnsw.get("payload_m"))
+    if settings.get("quantization_config"):
+        kwargs["quantization_config"] = _quantization(settings["quantization_config"])
+    if settings.get("on_disk_payload") is not None:
+        kwargs["on_disk_payload"] = settings["on_disk_payload"]
+    return qe.EdgeConfig(**kwargs)
+
+
+def _index_params(schema: Mapping[str, Any]) -> Any:
+    kind = schema["type"]
+    if kind == "text":
+        return qe.TextIndexParams(tokenizer=_TOKENIZER[schema["tokenizer"]], min_token_len=schema["min_token_len"],
+                                  max_token_len=schema["max_token_len"], lowercase=schema["lowercase"])
+    if kind == "keyword":
+        return qe.KeywordIndexParams(is_tenant=schema["is_tenant"])
+    if kind == "integer":
+        return qe.IntegerIndexParams(lookup=schema["lookup"], range=schema["range"])
+    if kind == "uuid":
+        return qe.UuidIndexParams(is_tenant=schema["is_tenant"])
+    return {"float": qe.FloatIndexParams, "bool": qe.BoolIndexParams, "geo": qe.GeoIndexParams,
+            "datetime": qe.DatetimeIndexParams}[kind]()
+
+
+def _schema_from_info(info: Any) -> dict[str, Any]:
+    """Canonical schema of a `PayloadIndexInfo`; unset flags take Qdrant's defaults."""
+    kind = _enum_name(info.data_type)
+    params = info.params
+    out: dict[str, Any] = {"type": kind}
+    if kind == "text":
+        out["tokenizer"] = _enum_name(params.tokenizer) if params is not None else "word"
+        for key in ("min_token_len", "max_token_len"):
+            value = getattr(params, key, None) if params is not None else None
+            if value is not None:
+                out[key] = int(value)
+        lowercase = getattr(params, "lowercase", None) if params is not None else None
+        out["lowercase"] = True if lowercase is None else bool(lowercase)
+    elif kind in ("keyword", "uuid"):
+        out["is_tenant"] = bool(getattr(params, "is_tenant", None)) if params is not None else False
+    elif kind == "integer":
+        for key in ("lookup", "range"):
+            value = getattr(params, key, None) if params is not None else None
+            out[key] = True if value is None else bool(value)
+    return out
+
+
+def _vectors_from_config(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, params in (config.get("vectors") or {}).items():
+        out[name] = {"size": int(params["size"]), "distance": str(params["distance"]).lower(),
+                     "datatype": str(params.get("datatype") or "float32").lower(),
+                     "on_disk": params.get("on_disk") is True}
+    return dict(sorted(out.items()))
+
+
+def _settings_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    settings: dict[str, Any] = {"shard_number": 1, "replication_factor": 1}
+    hnsw = config.get("hnsw_config")
+    settings["hnsw_config"] = {
+        "m": int(hnsw["m"]) if hnsw else 16,
+        "ef_construct": int(hnsw["ef_construct"]) if hnsw else 100,
+        "full_scan_threshold": int(hnsw["full_scan_threshold"]) if hnsw else 10000,
+    }
+    if hnsw:
+        for key in ("on_disk", "payload_m"):
+            if hnsw.get(key) is not None:
+                settings["hnsw_config"][key] = hnsw[key]
+    quant = config.get("quantization_config")
+    if quant:
+        kind, params = next(iter(quant.items()))
+        keep = {"scalar": ("type", "quantile", "always_ram"), "product": ("compression", "always_ram"),
+                "binary": ("always_ram",)}.get(kind, ())
+        settings["quantization_config"] = normalize_quantization(
+            {kind: {k: v for k, v in (params or {}).items() if k in keep and v is not None}}, "quantization_config")
+    on_disk_payload = config.get("on_disk_payload")
+    settings["on_disk_payload"] = True if on_disk_payload is None else bool(on_disk_payload)
+    return settings
+
+
+def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
+    if not conditions:
+        return None
+    must = []
+    for cond in conditions:
+        if "text" in cond:
+            must.append(qe.FieldCondition(key=cond["key"], match=qe.MatchText(cond["text"])))
+        else:
+            must.append(qe.FieldCondition(key=cond["key"], match=qe.MatchValue(cond["value"])))
+    return qe.Filter(must=must)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class EdgeStore(Store):
+    """Collections as Qdrant Edge shards under one root directory (`ROOT/<collection name>`)."""
+
+    kind = "embedded"
+
+    def __init__(self, root: str, *, timeout: float = 10.0, display_path: str | None = None):
+        self.root = os.path.abspath(root)
+        self.timeout = float(timeout)
+        self.location = f"embedded Qdrant Edge at {display_path or root}"
+
+    # -- paths and opening ----------------------------------------------------------------------
+
+    def shard_path(self, name: str) -> str:
+        """The shard directory of collection `name`."""
+        if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+            raise InvalidSpec("collection_name", f"{name!r} is not a valid collection name for an embedded target "
+                                                 "(1-255 letters, digits, '_' or '-')")
+        return os.path.join(self.root, name)
+
+    def _exists(self, path: str) -> bool:
+        return os.path.isfile(os.path.join(path, CONFIG_FILE))
+
+    def _read_config(self, path: str) -> dict[str, Any]:
+        try:
+            with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as fh:
+                return json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise EdgeCorrupt(f"Qdrant Edge shard {path}: cannot read {CONFIG_FILE}: {exc}. Restore the directory "
+                              "from a snapshot or backup, or remove it to let the next run create it anew.") from None
+
+    def _load(self, path: str, config: Any = None) -> Any:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.02
+        while True:
+            try:
+                return qe.EdgeShard.load(path, config)
+            except Exception as exc:  # noqa: BLE001 - the library raises plain Exception
+                message = str(exc)
+                if "WouldBlock" in message or "Can't init WAL" in message:
+                    if time.monotonic() + delay < deadline:
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.25)
+                        continue
+                    raise EdgeLocked(
+                        f"Qdrant Edge shard {path} is locked by another process (waited {self.timeout:g}s). "
+                        "Another `pulumi up` or an application holds it open; stop it and run again.") from None
+                if "incompatible" in message:
+                    raise CollectionConflict(f"Qdrant Edge shard {path}: {message}") from None
+                raise EdgeCorrupt(f"Qdrant Edge shard {path} cannot be loaded: {message}. Restore it from a "
+                                  "snapshot or backup, or remove the directory if its data is expendable.") from None
+
+    def _use(self, name: str) -> Any:
+        path = self.shard_path(name)
+        if not self._exists(path):
+            raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
+        return _POOL.use(path, lambda: self._load(path))
+
+    # -- collections ------------------------------------------------------------------------------
+
+    def supports_add_vector(self) -> bool:
+        return True
+
+    def read_collection(self, name: str) -> CollectionState | None:
+        path = self.shard_path(name)
+        if not self._exists(path):
+            return None
+        with _POOL.use(path, lambda: self._load(path)) as shard:
+            info = shard.info()
+            config = self._read_config(path)
+            return CollectionState(name=name, vectors=_vectors_from_config(config),
+                                   settings=_settings_from_config(config), points_count=int(info.points_count),
+                                   payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()})
+
+    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
+                          settings: Mapping[str, Any]) -> None:
+        path = self.shard_path(name)
+        config = _edge_config(vectors, settings)
+        if self._exists(path):
+            raise CollectionConflict(f"collection {name!r} already exists at {self.location}")
+        if os.path.isdir(path):
+            # Left over by an interrupted create: no config was written. Only an empty leftover is removed.
+            segments = os.path.join(path, "segments")
+            if os.path.isdir(segments) and os.listdir(segments):
+                raise EdgeCorrupt(f"Qdrant Edge shard {path} has segments but no {CONFIG_FILE}; restore it from a "
+                                  "backup or remove the directory if its data is expendable.")
+            shutil.rmtree(path)
+        os.makedirs(self.root, exist_ok=True)
+
+        def create() -> Any:
+            try:
+                return qe.EdgeShard.create(path, config)
+            except Exception as exc:  # noqa: BLE001
+                raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
+
+        with _POOL.use(path, create) as shard:
+            shard.flush()
+
+    def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
+        with self._use(name) as shard:
+            shard.update(qe.UpdateOperation.create_dense_vector(
+                vector_name, int(params["size"]), _DISTANCE[params["distance"]],
+                datatype=_DATATYPE[params.get("datatype", "float32")]))
+            shard.flush()
+        if params.get("on_disk"):
+            self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
+
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
+                          settings: Mapping[str, Any]) -> None:
+        path = self.shard_path(name)
+        if not self._exists(path):
+            raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
+        vectors = _vectors_from_config(self._read_config(path))
+        for vector_name, on_disk in vectors_on_disk.items():
+            if vector_name not in vectors:
+                raise CollectionNotFound(f"collection {name!r} has no vector {vector_name!r}")
+            vectors[vector_name]["on_disk"] = bool(on_disk)
+        config = _edge_config(vectors, settings)
+        _POOL.reopen(path, lambda: self._load(path, config))
+
+    def delete_collection(self, name: str) -> bool:
+        path = self.shard_path(name)
+        if not os.path.isdir(path):
+            return False
+        with _POOL.closed(path):
+            if self._exists(path):
+                # Take the shard's lock once: never remove a shard another process has open.
+                self._load(path).close()
+            shutil.rmtree(path)
+        return True
+
+    def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
+        with self._use(name) as shard:
+            return int(shard.count(qe.CountRequest(filter=_filter(conditions), exact=True)))
+
+    # -- payload indexes --------------------------------------------------------------------------
+
+    def create_payload_index(self, collection: str, field_name: str, schema: Mapping[str, Any]) -> None:
+        with self._use(collection) as shard:
+            existing = shard.info().payload_schema.get(field_name)
+            if existing is not None and _enum_name(existing.data_type) != schema["type"]:
+                shard.update(qe.UpdateOperation.delete_field_index(field_name))
+            shard.update(qe.UpdateOperation.create_field_index(field_name, _index_params(schema)))
+            shard.flush()
+
+    def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
+        path = self.shard_path(collection)
+        if not self._exists(path):
+            return None
+        with _POOL.use(path, lambda: self._load(path)) as shard:
+            return {k: _schema_from_info(v) for k, v in sorted(shard.info().payload_schema.items())}
+
+    def delete_payload_index(self, collection: str, field_name: str) -> bool:
+        path = self.shard_path(collection)
+        if not self._exists(path):
+            return False
+        with _POOL.use(path, lambda: self._load(path)) as shard:
+            if field_name not in shard.info().payload_schema:
+                return False
+            shard.update(qe.UpdateOperation.delete_field_index(field_name))
+            shard.flush()
+            return True
+
+    # -- data helpers -----------------------------------------------------------------------------
+
+    def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
+        with self._use(collection) as shard:
+            shard.update(qe.UpdateOperation.upsert_points(
+                [qe.Point(p["id"], {k: list(v) for k, v in p["vector"].items()}, p.get("payload")) for p in points]))
+            shard.flush()
+
+    def query(self, collection: str, vector_name: str, vector: list[float],
+              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        with self._use(collection) as shard:
+            hits = shard.query(qe.QueryRequest(query=qe.Query.Nearest(list(vector), using=vector_name),
+                                               filter=_filter(conditions), limit=limit, with_payload=True))
+            return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
+
+    def close(self) -> None:
+        """Close this store's open shards."""
+        with _POOL._lock:  # noqa: SLF001 - same module
+            paths = [p for p in _POOL._entries if p.startswith(self.root + os.sep)]  # noqa: SLF001
+        for path in paths:
+            with _POOL.closed(path):
+                pass

@@ -1,0 +1,344 @@
+"""`ServerStore`: collections on a Qdrant server or cluster, through qdrant-client.
+
+Transient failures (connection errors, timeouts, HTTP 429/500/502/503/504, gRPC UNAVAILABLE,
+DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with bounded exponential backoff within the
+target's timeout; then the error names the server URL (never the key).
+
+`ServerStore(QdrantClient(path=...))` drives qdrant-client's local mode. That mode accepts every
+call but ignores payload indexes and most collection settings and reports neither back, so it only
+exercises this store's calls in tests (`reads_payload_indexes` and `reads_settings` are False).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Mapping, TypeVar
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from . import (CollectionConflict, CollectionNotFound, CollectionState, QdrantError, Store, TargetUnavailable,
+               normalize_quantization, retry)
+
+T = TypeVar("T")
+_TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+ADD_VECTOR_MIN_VERSION = (1, 18)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ResponseHandlingException):
+        return True
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in _TRANSIENT_HTTP
+    try:
+        import grpc
+
+        if isinstance(exc, grpc.RpcError):
+            return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  grpc.StatusCode.RESOURCE_EXHAUSTED)
+    except ImportError:  # pragma: no cover - grpcio ships with qdrant-client
+        pass
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code == 404
+    if isinstance(exc, ValueError):  # local mode
+        return "not found" in str(exc).lower()
+    try:
+        import grpc
+
+        return isinstance(exc, grpc.RpcError) and exc.code() == grpc.StatusCode.NOT_FOUND
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _cause(exc: BaseException) -> str:
+    source = getattr(exc, "source", None)
+    text = f"{type(source).__name__}: {source}" if source is not None else f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0][:300]
+
+
+class ServerStore(Store):
+    """Collections on a Qdrant server through a `QdrantClient` (or its local mode, for tests)."""
+
+    kind = "server"
+
+    def __init__(self, client: QdrantClient, *, location: str | None = None, timeout: float = 10.0,
+                 api_key: str | None = None):
+        self.client = client
+        self.timeout = float(timeout)
+        self.local_mode = bool(getattr(client, "_is_local_mode", False)) or \
+            type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
+        self.location = location or ("qdrant-client local mode" if self.local_mode else "Qdrant server")
+        self.reads_payload_indexes = not self.local_mode
+        self.reads_settings = not self.local_mode
+        self._secret = api_key  # only to scrub it from error messages; never logged
+        self._version: tuple[int, int] | None = None
+
+    @classmethod
+    def connect(cls, url: str, *, api_key: str | None = None, timeout: float = 10.0,
+                prefer_grpc: bool = False) -> "ServerStore":
+        """A store for the server at `url`; no request is made until the first call."""
+        client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)), prefer_grpc=prefer_grpc,
+                              check_compatibility=False)
+        return cls(client, location=url, timeout=timeout, api_key=api_key)
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        def describe(exc: BaseException, attempts: int, elapsed: float) -> Exception:
+            return TargetUnavailable(self._scrub(
+                f"Qdrant at {self.location} did not answer {what} after {attempts} attempt(s) in {elapsed:.1f}s "
+                f"(timeout {self.timeout:g}s): {_cause(exc)}"))
+
+        try:
+            return retry(fn, is_transient=_is_transient, deadline_s=self.timeout, describe=describe)
+        except (TargetUnavailable, CollectionNotFound, CollectionConflict):
+            raise
+        except UnexpectedResponse as exc:
+            detail = exc.content[:300].decode("utf-8", "replace") if exc.content else exc.reason_phrase
+            if exc.status_code in (401, 403):
+                raise QdrantError(f"Qdrant at {self.location} refused {what} (HTTP {exc.status_code}): check the API "
+                                  "key (resource input, config mixpeek:qdrantApiKey or QDRANT_API_KEY)") from None
+            raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: HTTP {exc.status_code} "
+                                          f"{detail}")) from None
+        except Exception as exc:  # noqa: BLE001 - gRPC errors get the same treatment as HTTP ones
+            import grpc
+
+            if not isinstance(exc, grpc.RpcError):
+                raise
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise QdrantError(f"Qdrant at {self.location} refused {what} ({code.name}): check the API key "
+                                  "(resource input, config mixpeek:qdrantApiKey or QDRANT_API_KEY)") from None
+            raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: gRPC {code.name} "
+                                          f"{exc.details()}")) from None
+
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the server (cached)."""
+        if self._version is None:
+            info = self._call("version info", self.client.info)
+            match = _VERSION.match(str(getattr(info, "version", "")))
+            self._version = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        return self._version
+
+    def supports_add_vector(self) -> bool:
+        return self.server_version() >= ADD_VECTOR_MIN_VERSION
+
+    def _info(self, name: str) -> Any | None:
+        def get() -> Any:
+            try:
+                return self.client.get_collection(name)
+            except Exception as exc:  # noqa: BLE001
+                if _is_not_found(exc):
+                    return None
+                raise
+
+        return self._call(f"get collection {name!r}", get)
+
+    # -- collections ------------------------------------------------------------------------------
+
+    def read_collection(self, name: str) -> CollectionState | None:
+        info = self._info(name)
+        if info is None:
+            return None
+        params = info.config.params
+        vectors_raw = params.vectors
+        if not isinstance(vectors_raw, Mapping):
+            vectors_raw = {"": vectors_raw} if vectors_raw is not None else {}
+        vectors = {}
+        for vname, vp in vectors_raw.items():
+            vectors[vname] = {"size": int(vp.size), "distance": str(getattr(vp.distance, "value", vp.distance)).lower(),
+                              "datatype": str(getattr(vp.datatype, "value", vp.datatype) or "float32").lower(),
+                              "on_disk": vp.on_disk is True}
+        settings: dict[str, Any] = {}
+        hnsw = info.config.hnsw_config
+        if hnsw is not None:
+            settings["hnsw_config"] = {"m": int(hnsw.m), "ef_construct": int(hnsw.ef_construct),
+                                       "full_scan_threshold": int(hnsw.full_scan_threshold)}
+            if hnsw.on_disk is not None:
+                settings["hnsw_config"]["on_disk"] = bool(hnsw.on_disk)
+            if hnsw.payload_m is not None:
+                settings["hnsw_config"]["payload_m"] = int(hnsw.payload_m)
+        quant = info.config.quantization_config
+        if quant is not None:
+            dumped = quant.model_dump(mode="json", exclude_none=True)
+            kind = next(iter(dumped))
+            keep = {"scalar": ("type", "quantile", "always_ram"), "product": ("compression", "always_ram"),
+                    "binary": ("always_ram",)}.get(kind, ())
+            settings["quantization_config"] = normalize_quantization(
+                {kind: {k: v for k, v in dumped[kind].items() if k in keep}}, "quantization_config")
+        settings["on_disk_payload"] = params.on_disk_payload is not False
+        settings["shard_number"] = int(params.shard_number or 1)
+        settings["replication_factor"] = int(params.replication_factor or 1)
+        schema = {}
+        for fname, pinfo in (info.payload_schema or {}).items():
+            schema[fname] = _schema_from_info(pinfo)
+        return CollectionState(name=name, vectors=dict(sorted(vectors.items())), settings=settings,
+                               points_count=int(info.points_count or 0), payload_schema=dict(sorted(schema.items())))
+
+    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
+                          settings: Mapping[str, Any]) -> None:
+        kwargs: dict[str, Any] = {
+            "vectors_config": {vname: qm.VectorParams(size=p["size"], distance=_distance(p["distance"]),
+                                                      datatype=qm.Datatype(p.get("datatype", "float32")),
+                                                      on_disk=bool(p.get("on_disk", False)))
+                               for vname, p in vectors.items()},
+        }
+        if settings.get("hnsw_config"):
+            kwargs["hnsw_config"] = qm.HnswConfigDiff(**settings["hnsw_config"])
+        if settings.get("quantization_config"):
+            kwargs["quantization_config"] = _quantization(settings["quantization_config"])
+        for key in ("on_disk_payload", "shard_number", "replication_factor"):
+            if settings.get(key) is not None:
+                kwargs[key] = settings[key]
+
+        def create() -> Any:
+            try:
+                return self.client.create_collection(name, **kwargs)
+            except UnexpectedResponse as exc:
+                if exc.status_code in (400, 409) and b"already exists" in (exc.content or b""):
+                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
+                raise
+            except ValueError as exc:  # local mode
+                if "already exists" in str(exc):
+                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
+                raise
+
+        self._call(f"create collection {name!r}", create)
+
+    def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
+        if not self.supports_add_vector():
+            major, minor = self.server_version()
+            raise QdrantError(f"Qdrant at {self.location} is version {major}.{minor}; adding a named vector to a live "
+                              "collection needs 1.18 or later")
+        config = qm.DenseVectorNameConfig(dense=qm.DenseVectorConfig(
+            size=params["size"], distance=_distance(params["distance"]),
+            datatype=qm.Datatype(params.get("datatype", "float32"))))
+        self._call(f"add vector {vector_name!r} to {name!r}",
+                   lambda: self.client.create_vector_name(name, vector_name, config))
+        if params.get("on_disk"):
+            self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
+
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
+                          settings: Mapping[str, Any]) -> None:
+        kwargs: dict[str, Any] = {}
+        if vectors_on_disk:
+            kwargs["vectors_config"] = {v: qm.VectorParamsDiff(on_disk=bool(on)) for v, on in vectors_on_disk.items()}
+        if settings.get("hnsw_config"):
+            kwargs["hnsw_config"] = qm.HnswConfigDiff(**settings["hnsw_config"])
+        if settings.get("quantization_config"):
+            kwargs["quantization_config"] = _quantization(settings["quantization_config"])
+        params = {k: settings[k] for k in ("replication_factor", "on_disk_payload") if settings.get(k) is not None}
+        if params:
+            kwargs["collection_params"] = qm.CollectionParamsDiff(**params)
+        if kwargs:
+            self._call(f"update collection {name!r}", lambda: self.client.update_collection(name, **kwargs))
+
+    def delete_collection(self, name: str) -> bool:
+        return bool(self._call(f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
+
+    def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
+        def count() -> int:
+            try:
+                return int(self.client.count(name, count_filter=_filter(conditions), exact=True).count)
+            except Exception as exc:  # noqa: BLE001
+                if _is_not_found(exc):
+                    raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}") from None
+                raise
+
+        return self._call(f"count points of {name!r}", count)
+
+    # -- payload indexes --------------------------------------------------------------------------
+
+    def create_payload_index(self, collection: str, field_name: str, schema: Mapping[str, Any]) -> None:
+        self._call(f"create payload index {field_name!r} on {collection!r}",
+                   lambda: self.client.create_payload_index(collection, field_name, _field_schema(schema), wait=True))
+
+    def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
+        state = self.read_collection(collection)
+        return None if state is None else state.payload_schema
+
+    def delete_payload_index(self, collection: str, field_name: str) -> bool:
+        indexes = self.read_payload_indexes(collection)
+        if indexes is None or (self.reads_payload_indexes and field_name not in indexes):
+            return False
+        self._call(f"delete payload index {field_name!r} on {collection!r}",
+                   lambda: self.client.delete_payload_index(collection, field_name, wait=True))
+        return True
+
+    # -- data helpers -----------------------------------------------------------------------------
+
+    def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
+        structs = [qm.PointStruct(id=p["id"], vector={k: list(v) for k, v in p["vector"].items()},
+                                  payload=p.get("payload")) for p in points]
+        self._call(f"upsert into {collection!r}", lambda: self.client.upsert(collection, structs, wait=True))
+
+    def query(self, collection: str, vector_name: str, vector: list[float],
+              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        result = self._call(f"query {collection!r}", lambda: self.client.query_points(
+            collection, query=list(vector), using=vector_name, query_filter=_filter(conditions), limit=limit,
+            with_payload=True))
+        return [{"id": p.id, "score": p.score, "payload": p.payload} for p in result.points]
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def _distance(name: str) -> Any:
+    return {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID,
+            "manhattan": qm.Distance.MANHATTAN}[name]
+
+
+def _quantization(value: Mapping[str, Any]) -> Any:
+    kind = next(iter(value))
+    model = {"scalar": qm.ScalarQuantization, "product": qm.ProductQuantization, "binary": qm.BinaryQuantization}[kind]
+    return model.model_validate(dict(value))
+
+
+def _field_schema(schema: Mapping[str, Any]) -> Any:
+    kind = schema["type"]
+    model = {"text": qm.TextIndexParams, "keyword": qm.KeywordIndexParams, "integer": qm.IntegerIndexParams,
+             "uuid": qm.UuidIndexParams}.get(kind)
+    if model is not None:
+        return model.model_validate(dict(schema))
+    return qm.PayloadSchemaType(kind)
+
+
+def _schema_from_info(info: Any) -> dict[str, Any]:
+    kind = str(getattr(info.data_type, "value", info.data_type)).lower()
+    params = info.params.model_dump(mode="json", exclude_none=True) if info.params is not None else {}
+    out: dict[str, Any] = {"type": kind}
+    if kind == "text":
+        out["tokenizer"] = str(params.get("tokenizer", "word"))
+        for key in ("min_token_len", "max_token_len"):
+            if params.get(key) is not None:
+                out[key] = int(params[key])
+        out["lowercase"] = params.get("lowercase", True) is not False
+    elif kind in ("keyword", "uuid"):
+        out["is_tenant"] = params.get("is_tenant") is True
+    elif kind == "integer":
+        out["lookup"] = params.get("lookup", True) is not False
+        out["range"] = params.get("range", True) is not False
+    return out
+
+
+def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
+    if not conditions:
+        return None
+    must = []
+    for cond in conditions:
+        match = qm.MatchText(text=cond["text"]) if "text" in cond else qm.MatchValue(value=cond["value"])
+        must.append(qm.FieldCondition(key=cond["key"], match=match))
+    return qm.Filter(must=must)

@@ -1,0 +1,146 @@
+"""Where a namespace's Qdrant collection lives: a Qdrant server (or cluster) or embedded Qdrant Edge.
+
+`QdrantTarget(url=..., api_key=...)` reaches a server through qdrant-client;
+`QdrantTarget(path=...)` keeps each collection as a Qdrant Edge shard directory `PATH/<collection>`.
+Without either, the target is embedded at `.mixpeek/qdrant`.
+
+A relative `path` is stored as written and resolved by the provider against its working directory
+(a Pulumi program and its dynamic provider host both run in the project directory), so the state
+stays portable between machines and checkouts.
+
+The API key is never part of the target's plain-data `spec()`: the resources pass it separately,
+as a Pulumi secret.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pulumi
+
+DEFAULT_EMBEDDED_PATH = ".mixpeek/qdrant"
+_URL = re.compile(r"^https?://[^\s/?#]+(:[0-9]{1,5})?(/[^\s?#]*)?$")
+
+
+class InvalidTarget(ValueError):
+    """A `QdrantTarget` argument is invalid; the message starts with the field's name."""
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """A Qdrant server (`url`, optional `api_key`) or an embedded Qdrant Edge directory (`path`).
+
+    Give exactly one of `url` and `path`; with neither the target is embedded at `.mixpeek/qdrant`.
+
+    url: `http(s)://host[:port][/prefix]` of a Qdrant server or cluster.
+    path: directory holding one Qdrant Edge shard per collection (relative paths resolve against
+        the working directory of the Pulumi program and its provider host).
+    api_key: the server's API key, a plain string or a `pulumi.Output`; the resources always pass it
+        on as a Pulumi secret. Only for `url` targets.
+    timeout: seconds a single operation may take (including retries of transient errors) before
+        the provider gives up; also how long an embedded shard locked by another process is waited for.
+    prefer_grpc: talk gRPC to the server instead of REST.
+    """
+
+    url: str | None = None
+    path: str | None = None
+    api_key: pulumi.Input[str] | None = field(default=None, repr=False, compare=False)
+    timeout: float = 10.0
+    prefer_grpc: bool = False
+
+    def __post_init__(self) -> None:
+        if self.url is not None and self.path is not None:
+            raise InvalidTarget("QdrantTarget.url: give either url (a Qdrant server) or path (embedded Qdrant Edge), "
+                                "not both")
+        if self.url is None and self.path is None:
+            object.__setattr__(self, "path", DEFAULT_EMBEDDED_PATH)
+        if self.url is not None:
+            if not isinstance(self.url, str) or not _URL.match(self.url):
+                raise InvalidTarget(f"QdrantTarget.url: {self.url!r} is not an http(s)://host[:port][/prefix] URL")
+            if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
+                raise InvalidTarget("QdrantTarget.url: credentials in the URL are not allowed; pass api_key "
+                                    "(kept as a Pulumi secret)")
+        else:
+            if not isinstance(self.path, str) or not self.path.strip():
+                raise InvalidTarget(f"QdrantTarget.path: {self.path!r} is not a directory path")
+            if self.api_key is not None:
+                raise InvalidTarget("QdrantTarget.api_key: only a server target (url) takes an API key; "
+                                    "an embedded path has none")
+            if self.prefer_grpc:
+                raise InvalidTarget("QdrantTarget.prefer_grpc: only applies to a server target (url)")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
+                or not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise InvalidTarget(f"QdrantTarget.timeout: {self.timeout!r} must be a positive number of seconds")
+        if not isinstance(self.prefer_grpc, bool):
+            raise InvalidTarget(f"QdrantTarget.prefer_grpc: {self.prefer_grpc!r} must be true or false")
+
+    @classmethod
+    def embedded(cls, path: str = DEFAULT_EMBEDDED_PATH, *, timeout: float = 10.0) -> "QdrantTarget":
+        """Embedded Qdrant Edge: one shard directory per collection under `path`."""
+        return cls(path=path, timeout=timeout)
+
+    @classmethod
+    def server(cls, url: str, api_key: pulumi.Input[str] | None = None, *, timeout: float = 10.0,
+               prefer_grpc: bool = False) -> "QdrantTarget":
+        """A Qdrant server or cluster at `url`, reached through qdrant-client."""
+        return cls(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc)
+
+    @property
+    def kind(self) -> str:
+        """`"server"` or `"embedded"`."""
+        return "server" if self.url is not None else "embedded"
+
+    def spec(self) -> dict[str, Any]:
+        """The target as plain data for resource inputs; never holds the API key."""
+        if self.url is not None:
+            return {"kind": "server", "url": self.url, "timeout": float(self.timeout), "prefer_grpc": self.prefer_grpc}
+        return {"kind": "embedded", "path": self.path, "timeout": float(self.timeout)}
+
+    def describe(self) -> str:
+        """A human-readable location (URL or path) for messages; never holds the API key."""
+        return describe_spec(self.spec())
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], api_key: pulumi.Input[str] | None = None) -> "QdrantTarget":
+        """Rebuild a target from `spec()` output (plus the key, if any)."""
+        spec = normalize_spec(spec)
+        if spec["kind"] == "server":
+            return cls(url=spec["url"], api_key=api_key, timeout=spec["timeout"], prefer_grpc=spec["prefer_grpc"])
+        return cls(path=spec["path"], timeout=spec["timeout"])
+
+
+def normalize_spec(spec: Any, field_name: str = "target") -> dict[str, Any]:
+    """Validate a target spec arriving as resource input (numbers may be floats); raises `InvalidTarget`."""
+    if not isinstance(spec, Mapping):
+        raise InvalidTarget(f"{field_name}: expected an object with kind and url or path, got {spec!r}")
+    kind = spec.get("kind")
+    extra = set(spec) - {"kind", "url", "path", "timeout", "prefer_grpc"}
+    if extra:
+        raise InvalidTarget(f"{field_name}.{sorted(extra)[0]}: unknown field; valid fields: kind, url, path, timeout, "
+                            "prefer_grpc")
+    timeout = spec.get("timeout", 10.0)
+    try:
+        if kind == "server":
+            target = QdrantTarget(url=spec.get("url"), timeout=timeout, prefer_grpc=spec.get("prefer_grpc", False))
+        elif kind == "embedded":
+            if spec.get("url") is not None:
+                raise InvalidTarget("url: an embedded target has a path, not a url")
+            target = QdrantTarget(path=spec.get("path"), timeout=timeout)
+        else:
+            raise InvalidTarget(f"kind: {kind!r} is not one of 'server', 'embedded'")
+    except InvalidTarget as exc:
+        message = str(exc)
+        if message.startswith("QdrantTarget."):
+            message = message[len("QdrantTarget."):]
+        raise InvalidTarget(f"{field_name}.{message}") from None
+    return target.spec()
+
+
+def describe_spec(spec: Mapping[str, Any]) -> str:
+    """The URL of a server spec, or `embedded Qdrant Edge at PATH` for an embedded one."""
+    if spec.get("kind") == "server":
+        return str(spec.get("url"))
+    return f"embedded Qdrant Edge at {spec.get('path')}"
