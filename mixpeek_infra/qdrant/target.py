@@ -4,9 +4,9 @@
 `QdrantTarget(path=...)` keeps each collection as a Qdrant Edge shard directory `PATH/<collection>`.
 Without either, the target is embedded at `.mixpeek/qdrant`.
 
-A relative `path` is stored as written and resolved by the provider against its working directory
-(a Pulumi program and its dynamic provider host both run in the project directory), so the state
-stays portable between machines and checkouts.
+A relative `path` is stored as written and resolved by the provider against the Pulumi project
+root (the directory holding Pulumi.yaml; see `mixpeek_infra.paths`), so the state stays portable
+between machines and checkouts.
 
 The API key is never part of the target's plain-data `spec()`: the resources pass it separately,
 as a Pulumi secret.
@@ -37,7 +37,7 @@ class QdrantTarget:
 
     url: `http(s)://host[:port][/prefix]` of a Qdrant server or cluster.
     path: directory holding one Qdrant Edge shard per collection (relative paths resolve against
-        the working directory of the Pulumi program and its provider host).
+        the Pulumi project root, the directory holding Pulumi.yaml).
     api_key: the server's API key, a plain string or a `pulumi.Output`; the resources always pass it
         on as a Pulumi secret. Only for `url` targets.
     timeout: seconds a single operation may take (including retries of transient errors) before

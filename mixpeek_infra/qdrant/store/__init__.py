@@ -385,9 +385,9 @@ def _cache_key(spec: Mapping[str, Any], api_key: str | None) -> tuple:
 
     spec = normalize_spec(spec)
     if spec["kind"] == "embedded":
-        import os
+        from ...paths import state_path
 
-        return ("embedded", os.path.abspath(spec["path"]), spec["timeout"])
+        return ("embedded", state_path(spec["path"]), spec["timeout"])
     digest = hashlib.sha256(api_key.encode()).hexdigest() if api_key else None
     return ("server", spec["url"], spec["timeout"], spec["prefer_grpc"], digest)
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import qdrant_edge as qe
 
+from ...paths import state_path
 from . import (CollectionConflict, CollectionNotFound, CollectionState, EdgeCorrupt, EdgeLocked, InvalidSpec,
                QdrantError, Store, normalize_quantization)
 
@@ -315,7 +316,7 @@ class EdgeStore(Store):
     kind = "embedded"
 
     def __init__(self, root: str, *, timeout: float = 10.0, display_path: str | None = None):
-        self.root = os.path.abspath(root)
+        self.root = state_path(root)
         self.timeout = float(timeout)
         self.location = f"embedded Qdrant Edge at {display_path or root}"
 
