@@ -348,7 +348,7 @@ class EdgeStore(Store):
                 return qe.EdgeShard.load(path, config)
             except Exception as exc:  # noqa: BLE001 - the library raises plain Exception
                 message = str(exc)
-                if "WouldBlock" in message or "Can't init WAL" in message:
+                if "WouldBlock" in message:
                     if time.monotonic() + delay < deadline:
                         time.sleep(delay)
                         delay = min(delay * 2, 0.25)
@@ -356,6 +356,9 @@ class EdgeStore(Store):
                     raise EdgeLocked(
                         f"Qdrant Edge shard {path} is locked by another process (waited {self.timeout:g}s). "
                         "Another `pulumi up` or an application holds it open; stop it and run again.") from None
+                if "Read-only file system" in message or "Permission denied" in message:
+                    raise QdrantError(f"Qdrant Edge shard {path} is not writable ({message}); make the directory "
+                                      "writable by the user running Pulumi and run again.") from None
                 if "incompatible" in message:
                     raise CollectionConflict(f"Qdrant Edge shard {path}: {message}") from None
                 raise EdgeCorrupt(f"Qdrant Edge shard {path} cannot be loaded: {message}. Restore it from a "
@@ -404,15 +407,15 @@ class EdgeStore(Store):
             except Exception as exc:  # noqa: BLE001
                 raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
 
-        with _POOL.use(path, create) as shard:
-            shard.flush()
+        # No flush per operation: the WAL makes each change durable, and the pool flushes on close.
+        with _POOL.use(path, create):
+            pass
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         with self._use(name) as shard:
             shard.update(qe.UpdateOperation.create_dense_vector(
                 vector_name, int(params["size"]), _DISTANCE[params["distance"]],
                 datatype=_DATATYPE[params.get("datatype", "float32")]))
-            shard.flush()
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
 
@@ -452,7 +455,6 @@ class EdgeStore(Store):
             if existing is not None and _enum_name(existing.data_type) != schema["type"]:
                 shard.update(qe.UpdateOperation.delete_field_index(field_name))
             shard.update(qe.UpdateOperation.create_field_index(field_name, _index_params(schema)))
-            shard.flush()
 
     def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
         path = self.shard_path(collection)
@@ -469,7 +471,6 @@ class EdgeStore(Store):
             if field_name not in shard.info().payload_schema:
                 return False
             shard.update(qe.UpdateOperation.delete_field_index(field_name))
-            shard.flush()
             return True
 
     # -- data helpers -----------------------------------------------------------------------------
