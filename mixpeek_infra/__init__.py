@@ -1,36 +1,48 @@
 """mixpeek-infra: Mixpeek namespaces as Pulumi infrastructure (Qdrant collections, payload indexes, Ray heads).
 
-The pure core (`schema`, `extractors`, `plan`) imports nothing heavy. `Namespace`, `NamespaceArgs`,
-`QdrantTarget` and the Ray head specs are loaded on first use, so `import mixpeek_infra` stays cheap
-and imports neither Ray, qdrant-client, Qdrant Edge nor pulumi-kubernetes.
+Every name is loaded on first use: `import mixpeek_infra` imports neither Ray, qdrant-client,
+Qdrant Edge nor pulumi-kubernetes, and the dynamic provider host, which imports only the
+provider modules, never pays for the schema layer.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-from .extractors import Catalogue, ExtractorVersion, ParamSpec, VectorSpec, register_extractor
-from .plan import IndexPlan, NamespacePlan, VectorPlan, plan_namespace
-from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Catalogue": "mixpeek_infra.extractors",
+    "ExtractorVersion": "mixpeek_infra.extractors",
+    "ParamSpec": "mixpeek_infra.extractors",
+    "VectorSpec": "mixpeek_infra.extractors",
+    "register_extractor": "mixpeek_infra.extractors",
+    "IndexPlan": "mixpeek_infra.plan",
+    "NamespacePlan": "mixpeek_infra.plan",
+    "VectorPlan": "mixpeek_infra.plan",
+    "plan_namespace": "mixpeek_infra.plan",
+    "CreateNamespaceRequest": "mixpeek_infra.schema",
+    "InvalidRequest": "mixpeek_infra.schema",
+    "NamespaceModel": "mixpeek_infra.schema",
+    "parse_request": "mixpeek_infra.schema",
     "Namespace": "mixpeek_infra.namespace",
     "NamespaceArgs": "mixpeek_infra.namespace",
     "QdrantTarget": "mixpeek_infra.qdrant.target",
     "RayHead": "mixpeek_infra.ray.spec",
 }
 
-__all__ = ["Catalogue", "CreateNamespaceRequest", "ExtractorVersion", "IndexPlan", "InvalidRequest",
-           "NamespaceModel", "NamespacePlan", "ParamSpec", "VectorPlan", "VectorSpec", "parse_request",
-           "plan_namespace", "register_extractor", *_LAZY]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mixpeek_infra' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
