@@ -1,0 +1,33 @@
+"""The Ray head of a namespace: an existing cluster (`external`), a local head process (`local`),
+or Kubernetes resources (`kubernetes`: a head Deployment or a KubeRay RayCluster).
+
+Importing this package is cheap: the spec and the deployers load on first use, and none of them
+imports `ray` or `pulumi_kubernetes` at module level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "RayHead": "mixpeek_infra.ray.spec",
+    "KubernetesRayHead": "mixpeek_infra.ray.spec",
+    "RayHeadOutputs": "mixpeek_infra.ray.spec",
+    "InvalidRayHead": "mixpeek_infra.ray.spec",
+    "deploy_ray_head": "mixpeek_infra.ray.spec",
+    "deploy_shared_ray_head": "mixpeek_infra.ray.spec",
+    "default_ray_image": "mixpeek_infra.ray.spec",
+    "LocalRayHead": "mixpeek_infra.ray.local",
+    "LocalRayHeadProvider": "mixpeek_infra.ray.local",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixpeek_infra.ray' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,378 @@
+"""The local Ray head provider against a real Ray on this machine.
+
+Two heads are shared by the module (starting one costs seconds): head A is created in this process,
+head B through the Pulumi SDK's dynamic provider host, driven over gRPC as the engine does, and that
+host is stopped afterwards, as the engine stops it when `pulumi up` ends. The tests then connect
+clients, refresh, diff, delete A (B must not notice) and kill B (refresh must report it gone).
+Every head is deleted in the fixture's teardown whatever happens; `ray stop` is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mixpeek_infra.ray import local
+from mixpeek_infra.ray.local import (MAX_TEMP_DIR, LocalRayHeadProvider, leader_alive, port_is_free, process_info,
+                                     session_members)
+
+URN = "urn:pulumi:dev::mixpeek-infra::pulumi-python:dynamic/mixpeek:LocalRayHead::{}"
+RAY_AVAILABLE = importlib.util.find_spec("ray") is not None
+
+needs_ray = pytest.mark.skipif(not RAY_AVAILABLE, reason="Ray is not installed (pip install 'mixpeek-infra[local]')")
+
+TASK = r"""
+import sys, ray
+ray.init(sys.argv[1])
+@ray.remote
+def double(x):
+    return 2 * x
+answer = ray.get(double.remote(21))
+ports = sorted(n["NodeManagerPort"] for n in ray.nodes() if n["Alive"])
+ray.shutdown()
+print(answer, *ports)
+"""
+
+
+def run_task(outs: dict, attempt_timeout: float = 40.0, attempts: int = 3) -> str:
+    """Run one Ray task on a head through Ray Client; return its result, checking it ran on that head.
+
+    A client connect can fail or stall for reasons upstream of this project, so a client that
+    fails or stalls is retried, at most `attempts` times.
+    """
+    env = {**os.environ, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "0"}  # fail fast instead of reconnecting
+    errors = []
+    for attempt in range(attempts):
+        proc = subprocess.Popen([sys.executable, "-c", TASK, outs["ray_head_node_url"]], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            out, err = proc.communicate(timeout=attempt_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            err = f"stalled for {attempt_timeout:.0f} s\n{err}"
+        if proc.returncode == 0 and out.strip():
+            answer, *ports = out.strip().splitlines()[-1].split()
+            assert [int(p) for p in ports] == [int(outs["ports"]["node_manager"])]  # this head, no other
+            if errors:
+                print(f"\n{outs['ray_head_node_url']}: task ran on attempt {attempt + 1}; before: {errors}")
+            return answer
+        errors.append(err[-400:])
+    raise AssertionError(f"no task ran on {outs['ray_head_node_url']}: {errors}")
+
+
+def inputs(state_dir: str, **extra) -> dict:
+    """Inputs as the resource sends them (before check)."""
+    return {"state_dir": state_dir, "state_path": state_dir, "namespace_id": "ns_0123456789", "num_cpus": 1,
+            "num_gpus": None, "include_dashboard": True, "ready_timeout": 90.0, "stop_timeout": 20.0, **extra}
+
+
+class ProviderHost:
+    """The SDK's dynamic provider host (`python -m pulumi.dynamic`), driven over gRPC like the engine."""
+
+    def __init__(self) -> None:
+        import grpc
+        from google.protobuf import struct_pb2
+        from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+
+        self.pb, self.struct = provider_pb2, struct_pb2
+        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, "PULUMI_PROJECT": "mixpeek-infra"})
+        port = int(self.proc.stdout.readline())
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
+        self.stub.Configure(provider_pb2.ConfigureRequest(args=struct_pb2.Struct(), acceptSecrets=False))
+
+    @staticmethod
+    def serialize(props: dict):
+        from pulumi.runtime import rpc
+
+        return asyncio.run(rpc.serialize_properties(props, {}))
+
+    def create(self, name: str, props: dict) -> tuple[str, dict]:
+        from pulumi.dynamic.dynamic import serialize_provider
+        from pulumi.runtime import rpc
+
+        news = self.serialize({**props, "__provider": serialize_provider(LocalRayHeadProvider())})
+        checked = self.stub.Check(self.pb.CheckRequest(urn=URN.format(name), olds=self.struct.Struct(), news=news))
+        assert not checked.failures, checked.failures
+        created = self.stub.Create(self.pb.CreateRequest(urn=URN.format(name), properties=checked.inputs, timeout=300))
+        return created.id, rpc.deserialize_properties(created.properties)
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+@pytest.fixture(scope="module")
+def heads(tmp_path_factory):
+    """Heads A (created in this process) and B (created through a provider host that then exits)."""
+    if not RAY_AVAILABLE:
+        pytest.skip("Ray is not installed (pip install 'mixpeek-infra[local]')")
+    provider = LocalRayHeadProvider()
+    short_dir = tempfile.mkdtemp(prefix="mxt", dir="/tmp")  # short: Ray's temp dir lives inside it
+    long_dir = str(tmp_path_factory.mktemp("a-state-directory-with-a-deliberately-long-name") / "ray" / "state")
+    created: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def create_b() -> None:
+        try:
+            host = ProviderHost()
+            try:
+                head_id, outs = host.create("head-b", inputs(long_dir))
+                created["B"] = {"id": head_id, "outs": outs, "host_pid": host.proc.pid}
+            finally:
+                host.stop()
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=create_b)
+    started = time.monotonic()
+    thread.start()
+    try:
+        try:
+            checked = provider.check({}, inputs(short_dir))
+            assert not checked.failures
+            result = provider.create(checked.inputs)
+            created["A"] = {"id": result.id, "outs": result.outs}
+        finally:
+            thread.join(timeout=180)
+        if errors:
+            raise errors[0]
+        created["wall_seconds"] = time.monotonic() - started
+        yield created
+    finally:
+        for key in ("A", "B"):
+            if key in created:
+                provider.delete(created[key]["id"], created[key]["outs"])
+        shutil.rmtree(short_dir, ignore_errors=True)
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on `port` (Linux /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local_addr, state = line.split()[1], line.split()[3]
+            addr, hex_port = local_addr.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(addr)
+    return found
+
+
+@needs_ray
+@pytest.mark.ray
+def test_heads_are_ready_on_distinct_free_ports(heads):
+    a, b = heads["A"]["outs"], heads["B"]["outs"]
+    print(f"\nready: A {a['ready_seconds']} s, B {b['ready_seconds']} s (both started together; wall "
+          f"{heads['wall_seconds']:.1f} s)")
+    for outs in (a, b):
+        ports = {k: int(v) for k, v in outs["ports"].items()}
+        assert set(ports) == set(local.PORT_FLAGS) and len(set(ports.values())) == len(ports)
+        assert outs["ray_head_node_url"] == f"ray://127.0.0.1:{ports['client']}"
+        assert outs["gcs_address"] == f"127.0.0.1:{ports['gcs']}"
+        assert outs["pid"] == outs["pgid"] == outs["sid"]
+        assert outs["ray_version"]
+        assert 0 < outs["ready_seconds"] < 90
+    assert not set(a["ports"].values()) & set(b["ports"].values())
+    assert heads["A"]["id"] != heads["B"]["id"]
+
+
+@needs_ray
+@pytest.mark.ray
+def test_temp_dirs_are_short_and_belong_to_the_state_dir(heads):
+    a, b = heads["A"]["outs"], heads["B"]["outs"]
+    for outs in (a, b):
+        assert len(outs["temp_dir"]) <= MAX_TEMP_DIR
+        assert os.path.realpath(outs["temp_dir"]).startswith(os.path.realpath(outs["head_dir"]))
+        assert outs["head_dir"].startswith(outs["state_path"])
+        sockets = list(Path(outs["temp_dir"]).glob("session_*/sockets/*"))
+        assert sockets and all(len(str(s)) <= MAX_TEMP_DIR + 64 for s in sockets)
+    short = len(os.path.join(a["state_path"], heads["A"]["id"], "ray")) <= MAX_TEMP_DIR
+    assert os.path.islink(a["temp_dir"]) is not short  # short state dir: Ray's temp dir is inside it
+    assert os.path.islink(b["temp_dir"])  # long state dir: a short symlink points into it
+
+
+@needs_ray
+@pytest.mark.ray
+def test_dashboard_binds_loopback_only(heads):
+    for outs in (heads["A"]["outs"], heads["B"]["outs"]):
+        addresses = _listen_addresses(int(outs["ports"]["dashboard"]))
+        # 0100007F is 127.0.0.1 in /proc/net/tcp; with a minimal Ray install there is no dashboard at all.
+        assert addresses <= {"0100007F", "0000000000000000FFFF00000100007F"}, addresses
+        if outs.get("ray_dashboard_url") is not None:
+            assert outs["ray_dashboard_url"].startswith("http://127.0.0.1:")
+        else:
+            assert not addresses
+
+
+@needs_ray
+@pytest.mark.ray
+def test_head_outlives_the_provider_host_that_created_it(heads):
+    b = heads["B"]
+    host = process_info(b["host_pid"])
+    assert host is None or host.zombie  # the provider host has exited
+    leader = process_info(int(b["outs"]["pid"]))
+    assert leader is not None and leader.sid == leader.pid and leader.ppid != b["host_pid"]
+    assert leader_alive(int(b["outs"]["pid"]), float(b["outs"]["start_time"]))
+
+
+@needs_ray
+@pytest.mark.ray
+def test_clients_connect_and_run_tasks(heads):
+    # One after the other: Ray's client proxies share one port range machine-wide, so two heads taking
+    # their first client at the same instant can cross wires (see docs/ray.md, "Known limits").
+    assert run_task(heads["A"]["outs"]) == "42"
+    assert run_task(heads["B"]["outs"]) == "42"
+
+
+@needs_ray
+@pytest.mark.ray
+def test_refresh_and_diff_of_a_live_head(heads):
+    provider = LocalRayHeadProvider()
+    a = heads["A"]
+    read = provider.read(a["id"], dict(a["outs"]))
+    assert read.id == a["id"] and read.outs["pid"] == a["outs"]["pid"]
+    # The engine passes old outputs as olds and numbers as floats: identical inputs give no change.
+    as_sent = {**inputs(a["outs"]["state_dir"]), "num_cpus": 1.0, "ready_timeout": 90, "stop_timeout": 20}
+    news = provider.check(a["outs"], as_sent).inputs
+    same = provider.diff(a["id"], a["outs"], news)
+    assert (same.changes, same.replaces) == (False, [])
+    renamed = provider.diff(a["id"], a["outs"], {**news, "namespace_id": "ns_abcdefabcd"})
+    assert (renamed.changes, renamed.replaces) == (True, [])
+    moved = provider.diff(a["id"], a["outs"], {**news, "state_dir": "/elsewhere"})
+    assert moved.changes and moved.replaces == ["state_dir"]
+    updated = provider.update(a["id"], a["outs"], {**news, "namespace_id": "ns_abcdefabcd"})
+    assert updated.outs["namespace_id"] == "ns_abcdefabcd" and updated.outs["pid"] == a["outs"]["pid"]
+
+
+@needs_ray
+@pytest.mark.ray
+def test_delete_stops_only_its_own_session(heads):
+    provider = LocalRayHeadProvider()
+    a, b = heads.pop("A"), heads["B"]
+    pid, start = int(a["outs"]["pid"]), float(a["outs"]["start_time"])
+    assert len(session_members(pid, start)) > 3  # ray start, gcs, raylet, agents, ...
+    t0 = time.monotonic()
+    try:
+        provider.delete(a["id"], a["outs"])
+    except BaseException:
+        heads["A"] = a  # let the teardown retry
+        raise
+    print(f"\ndelete took {time.monotonic() - t0:.1f} s")
+    assert session_members(pid, start) == []
+    assert all(port_is_free(int(p)) for p in a["outs"]["ports"].values())
+    assert not os.path.exists(a["outs"]["head_dir"])
+    provider.delete(a["id"], a["outs"])  # deleting again succeeds
+    assert provider.read(a["id"], a["outs"]).id == ""
+    # The other head did not notice.
+    assert leader_alive(int(b["outs"]["pid"]), float(b["outs"]["start_time"]))
+    assert run_task(b["outs"]) == "42"
+
+
+@needs_ray
+@pytest.mark.ray
+def test_killed_head_reads_as_gone_and_deletes_cleanly(heads):
+    provider = LocalRayHeadProvider()
+    b = heads["B"]
+    pid, start = int(b["outs"]["pid"]), float(b["outs"]["start_time"])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while leader_alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not leader_alive(pid, start)
+    read = provider.read(b["id"], dict(b["outs"]))
+    assert read.id == ""  # the engine drops it from state; the next `pulumi up` creates a new head
+    assert session_members(pid, start) == []  # leftovers of the dead session were swept
+    provider.delete(b["id"], b["outs"])  # deleting a dead head succeeds
+    heads.pop("B")
+    assert all(port_is_free(int(p)) for p in b["outs"]["ports"].values())
+
+
+# --- without Ray ---------------------------------------------------------------------------------
+
+
+def test_check_names_bad_inputs():
+    result = LocalRayHeadProvider().check({}, {"state_dir": "", "num_cpus": 1.5, "ready_timeout": -1,
+                                               "include_dashboard": "yes"})
+    assert sorted(f.property for f in result.failures) == ["include_dashboard", "num_cpus", "ready_timeout",
+                                                           "state_dir"]
+
+
+def test_check_coerces_engine_floats():
+    result = LocalRayHeadProvider().check({}, {"state_dir": ".mixpeek/ray", "num_cpus": 2.0, "ready_timeout": 30})
+    assert not result.failures
+    assert result.inputs["num_cpus"] == 2 and isinstance(result.inputs["num_cpus"], int)
+    assert result.inputs["ready_timeout"] == 30.0 and result.inputs["include_dashboard"] is True
+
+
+def test_unknown_inputs_at_preview_show_as_changes():
+    unknown = local.UNKNOWN
+    olds = {"state_dir": ".mixpeek/ray", "namespace_id": "ns_0123456789", "num_cpus": None, "num_gpus": None,
+            "include_dashboard": True, "ready_timeout": 120.0, "stop_timeout": 20.0}
+    diff = LocalRayHeadProvider().diff("rayhead-x", olds, {**olds, "namespace_id": unknown})
+    assert diff.changes and diff.replaces == []
+
+
+def test_delete_of_a_head_that_never_ran_succeeds(tmp_path):
+    LocalRayHeadProvider().delete("rayhead-000000000000", {"pid": 2 ** 22 - 1, "start_time": 1.0, "ports": {}})
+    assert LocalRayHeadProvider().read("rayhead-000000000000", {"pid": 2 ** 22 - 1, "start_time": 1.0}).id == ""
+
+
+def test_serialized_provider_is_small_and_importable():
+    """`__provider` pickles the class by reference: small, and loadable where mixpeek_infra is importable."""
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    blob = serialize_provider(LocalRayHeadProvider())
+    assert len(blob) <= 256, len(blob)
+    code = ("import base64, sys, dill\n"
+            f"p = dill.loads(base64.b64decode({blob!r}))\n"
+            "assert type(p).__module__ == 'mixpeek_infra.ray.local' and vars(p) == {}\n"
+            "assert 'ray' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _fake_session(head_id: str) -> tuple[int, float]:
+    """A session leader with a child, both carrying `head_id` like a head's processes (no Ray needed)."""
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True,
+                            env={**os.environ, local.MARKER_ENV: head_id})
+    local._CHILDREN[proc.pid] = proc  # reaped like a head started by this process
+    deadline = time.monotonic() + 5
+    while len(session_members(proc.pid, process_info(proc.pid).start)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc.pid, process_info(proc.pid).start
+
+
+def test_stop_session_spares_processes_of_another_head():
+    """A session whose processes carry another head's id (e.g. a reused pid) is left alone."""
+    pid, start = _fake_session("rayhead-someoneelse")
+    try:
+        assert not leader_alive(pid, start, "rayhead-mine")
+        assert stop_session_for(pid, start, "rayhead-mine") == []
+        assert len(session_members(pid, start)) == 3  # sh and both sleeps still run
+    finally:
+        assert stop_session_for(pid, start, "rayhead-someoneelse") == []
+    assert session_members(pid, start) == []
+
+
+def stop_session_for(pid, start, head_id):
+    return local.stop_session(pid, start, timeout=2.0, head_id=head_id)
