@@ -1,0 +1,200 @@
+"""The `Namespace` component: a Create Namespace request rendered as Pulumi resources.
+
+It plans the request (failing before any child is registered when the request is invalid),
+then creates the Qdrant collection, one payload index per planned index, and the Ray head, and
+exports what the documented Create Namespace response carries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pulumi
+
+from .extractors import Catalogue
+from .plan import NamespacePlan, plan_namespace
+from .qdrant.resources import Collection, PayloadIndex
+from .qdrant.target import QdrantTarget
+from .ray.spec import RayHead, deploy_ray_head
+from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
+
+NAMESPACE_TYPE = "mixpeek:index:Namespace"
+_NAMESPACE_ID = re.compile(r"^ns_[0-9a-f]{10}$")
+
+
+@dataclass
+class NamespaceArgs:
+    """Arguments of a `Namespace`.
+
+    request: the Create Namespace body (model or plain dict).
+    qdrant: where the collection lives; default embedded Qdrant Edge at `.mixpeek/qdrant`, or the
+        request's `infrastructure.qdrant_url`/`qdrant_api_key` when given.
+    ray: the Ray head; default a local head for dedicated tiers. The shared tier needs a shared
+        cluster URL (`infrastructure.ray_head_node_url` or `RayHead.external(url)`).
+    deletion_protection: refuse to delete or replace a collection that holds points.
+    namespace_id: adopt a fixed id (`ns_` + 10 hex) instead of generating one at creation.
+    cluster_id: echoed in the namespace model.
+    collection_settings: Qdrant settings (hnsw_config, quantization_config, on_disk_payload,
+        shard_number, replication_factor).
+    catalogue: the extractor catalogue; default the process-wide one.
+    vectors_on_disk: store the named vectors on disk.
+    """
+
+    request: CreateNamespaceRequest | Mapping[str, Any]
+    qdrant: QdrantTarget | None = None
+    ray: RayHead | None = None
+    deletion_protection: bool = True
+    namespace_id: str | None = None
+    cluster_id: str | None = None
+    collection_settings: Mapping[str, Any] | None = None
+    catalogue: Catalogue | None = None
+    vectors_on_disk: bool = False
+
+
+def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> QdrantTarget:
+    infra = request.infrastructure
+    if infra is not None and infra.qdrant_url is not None:
+        if args.qdrant is not None:
+            raise InvalidRequest([("infrastructure.qdrant_url", "given both in the request and as NamespaceArgs.qdrant; "
+                                                                "use one")])
+        key = infra.qdrant_api_key.get_secret_value() if infra.qdrant_api_key else None
+        return QdrantTarget(url=infra.qdrant_url, api_key=pulumi.Output.secret(key) if key else None)
+    return args.qdrant or QdrantTarget()
+
+
+def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead:
+    infra = plan.infrastructure
+    if infra["ray_head_node_url"]:
+        if args.ray is not None and args.ray.mode != "external":
+            raise InvalidRequest([("infrastructure.ray_head_node_url",
+                                   f"the request names an existing Ray cluster, but NamespaceArgs.ray asks for a "
+                                   f"{args.ray.mode!r} head; use one")])
+        return RayHead.external(infra["ray_head_node_url"])
+    if infra["compute_tier"] == "shared":
+        if args.ray is None or args.ray.mode != "external":
+            raise InvalidRequest([("infrastructure.compute_tier",
+                                   "'shared' uses an existing shared Ray cluster and creates no head: set "
+                                   "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url), or "
+                                   "choose 'dedicated_cpu' or 'dedicated_gpu' for a head of its own")])
+        return args.ray
+    return args.ray or RayHead.local()
+
+
+class Namespace(pulumi.ComponentResource):
+    """A Mixpeek namespace: its Qdrant collection, payload indexes and Ray head.
+
+    Outputs: `namespace_id`, `vector_inference_map`, `qdrant_collection`, `ray_head_node_url`,
+    `infrastructure`, `payload_indexes`, `feature_extractors` and `namespace` (the documented
+    NamespaceModel). `plan` holds the pure plan the resources were rendered from.
+    """
+
+    namespace_id: pulumi.Output[str]
+    vector_inference_map: pulumi.Output[dict]
+    qdrant_collection: pulumi.Output[str]
+    ray_head_node_url: pulumi.Output[str]
+    infrastructure: pulumi.Output[dict]
+    payload_indexes: pulumi.Output[list]
+    feature_extractors: pulumi.Output[list]
+    namespace: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: NamespaceArgs, opts: pulumi.ResourceOptions | None = None):
+        # Everything that can be wrong with the input is found here, before any resource exists.
+        request = parse_request(args.request, catalogue=args.catalogue)
+        plan = plan_namespace(request, catalogue=args.catalogue, vectors_on_disk=args.vectors_on_disk)
+        if args.namespace_id is not None and not _NAMESPACE_ID.fullmatch(args.namespace_id):
+            raise InvalidRequest([("namespace_id", f"{args.namespace_id!r} is not 'ns_' followed by 10 lowercase "
+                                                   "hex characters")])
+        target = _qdrant_target(args, request)
+        ray_spec = _ray_head(args, plan)
+        super().__init__(NAMESPACE_TYPE, name, None, opts)
+        self.plan = plan
+        child = pulumi.ResourceOptions(parent=self)
+
+        collection = Collection(
+            f"{name}-collection",
+            vectors=plan.vector_config(),
+            target=target,
+            namespace_id=args.namespace_id,
+            collection_name=plan.infrastructure["qdrant_collection"],
+            settings=dict(args.collection_settings) if args.collection_settings else None,
+            deletion_protection=args.deletion_protection,
+            opts=child,
+        )
+        self.collection = collection
+        self.indexes = [
+            PayloadIndex(
+                f"{name}-index-{ix.field_name}",
+                collection_name=collection.collection_name,
+                field_name=ix.field_name,
+                field_type=ix.type,
+                field_schema=dict(ix.field_schema),
+                target=target,
+                opts=pulumi.ResourceOptions(parent=collection),
+            )
+            for ix in plan.payload_indexes
+        ]
+        ray = deploy_ray_head(f"{name}-ray", ray_spec, plan, collection.namespace_id, parent=self)
+        self.ray_resources = ray.resources
+
+        self.namespace_id = collection.namespace_id
+        self.qdrant_collection = collection.collection_name
+        self.ray_head_node_url = ray.ray_head_node_url
+        self.vector_inference_map = pulumi.Output.from_input(dict(plan.vector_inference_map))
+        self.payload_indexes = pulumi.Output.from_input([dict(ix.__dict__) for ix in plan.payload_indexes])
+        self.feature_extractors = pulumi.Output.from_input([dict(fe) for fe in plan.feature_extractors])
+        qdrant_url = target.url
+        self.infrastructure = pulumi.Output.all(collection.collection_name, ray.ray_head_node_url,
+                                                ray.ray_dashboard_url).apply(
+            lambda xs: _infrastructure(plan, xs[0], xs[1], xs[2], qdrant_url))
+        self.namespace = pulumi.Output.all(
+            collection.namespace_id, self.infrastructure, collection.points_count, collection.created_at,
+            collection.updated_at, *[ix.field_schema for ix in self.indexes],
+        ).apply(lambda xs: _namespace_model(plan, args.cluster_id, *xs[:5], index_schemas=xs[5:]))
+        pulumi.log.info(f"namespace {plan.namespace_name}: {len(plan.vectors)} vectors, "
+                        f"{len(plan.payload_indexes)} payload indexes, Ray head mode {ray_spec.mode}", resource=self)
+        self.register_outputs({
+            "namespace_id": self.namespace_id,
+            "vector_inference_map": self.vector_inference_map,
+            "qdrant_collection": self.qdrant_collection,
+            "ray_head_node_url": self.ray_head_node_url,
+            "infrastructure": self.infrastructure,
+            "payload_indexes": self.payload_indexes,
+            "feature_extractors": self.feature_extractors,
+            "namespace": self.namespace,
+        })
+
+
+def _infrastructure(plan: NamespacePlan, collection: str, ray_url: str | None, dashboard: str | None,
+                    qdrant_url: str | None) -> dict[str, Any]:
+    """The documented NamespaceInfrastructure of the namespace (never the API key)."""
+    infra = dict(plan.infrastructure)
+    infra.update(qdrant_collection=collection, ray_head_node_url=ray_url,
+                 ray_dashboard_url=dashboard or infra["ray_dashboard_url"], qdrant_url=qdrant_url)
+    return infra
+
+
+def _namespace_model(plan: NamespacePlan, cluster_id: str | None, namespace_id: str, infrastructure: dict,
+                     points: Any, created_at: str | None, updated_at: str | None,
+                     index_schemas: list[Any]) -> dict[str, Any]:
+    """The documented NamespaceModel; payload index schemas are the ones Qdrant reports."""
+    indexes = []
+    for ix, real in zip(plan.payload_indexes, index_schemas):
+        indexes.append({"field_name": ix.field_name, "type": ix.type,
+                        "field_schema": dict(real) if real else dict(ix.field_schema), "is_protected": ix.is_protected})
+    model = NamespaceModel(
+        namespace_id=namespace_id,
+        namespace_name=plan.namespace_name,
+        description=plan.description,
+        feature_extractors=[dict(fe) for fe in plan.feature_extractors],
+        payload_indexes=indexes,
+        vector_inference_map=dict(plan.vector_inference_map),
+        auto_create_indexes=plan.auto_create_indexes,
+        infrastructure=infrastructure,
+        cluster_id=cluster_id,
+        document_count=int(points) if points is not None else None,
+        created_at=created_at,
+        updated_at=updated_at,
+    )
+    return model.model_dump(mode="json")
