@@ -24,6 +24,17 @@ DYNAMIC = "pulumi-python:dynamic"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 
+def unwrap_secrets(value: Any) -> Any:
+    """Plain values, as the engine hands them to a provider that does not accept secrets."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
+            return unwrap_secrets(value.get("value"))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
 def decode_provider(serialized: str):
     """The provider object, decoded the way `python -m pulumi.dynamic` decodes it."""
     return dill.loads(base64.b64decode(serialized))
@@ -50,7 +61,7 @@ class RecordingMonitor(MockMonitor):
         self.raw: list[dict[str, Any]] = []
 
     def RegisterResource(self, request):
-        self.raw.append({"type": request.type, "name": request.name,
+        self.raw.append({"type": request.type, "name": request.name, "parent": request.parent,
                          "object": json_format.MessageToDict(request.object)})
         response = super().RegisterResource(request)
         self.raw.append({"type": request.type, "name": request.name, "outputs":
@@ -60,6 +71,12 @@ class RecordingMonitor(MockMonitor):
     def RegisterResourceOutputs(self, request):
         self.raw.append({"urn": request.urn, "outputs": json_format.MessageToDict(request.outputs)})
         return super().RegisterResourceOutputs(request)
+
+
+def parents(monitor: RecordingMonitor) -> dict[str, str]:
+    """Each registered resource's name -> its parent's name ('' for the stack)."""
+    return {r["name"]: r["parent"].rsplit("::", 1)[-1] if r["parent"] else "" for r in monitor.raw
+            if "object" in r}
 
 
 class FakeMocks(pulumi.runtime.Mocks):
@@ -93,7 +110,7 @@ class ProviderMocks(pulumi.runtime.Mocks):
         self.apply_updates = apply_updates
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        inputs = dict(args.inputs)
+        inputs = unwrap_secrets(dict(args.inputs))
         if not args.typ.startswith(DYNAMIC):
             self.resources.append(Registered(args.typ, args.name, inputs, f"{args.name}-id", inputs))
             return f"{args.name}-id", inputs
@@ -131,12 +148,13 @@ def set_stack_config(config: dict[str, Any], project: str = "mixpeek-infra") -> 
 
 
 def run_program(config: dict[str, Any], mocks: pulumi.runtime.Mocks, *, stack: str = "dev",
-                preview: bool = False) -> tuple[dict[str, Any], RecordingMonitor]:
+                preview: bool = False, logger: Any = None) -> tuple[dict[str, Any], RecordingMonitor]:
     """Run `mixpeek_infra.program.run` under `mocks`; returns each namespace's resolved outputs."""
     from mixpeek_infra.program import run
 
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="mixpeek-infra", stack=stack, preview=preview, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="mixpeek-infra", stack=stack, preview=preview, monitor=monitor,
+                             logger=logger)
     set_stack_config(config)
     resolved: dict[str, Any] = {}
 
