@@ -1,0 +1,26 @@
+"""The README's two commands are the ones the project really uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"pip install -e '\.\[dev\]' && (python -m pytest[^\n`]*)", readme).group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert ci_lines[-1] == command
+    assert "python -m pip install --quiet -e '.[dev]'" in ci_lines
+
+
+def test_readme_dev_stack_command_uses_the_dev_stack_config():
+    readme = (ROOT / "README.md").read_text()
+    assert "pulumi stack select dev --create && pulumi up --yes" in readme
+    assert (ROOT / "stacks" / "Pulumi.dev.yaml").is_file()
+    pulumi_yaml = (ROOT / "Pulumi.yaml").read_text()
+    assert "main: stacks/" in pulumi_yaml and "stackConfigDir: stacks" in pulumi_yaml
+    assert "-e .[local]" in (ROOT / "requirements.txt").read_text()
