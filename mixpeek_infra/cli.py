@@ -46,10 +46,12 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_VALUES = 200_000  # values in one file after expanding YAML aliases
 MAX_TEXT = 300  # characters of a path or message echoed to the terminal
 
-# Keys of a stack-config namespace entry in its `{request: body, ...}` form; mirrors
-# mixpeek_infra.program (not imported here: it imports Pulumi).
-STACK_ENTRY_KEYS = frozenset({"request", "qdrant", "ray", "deletion_protection", "namespace_id", "cluster_id",
+# Keys of a stack-config namespace entry in its `{request: body, ...}` form (the stack program,
+# mixpeek_infra.program, checks entries with `override_problems` too). `key` is the namespace's
+# stable Pulumi resource name (default: its namespace_name), so a rename touches no resource.
+STACK_ENTRY_KEYS = frozenset({"request", "key", "qdrant", "ray", "deletion_protection", "namespace_id", "cluster_id",
                               "collection_settings", "vectors_on_disk"})
+_RESOURCE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 STACK_PROJECT = "mixpeek-infra"
 _NAMESPACE_ID = re.compile(r"ns_[0-9a-f]{10}")
 
@@ -279,19 +281,23 @@ def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], lis
     for i, item in enumerate(raw):
         if stack and isinstance(item, Mapping) and "request" in item:
             overrides = {k: v for k, v in item.items() if k != "request"}
-            bodies.append(Body(i, item["request"], overrides, _override_problems(overrides), prefix="request."))
+            bodies.append(Body(i, item["request"], overrides, override_problems(overrides), prefix="request."))
         else:
             bodies.append(Body(i, item))
     return bodies, file_problems
 
 
-def _override_problems(overrides: Mapping[str, Any]) -> list[tuple[str, str]]:
+def override_problems(overrides: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Typos and wrong types in a stack entry's per-namespace overrides."""
     problems = [(str(k), f"unknown key; valid keys: {', '.join(sorted(STACK_ENTRY_KEYS))}")
                 for k in sorted(set(overrides) - STACK_ENTRY_KEYS, key=str)]
     for key in ("deletion_protection", "vectors_on_disk"):
         if key in overrides and not isinstance(overrides[key], bool):
             problems.append((key, f"expected true or false, got {_short(overrides[key])}"))
+    key = overrides.get("key")
+    if key is not None and not (isinstance(key, str) and _RESOURCE_KEY.fullmatch(key)):
+        problems.append(("key", f"{_short(key)} is not a resource name: 1-63 letters, digits, '_', '.' or '-', "
+                                "starting with a letter or digit"))
     namespace_id = overrides.get("namespace_id")
     if namespace_id is not None and not (isinstance(namespace_id, str) and _NAMESPACE_ID.fullmatch(namespace_id)):
         problems.append(("namespace_id",

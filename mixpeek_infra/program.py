@@ -1,8 +1,9 @@
 """The stack program: Pulumi stack config -> one `Namespace` per Create Namespace body.
 
 Config (project namespace `mixpeek-infra`):
-  namespaces: list of request bodies, or of {request: body, qdrant: {...}, ray: {...},
-              deletion_protection: bool, namespace_id: str, cluster_id: str, collection_settings: {...}}
+  namespaces: list of request bodies, or of {request: body, key: str (stable resource name; default
+              the namespace_name), qdrant: {...}, ray: {...}, deletion_protection: bool,
+              namespace_id: str, cluster_id: str, collection_settings: {...}, vectors_on_disk: bool}
   qdrant:     default target: {path: .mixpeek/qdrant} or {url: ..., timeout: ..., prefer_grpc: ...}
   qdrantApiKey (secret): the API key of a `qdrant.url` target
   ray:        default Ray head for dedicated tiers ({mode: local|kubernetes, ...}) and, under
@@ -22,12 +23,11 @@ from typing import Any, Mapping
 
 import pulumi
 
+from .cli import override_problems
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, plan_namespace
 from .schema import InvalidRequest
 
-_ENTRY_KEYS = {"request", "qdrant", "ray", "deletion_protection", "namespace_id", "cluster_id", "collection_settings",
-               "vectors_on_disk"}
 _QDRANT_KEYS = {"url", "path", "timeout", "prefer_grpc"}
 
 
@@ -43,6 +43,11 @@ class NamespaceEntry:
     plan: NamespacePlan
     overrides: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """The namespace's Pulumi resource name: `key` when given, else its namespace_name."""
+        return self.overrides.get("key") or self.plan.namespace_name
+
 
 def load_entries(items: Any, catalogue: Catalogue) -> list[NamespaceEntry]:
     """Validate every configured namespace; raise `StackConfigError` listing all problems."""
@@ -54,11 +59,11 @@ def load_entries(items: Any, catalogue: Catalogue) -> list[NamespaceEntry]:
     for i, item in enumerate(items):
         where = f"namespaces[{i}]"
         if isinstance(item, Mapping) and "request" in item:
-            unknown = set(item) - _ENTRY_KEYS
-            if unknown:
-                problems.append((where, f"unknown keys {sorted(unknown)}; valid keys: {sorted(_ENTRY_KEYS)}"))
-                continue
             body, overrides = item["request"], {k: v for k, v in item.items() if k != "request"}
+            bad = override_problems(overrides)
+            if bad:
+                problems += [(f"{where}.{path}", msg) for path, msg in bad]
+                continue
             where += ".request"
         else:
             body, overrides = item, {}
@@ -67,10 +72,12 @@ def load_entries(items: Any, catalogue: Catalogue) -> list[NamespaceEntry]:
         except InvalidRequest as exc:
             problems += [(f"{where}.{path}" if path != "(body)" else where, msg) for path, msg in exc.problems]
             continue
-        if plan.namespace_name in names:
-            problems.append((f"{where}.namespace_name", f"{plan.namespace_name!r} is already used by "
-                                                        f"namespaces[{names[plan.namespace_name]}]"))
-        names.setdefault(plan.namespace_name, i)
+        for field_name, value in (("namespace_name", plan.namespace_name), ("key", overrides.get("key"))):
+            if value is None:
+                continue
+            if value in names:
+                problems.append((f"{where}.{field_name}", f"{value!r} is already used by namespaces[{names[value]}]"))
+            names.setdefault(value, i)
         entries.append(NamespaceEntry(body, plan, overrides))
     if problems:
         raise StackConfigError("invalid stack config:\n" + "\n".join(f"  {p}: {m}" for p, m in problems))
@@ -140,7 +147,7 @@ def run() -> dict[str, Any]:
         target = qdrant_target(o["qdrant"], api_key) if "qdrant" in o else default_target
         if entry.plan.infrastructure["qdrant_url"]:
             target = None  # the request's own infrastructure.qdrant_url wins
-        ns = Namespace(entry.plan.namespace_name, NamespaceArgs(
+        ns = Namespace(entry.key, NamespaceArgs(
             request=entry.request, qdrant=target, ray=ray, catalogue=catalogue,
             deletion_protection=bool(o.get("deletion_protection", True)),
             namespace_id=o.get("namespace_id"), cluster_id=o.get("cluster_id"),

@@ -251,3 +251,28 @@ def test_second_run_diffs_as_the_lifecycle_table_promises(tmp_path):
         first.destroy()
         forget_stores()
     assert not (tmp_path / "qdrant" / ns_id).exists()
+
+
+def test_stable_key_keeps_resource_names_when_the_namespace_is_renamed():
+    config = stack_config("prod")
+    config["namespaces"][1]["key"] = "moderation"
+    mocks = FakeMocks()
+    run_program({**config, "qdrantApiKey": API_KEY}, mocks, stack="prod")
+    first = {n for _, n in types(mocks)}
+    config["namespaces"][1]["request"]["namespace_name"] = "video_moderation_v2"
+    renamed = FakeMocks()
+    outputs, _ = run_program({**config, "qdrantApiKey": API_KEY}, renamed, stack="prod")
+    assert "moderation-collection" in first
+    assert {n for _, n in types(renamed)} == first  # same resources: nothing is replaced
+    assert outputs["video_moderation_v2"]["namespace"]["namespace_name"] == "video_moderation_v2"
+
+
+def test_bad_override_in_config_is_refused_with_its_path():
+    config = stack_config("prod")
+    config["namespaces"][1]["deletion_protecton"] = False
+    config["namespaces"][1]["key"] = "../escape"
+    mocks = FakeMocks()
+    with pytest.raises(Exception) as info:
+        run_program({**config, "qdrantApiKey": API_KEY}, mocks, stack="prod")
+    assert "namespaces[1].deletion_protecton" in str(info.value) and "namespaces[1].key" in str(info.value)
+    assert mocks.resources == []
