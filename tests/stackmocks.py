@@ -79,6 +79,20 @@ def parents(monitor: RecordingMonitor) -> dict[str, str]:
             if "object" in r}
 
 
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Echo every resource's inputs as its outputs and keep the raw `MockResourceArgs`."""
+
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
 class FakeMocks(pulumi.runtime.Mocks):
     """Plausible outputs for every resource; records the graph."""
 

@@ -19,26 +19,13 @@ import yaml
 
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.ray.spec import RayHead, deploy_ray_head
+from stackmocks import RecordingMocks
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT.parent / "shared" / "reference" / "kuberay" / "ray.io_rayclusters.yaml"  # conftest SHARED_REFERENCE
 TOKEN = "tok-7d1f0c9e-ray-auth-secret"
 NAMESPACE_ID = "ns_0123456789"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's secret signature in mock inputs
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that record every registered resource (type, name, inputs, parent, provider)."""
-
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
 
 
 class Parent(pulumi.ComponentResource):

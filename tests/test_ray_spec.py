@@ -15,20 +15,7 @@ from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.ray.spec import (InvalidRayHead, RayHead, default_ray_image, deploy_ray_head, dns_label,
                                     parse_quantity)
 from mixpeek_infra.schema import InvalidRequest, parse_request
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Pulumi mocks that record every registered resource."""
-
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+from stackmocks import RecordingMocks
 
 
 class Parent(pulumi.ComponentResource):

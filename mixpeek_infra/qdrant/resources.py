@@ -247,22 +247,32 @@ def _deletion_message(name: str, location: str, points: int, action: str, reason
             "to keep the collection.")
 
 
-class CollectionProvider(ResourceProvider):
-    """Lifecycle of a Qdrant collection (server or embedded Edge) holding a namespace's named vectors."""
+class _QdrantProvider(ResourceProvider):
+    """What both Qdrant providers share: configuration and `check` around their input normaliser."""
 
     serialize_as_secret_always = False  # the provider captures no secrets; keep `__provider` plain and small
+
+    @staticmethod
+    def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
 
     def configure(self, req: ConfigureRequest) -> None:
         """Read the API key from provider configuration `mixpeek:qdrantApiKey` (kept off `self`)."""
         _configure(req)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        """Validate and normalise the inputs; failures name the field."""
+        """Validate and normalise (defaults filled, numbers as ints); failures name the field."""
         try:
-            inputs = normalize_collection_inputs(news)
+            inputs = self.normalize(news)
         except InvalidSpec as exc:
             return CheckResult(news, _failures(exc))
         return CheckResult(_keep_key_secret(inputs), [])
+
+
+class CollectionProvider(_QdrantProvider):
+    """Lifecycle of a Qdrant collection (server or embedded Edge) holding a namespace's named vectors."""
+
+    normalize = staticmethod(normalize_collection_inputs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Exact changes and replacements; refuses (at preview) a replacement that would lose points."""
@@ -574,22 +584,10 @@ def normalize_index_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class PayloadIndexProvider(ResourceProvider):
+class PayloadIndexProvider(_QdrantProvider):
     """Lifecycle of one payload index (field + full schema) of a Qdrant collection."""
 
-    serialize_as_secret_always = False
-
-    def configure(self, req: ConfigureRequest) -> None:
-        """Read the API key from provider configuration `mixpeek:qdrantApiKey` (kept off `self`)."""
-        _configure(req)
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        """Validate and normalise (defaults filled, numbers as ints); failures name the field."""
-        try:
-            inputs = normalize_index_inputs(news)
-        except InvalidSpec as exc:
-            return CheckResult(news, _failures(exc))
-        return CheckResult(_keep_key_secret(inputs), [])
+    normalize = staticmethod(normalize_index_inputs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """collection, field or target location change: replace; type/params change: update (re-create in place)."""
