@@ -141,9 +141,10 @@ class Namespace(pulumi.ComponentResource):
         self.namespace_id = collection.namespace_id
         self.qdrant_collection = collection.collection_name
         self.ray_head_node_url = ray.ray_head_node_url
-        self.vector_inference_map = pulumi.Output.from_input(dict(plan.vector_inference_map))
-        self.payload_indexes = pulumi.Output.from_input([dict(ix.__dict__) for ix in plan.payload_indexes])
-        self.feature_extractors = pulumi.Output.from_input([dict(fe) for fe in plan.feature_extractors])
+        # Known values as one Output each: from_input would wrap every nested item in its own Output.
+        self.vector_inference_map = _known(dict(plan.vector_inference_map))
+        self.payload_indexes = _known([dict(ix.__dict__) for ix in plan.payload_indexes])
+        self.feature_extractors = _known([dict(fe) for fe in plan.feature_extractors])
         qdrant_url = target.url
         self.infrastructure = pulumi.Output.all(collection.collection_name, ray.ray_head_node_url,
                                                 ray.ray_dashboard_url).apply(
@@ -164,6 +165,11 @@ class Namespace(pulumi.ComponentResource):
             "feature_extractors": self.feature_extractors,
             "namespace": self.namespace,
         })
+
+
+def _known(value: Any) -> pulumi.Output[Any]:
+    """A value known at preview, as a single Output."""
+    return pulumi.Output.from_input(None).apply(lambda _: value)
 
 
 def _infrastructure(plan: NamespacePlan, collection: str, ray_url: str | None, dashboard: str | None,

@@ -18,6 +18,7 @@ Every body is validated before any resource is registered; a bad one stops the r
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -104,6 +105,10 @@ def run() -> dict[str, Any]:
     from .namespace import Namespace, NamespaceArgs
     from .ray.spec import RayHead
 
+    # Each namespace keeps ~400 Outputs alive until the program ends; with the default third GC
+    # threshold, full collections rescan them ever more often and cost per namespace grows with N.
+    gen0, gen1, _ = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, 1000)
     config = pulumi.Config()
     catalogue = DEFAULT_CATALOGUE.copy()
     for i, item in enumerate(config.get_object("extractors") or []):
@@ -125,15 +130,15 @@ def run() -> dict[str, Any]:
         except ValueError as exc:
             raise StackConfigError(f"config {where}: {exc}") from None
 
-    default_ray = ray_spec(ray_settings, "ray")
     needs_shared = [e for e in entries if e.plan.infrastructure["compute_tier"] == "shared"
                     and not e.plan.infrastructure["ray_head_node_url"] and "ray" not in e.overrides]
+    needs_default = any(e.plan.infrastructure["compute_tier"] != "shared" and not e.plan.infrastructure[
+        "ray_head_node_url"] and "ray" not in e.overrides for e in entries)
+    # The default head spec is built (and checked) only when a namespace or the shared head uses it.
+    default_ray = ray_spec(ray_settings, "ray") if needs_default or (needs_shared and not shared_url) else None
     shared_head = None
     if needs_shared:
-        if shared_url:
-            shared_head = RayHead.external(shared_url)
-        else:
-            shared_head = RayHead.external(_shared_cluster(default_ray))
+        shared_head = RayHead.external(shared_url or _shared_cluster(default_ray))
 
     namespaces: dict[str, Any] = {}
     for entry in entries:

@@ -276,3 +276,12 @@ def test_bad_override_in_config_is_refused_with_its_path():
         run_program({**config, "qdrantApiKey": API_KEY}, mocks, stack="prod")
     assert "namespaces[1].deletion_protecton" in str(info.value) and "namespaces[1].key" in str(info.value)
     assert mocks.resources == []
+
+
+def test_all_shared_stack_with_only_a_shared_url_needs_no_default_head():
+    config = stack_config("dev")
+    config["ray"] = {"mode": "external", "shared_url": "ray://10.1.2.3:10001"}
+    mocks = FakeMocks()
+    outputs, _ = run_program(config, mocks)
+    assert outputs["spotify_playlists_dev"]["ray_head_node_url"] == "ray://10.1.2.3:10001"
+    assert not any(r.typ == LOCAL_HEAD for r in mocks.resources)
