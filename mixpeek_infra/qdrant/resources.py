@@ -148,23 +148,26 @@ def _check_key(key: Any, out: dict[str, Any]) -> None:
     out["api_key"] = key
 
 
+def _plain_props_with_target(props: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plain inputs without `__provider`, and the outputs begun with the normalised target."""
+    props = {k: _plain(v) for k, v in props.items() if k != "__provider"}
+    target = props.get("target")
+    if _is_unknown(target):
+        return props, {"target": target}
+    try:
+        return props, {"target": normalize_spec(target if target is not None else QdrantTarget().spec())}
+    except InvalidTarget as exc:
+        path, _, reason = str(exc).partition(": ")
+        raise InvalidSpec(path, reason) from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Collection
 
 
 def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and normalise a Collection's inputs (unknown values pass through); raises `InvalidSpec`."""
-    props = {k: _plain(v) for k, v in props.items() if k != "__provider"}
-    out: dict[str, Any] = {}
-    target = props.get("target")
-    if _is_unknown(target):
-        out["target"] = target
-    else:
-        try:
-            out["target"] = normalize_spec(target if target is not None else QdrantTarget().spec())
-        except InvalidTarget as exc:
-            path, _, reason = str(exc).partition(": ")
-            raise InvalidSpec(path, reason) from None
+    props, out = _plain_props_with_target(props)
     vectors = props.get("vectors")
     if vectors is None:
         raise InvalidSpec("vectors", "required: the collection's named vectors {name: {size, distance, datatype, "
@@ -551,17 +554,7 @@ class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollecti
 
 def normalize_index_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     """Validate and normalise a PayloadIndex's inputs (unknown values pass through); raises `InvalidSpec`."""
-    props = {k: _plain(v) for k, v in props.items() if k != "__provider"}
-    out: dict[str, Any] = {}
-    target = props.get("target")
-    if _is_unknown(target):
-        out["target"] = target
-    else:
-        try:
-            out["target"] = normalize_spec(target if target is not None else QdrantTarget().spec())
-        except InvalidTarget as exc:
-            path, _, reason = str(exc).partition(": ")
-            raise InvalidSpec(path, reason) from None
+    props, out = _plain_props_with_target(props)
     name = props.get("collection_name")
     if name is None:
         raise InvalidSpec("collection_name", "required")
