@@ -307,6 +307,43 @@ def test_killed_head_reads_as_gone_and_deletes_cleanly(heads):
     assert all(port_is_free(int(p)) for p in b["outs"]["ports"].values())
 
 
+@needs_ray
+@pytest.mark.ray
+def test_head_killed_during_start_fails_clearly_and_the_next_run_completes(tmp_path):
+    """SIGKILL the head's session while create waits for readiness: create fails with a clear error,
+    nothing of that session is left, and a following create (the next `pulumi up`) succeeds."""
+    provider = LocalRayHeadProvider()
+    news = provider.check({}, inputs(str(tmp_path / "ray"))).inputs
+    before = set(local._CHILDREN)
+    killed: list[int] = []
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            fresh = set(local._CHILDREN) - before
+            if fresh:
+                pid = fresh.pop()
+                time.sleep(1.0)  # mid-start: the client port is not serving yet
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    with pytest.raises(local.RayHeadError) as info:
+        provider.create(news)
+    killer.join()
+    assert killed and "ray://127.0.0.1:" in str(info.value)
+    assert process_info(killed[0]) is None or not leader_alive(killed[0], process_info(killed[0]).start)
+    result = provider.create(news)
+    try:
+        assert run_task(result.outs) == "42"
+    finally:
+        provider.delete(result.id, result.outs)
+    assert not leader_alive(int(result.outs["pid"]), float(result.outs["start_time"]))
+
+
 # --- without Ray ---------------------------------------------------------------------------------
 
 
