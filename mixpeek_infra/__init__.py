@@ -7,8 +7,8 @@ provider modules, never pays for the schema layer.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -35,13 +35,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mixpeek_infra' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr('mixpeek_infra', _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -9,7 +9,8 @@ Neither qdrant-client nor qdrant_edge is imported until a store of that kind is 
 
 from __future__ import annotations
 
-from typing import Any
+
+from .._lazy import lazy_getattr
 
 from .target import DEFAULT_EMBEDDED_PATH, InvalidTarget, QdrantTarget
 
@@ -29,10 +30,4 @@ _LAZY = {
 __all__ = ["DEFAULT_EMBEDDED_PATH", "InvalidTarget", "QdrantTarget", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mixpeek_infra.qdrant' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr('mixpeek_infra.qdrant', _LAZY, globals())

@@ -7,7 +7,8 @@ imports `ray` or `pulumi_kubernetes` at module level.
 
 from __future__ import annotations
 
-from typing import Any
+
+from .._lazy import lazy_getattr
 
 _LAZY = {
     "RayHead": "mixpeek_infra.ray.spec",
@@ -24,10 +25,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mixpeek_infra.ray' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr('mixpeek_infra.ray', _LAZY, globals())
