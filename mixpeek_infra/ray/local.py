@@ -3,9 +3,11 @@
 Create picks free ports for every Ray component it can configure (so heads do not collide; only the
 per-client servers of Ray Client share a fixed range, see `wait_for_ray_client`), gives the head its own
 `--temp-dir` under the state directory (through a short symlink when the path would break Ray's unix
-socket length limit), binds the dashboard to 127.0.0.1, starts the process detached in a new session
-(it outlives the provider process, which the engine stops when `pulumi up` ends) and waits, bounded
-and retrying, until a Ray client connects. Read reports the head gone once its session leader is
+socket length limit), binds every listener to 127.0.0.1 (`--node-ip-address`, `--dashboard-host`),
+starts the process detached in a new session (it outlives the provider process, which the engine stops
+when `pulumi up` ends) and waits, bounded and retrying, until a Ray client connects. A start that fails
+on a taken port (the raylet or GCS logs it fatally) is retried at once with new ports; any other fatal
+error of theirs fails the create at once, naming it. Read reports the head gone once its session leader is
 dead. Delete stops that session only: SIGTERM to the `ray start` leader (Ray drains and stops its
 children), then SIGTERM/SIGKILL to leftovers of the same session; `ray stop`, which kills every Ray
 process on the machine, is never used.
@@ -17,15 +19,14 @@ and this module's import path are part of every stack's state: do not rename the
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -33,6 +34,10 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from ..paths import state_path
+from ..redact import redact_url
+# Re-exported: the process helpers lived here before and callers import them from this module.
+from ._process import (_CHILDREN, MARKER_ENV, ProcInfo, current_boot_id, leader_alive,  # noqa: F401
+                       listening_sockets, process_info, process_table, session_members, stop_session)
 
 #: Ray component -> `ray start` flag; each gets its own free port.
 PORT_FLAGS: dict[str, str] = {
@@ -50,7 +55,6 @@ PORT_FLAGS: dict[str, str] = {
 REPLACE_KEYS = ("state_dir", "num_cpus", "num_gpus", "include_dashboard")
 UPDATE_KEYS = ("namespace_id", "ready_timeout", "stop_timeout")
 INPUT_KEYS = REPLACE_KEYS + UPDATE_KEYS + ("state_path",)
-MARKER_ENV = "MIXPEEK_RAY_HEAD_ID"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's unknown-value sentinel
 
 # Unix socket paths are limited to 108 bytes (104 on macOS) including the NUL. Ray puts its sockets at
@@ -60,9 +64,18 @@ _SOCKET_PATH_MAX = 103 if sys.platform == "darwin" else 107
 _SOCKET_SUFFIX = 64
 MAX_TEMP_DIR = _SOCKET_PATH_MAX - _SOCKET_SUFFIX
 
+#: Every listener of a local head binds here (Ray derives each bind address from the node address).
+LOOPBACK = "127.0.0.1"
+# How the raylet or the GCS reports its death: a fatal line ("[2026-01-01 10:00:00,000 C 12 12] (raylet) x.cc:1:
+# message"), or the raylet's error line when an agent it fate-shares with failed.
+_FATAL_LINE = re.compile(r"^\[[^\]]* (?:[CF]|E(?=.*The raylet exited)) \d+ \d+\] \((?:raylet|gcs_server)\) "
+                         r"(?P<message>.*)$", re.M)
+_RAY_BUG_NOTE = re.compile(r"An unexpected system state has occurred\..*?fix it\.\s*")  # Ray's "report this" text
+# A taken port, as gRPC (errno:98), Python ([Errno 98] Address already in use) and `ray start` report it.
+_PORT_TAKEN = re.compile(r"address already in use|errno:\s*(?:98|48)\b|failed to bind", re.I)
+
 _PORT_LOCK = threading.Lock()
 _RECENT_PORTS: dict[int, float] = {}  # ports handed out by this process recently (not yet bound by Ray)
-_CHILDREN: dict[int, subprocess.Popen] = {}  # leaders started by this process, so they can be reaped
 
 _PROBE = r"""
 import os, socket, sys, time
@@ -96,196 +109,10 @@ os._exit(0)
 
 
 class RayHeadError(RuntimeError):
-    """A local Ray head could not be started or stopped."""
+    """A local Ray head could not be started or stopped. The message never shows a URL's credentials."""
 
-
-# ---------------------------------------------------------------------------------------------
-# Process table
-
-
-@dataclass(frozen=True)
-class ProcInfo:
-    """One process as the OS reports it. `start` is clock ticks since boot on Linux, epoch seconds elsewhere."""
-
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    state: str
-    start: float
-
-    @property
-    def zombie(self) -> bool:
-        return self.state.startswith("Z")
-
-
-def _linux() -> bool:
-    return os.path.isdir("/proc/self")
-
-
-def _read_proc(pid: int) -> Optional[ProcInfo]:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return ProcInfo(pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]),
-                    start=float(rest[19]))
-
-
-def _ps_table() -> list[ProcInfo]:
-    # Non-Linux POSIX fallback: no session ids, so the process group stands in for the session.
-    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,state=,lstart="], capture_output=True, text=True,
-                         check=False).stdout
-    table = []
-    for line in out.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 5:
-            continue
-        try:
-            start = time.mktime(time.strptime(parts[4].strip(), "%a %b %d %H:%M:%S %Y"))
-            table.append(ProcInfo(pid=int(parts[0]), ppid=int(parts[1]), pgid=int(parts[2]), sid=int(parts[2]),
-                                  state=parts[3], start=start))
-        except ValueError:
-            continue
-    return table
-
-
-def process_info(pid: int) -> Optional[ProcInfo]:
-    """The process `pid`, or None when there is no such process."""
-    if _linux():
-        return _read_proc(pid)
-    return next((p for p in _ps_table() if p.pid == pid), None)
-
-
-def process_table() -> list[ProcInfo]:
-    """Every process visible to this user."""
-    if not _linux():
-        return _ps_table()
-    table = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := _read_proc(int(entry))) is not None:
-            table.append(info)
-    return table
-
-
-def _same_start(a: float, b: float) -> bool:
-    return a == b if _linux() else abs(a - b) < 1.5
-
-
-def _reap(pid: int) -> None:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-        return
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-
-
-def _marker(pid: int) -> Optional[str]:
-    """The head id a process carries in its environment ("" when none), or None when unreadable."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    prefix = MARKER_ENV.encode() + b"="
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix):].decode(errors="replace")
-    return ""
-
-
-def current_boot_id() -> Optional[str]:
-    """This boot's id on Linux (pids and start ticks restart with every boot), else None."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def _ours(info: ProcInfo, head_id: Optional[str]) -> bool:
-    # `ray start` and its children inherit MIXPEEK_RAY_HEAD_ID. Processes that rename themselves
-    # (ray::DashboardAgent, ray::IDLE, ...) overwrite their environment, so a missing id proves
-    # nothing; another head's id, or an unreadable environment on Linux (another user), rules a
-    # process out.
-    if head_id is None:
-        return True
-    marker = _marker(info.pid)
-    if marker is None:
-        return not _linux()
-    return marker in ("", head_id)
-
-
-def _same_boot(boot_id: Optional[str]) -> bool:
-    return boot_id is None or boot_id == current_boot_id()
-
-
-def leader_alive(pid: int, start: float, head_id: Optional[str] = None, boot_id: Optional[str] = None) -> bool:
-    """Whether the head's session leader still runs (zombies count as dead).
-
-    Identified by pid, start time and, when given, the head id in its environment and the boot id.
-    """
-    if not _same_boot(boot_id):
-        return False
-    _reap(pid)
-    info = process_info(pid)
-    return (info is not None and not info.zombie and info.sid == pid and _same_start(info.start, start)
-            and _ours(info, head_id))
-
-
-def session_members(pid: int, start: float, head_id: Optional[str] = None,
-                    boot_id: Optional[str] = None) -> list[ProcInfo]:
-    """Live processes of the head session led by `pid`: same session (process group off Linux),
-    started with or after the leader, in the same boot, not carrying another head's id.
-    """
-    if not _same_boot(boot_id):
-        return []
-    members = []
-    for info in process_table():
-        if info.sid != pid or info.zombie or info.pid == os.getpid():
-            continue
-        if info.pid == pid and not _same_start(info.start, start):
-            continue
-        if info.pid != pid and info.start + (0 if _linux() else 1.5) < start:
-            continue
-        if _ours(info, head_id):
-            members.append(info)
-    return members
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_session(pid: int, start: float, timeout: float = 20.0, head_id: Optional[str] = None,
-                 boot_id: Optional[str] = None) -> list[int]:
-    """Stop the head session led by `pid`; return the pids that survived (empty on success).
-
-    SIGTERM to the leader lets `ray start` drain and stop its children; after `timeout` (or at once
-    when the leader is already gone) the remaining members get SIGTERM, then SIGKILL.
-    """
-    deadline = time.monotonic() + timeout
-    if leader_alive(pid, start, head_id, boot_id):
-        _signal(pid, signal.SIGTERM)
-        while time.monotonic() < deadline and leader_alive(pid, start, head_id, boot_id):
-            time.sleep(0.1)
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        members = session_members(pid, start, head_id, boot_id)
-        if not members:
-            break
-        for member in members:
-            _signal(member.pid, sig)
-        until = time.monotonic() + wait
-        while time.monotonic() < until and session_members(pid, start, head_id, boot_id):
-            time.sleep(0.1)
-    _reap(pid)
-    return [m.pid for m in session_members(pid, start, head_id, boot_id)]
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_url(message))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +254,7 @@ def wait_for_ray_client(url: str, timeout: float, *, python: Optional[str] = Non
             while probe.poll() is None:
                 now = time.monotonic()
                 if not alive():
-                    raise RayHeadError(f"the Ray head at {url} exited before a client could connect")
+                    raise RayHeadError(f"the Ray head at {url} failed before a client could connect")
                 if now > deadline:
                     raise RayHeadError(f"no Ray client could connect to {url} within {timeout:.0f} s: {last_error}")
                 if port_open_at is None and _listening(host, int(port)):
@@ -487,20 +314,43 @@ def _int(value: Any) -> Optional[int]:
 # The provider
 
 
+def _startup_failure(logs_dir: str) -> str:
+    """The fatal error the head's raylet or GCS logged under `logs_dir` ("raylet.err: ..."), or ""."""
+    for name in ("raylet.err", "gcs_server.err"):
+        path = os.path.join(logs_dir, name)
+        if _file_size(path) and (match := _FATAL_LINE.search(_new_text(path, 0))):
+            return f"{name}: {_RAY_BUG_NOTE.sub('', match['message']).strip()}"
+    return ""
+
+
+def _port_taken(logs_dir: str, output: str) -> bool:
+    """Whether `ray start` (its `output`) or a process of the head (its `*.err` log) failed on a taken port."""
+    texts = [output] + [_new_text(path, 0) for path in sorted(Path(logs_dir).glob("*.err"))]
+    return any(_PORT_TAKEN.search(text) for text in texts)
+
+
 def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
-    """Start a head for normalized inputs `props`; return its outputs. Retries once on a port race."""
+    """Start a head for normalized inputs `props`; return its outputs.
+
+    A start that fails on a taken port is retried with new ports (twice at most); any other failure
+    raises at once with its cause.
+    """
     ray = find_ray_executable()
     root = Path(props.get("state_path") or state_path(props["state_dir"]))
     head_dir = root / head_id
     head_dir.mkdir(parents=True, exist_ok=True)
-    temp_dir = _head_temp_dir(head_dir, head_id)
     log_file = str(head_dir / "head.log")
     python = _probe_python(ray)
-    last_error = ""
+    failure = ""
     for attempt in range(3):
+        temp_dir = _head_temp_dir(head_dir, head_id)
+        logs = os.path.join(temp_dir, "session_latest", "logs")
         ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
-        cmd = [ray, "start", "--head", "--block", "--temp-dir", temp_dir, "--dashboard-host", "127.0.0.1",
-               "--min-worker-port", "0", "--max-worker-port", "0", "--disable-usage-stats"]
+        # Ray binds the GCS, raylet, object manager, agents, metrics, client server and workers to the node
+        # address, or to 127.0.0.1 besides it: with the node address on loopback nothing listens elsewhere.
+        cmd = [ray, "start", "--head", "--block", "--temp-dir", temp_dir, "--node-ip-address", LOOPBACK,
+               "--dashboard-host", LOOPBACK, "--min-worker-port", "0", "--max-worker-port", "0",
+               "--disable-usage-stats"]
         if not props["include_dashboard"]:
             cmd += ["--include-dashboard", "false"]
         # Otherwise Ray decides: the dashboard when `ray[default]` is installed; with a minimal install
@@ -513,6 +363,9 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
             cmd += ["--num-gpus", str(props["num_gpus"])]
         env = _clean_env()
         env[MARKER_ENV] = head_id
+        # Without this Ray swaps a loopback --node-ip-address for the host's address (a head others can
+        # join); with it Ray keeps the node on 127.0.0.1 and refuses to add nodes, as a local head wants.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         # Ray's client proxy forks then execs a server per client; gRPC's fork handlers make that child
         # die now and then (ray-project/ray#63202: ~1 first connect in 8 here, none in 35 without them).
         # gRPC documents turning them off when every fork is followed by exec.
@@ -527,29 +380,35 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
         _CHILDREN[proc.pid] = proc
         info = process_info(proc.pid)
         start = info.start if info is not None else 0.0
-        url = f"ray://127.0.0.1:{ports['client']}"
+        url = f"ray://{LOOPBACK}:{ports['client']}"
         try:
+            # A raylet or GCS that died makes `ray start` wait 30 s for it: stop waiting as soon as one logs that.
             ready = wait_for_ray_client(url, float(props["ready_timeout"]), python=python,
-                                        alive=lambda: proc.poll() is None,
-                                        server_log=os.path.join(temp_dir, "session_latest", "logs",
-                                                                "ray_client_server.err"),
+                                        alive=lambda: proc.poll() is None and not _startup_failure(logs),
+                                        server_log=os.path.join(logs, "ray_client_server.err"),
                                         node_manager_port=ports["node_manager"])
         except RayHeadError as exc:
-            exited = proc.poll() is not None
-            stop_session(proc.pid, start, timeout=5.0, head_id=head_id)
-            last_error = f"{exc}\n--- {log_file} (tail):\n{_tail(log_file, offset=offset)}"
-            output = _tail(log_file, offset=offset).lower()
-            if exited and attempt < 2 and any(w in output for w in ("address already in use", "failed to bind",
-                                                                     "already in use", "could not bind")):
-                continue  # another process took one of the ports between choosing and binding: try new ones
+            fatal, exited = _startup_failure(logs), proc.poll() is not None
+            stop_session(proc.pid, start, timeout=0.0 if fatal else 5.0, head_id=head_id)  # a dead raylet: no drain
+            output = _tail(log_file, offset=offset)
+            cause = fatal or _tail(os.path.join(logs, "raylet.err"), 1000)
+            failure = f"{exc}" + (f"\ncause: {cause}" if cause else "") + f"\n--- {log_file} (tail):\n{output}"
+            retry = (fatal or exited) and attempt < 2 and _port_taken(logs, output)
             _discard_failed_head(temp_dir, head_dir)
-            raise RayHeadError(last_error) from None
+            if retry:  # another process took one of the ports between choosing and binding: try new ones
+                with open(log_file, "ab") as log:
+                    log.write(f"--- a port was taken ({fatal or 'see above'}); retrying with new ports\n".encode())
+                continue
+            raise RayHeadError(failure) from None
         total = time.monotonic() - started
-        dashboard = props["include_dashboard"] and _listening("127.0.0.1", ports["dashboard"])
+        # Only our own dashboard counts: a process of this head's session listens on the port.
+        members = [m.pid for m in session_members(proc.pid, start, head_id)]
+        dashboard = props["include_dashboard"] and any(port == ports["dashboard"]
+                                                       for _, _, port in listening_sockets(members))
         return {
             "ray_head_node_url": url,
-            "ray_dashboard_url": f"http://127.0.0.1:{ports['dashboard']}" if dashboard else None,
-            "gcs_address": f"127.0.0.1:{ports['gcs']}",
+            "ray_dashboard_url": f"http://{LOOPBACK}:{ports['dashboard']}" if dashboard else None,
+            "gcs_address": f"{LOOPBACK}:{ports['gcs']}",
             "client_port": ports["client"],
             "dashboard_port": ports["dashboard"],
             "ports": ports,
@@ -565,8 +424,7 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
             "ready_seconds": round(total, 3),
             "probe_seconds": round(ready, 3),
         }
-    _discard_failed_head(temp_dir, head_dir)
-    raise RayHeadError(last_error)
+    raise RayHeadError(failure)
 
 
 def _discard_failed_head(temp_dir: str, head_dir: Path) -> None:
@@ -712,7 +570,7 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
 class LocalRayHead(dynamic.Resource, module="mixpeek", name="LocalRayHead"):
     """A Ray head process on this machine, created by `pulumi up` and stopped by `pulumi destroy`.
 
-    Outputs: `ray_head_node_url` (`ray://127.0.0.1:PORT`), `ray_dashboard_url` (bound to 127.0.0.1),
+    Outputs: `ray_head_node_url` (`ray://127.0.0.1:PORT`), `ray_dashboard_url` (set when its own dashboard listens),
     `pid` / `pgid` / `sid` of the `ray start` session leader, `start_time`, `ports` (every Ray
     component's port), `client_port`, `dashboard_port`, `gcs_address`, `temp_dir` (Ray's `--temp-dir`),
     `head_dir` (under `state_dir`), `log_file`, `ray_version`, `boot_id` and `ready_seconds` (start to

@@ -27,6 +27,7 @@ from typing import Any, Literal, Mapping
 import pulumi
 
 from ..plan import NamespacePlan
+from ..redact import redact_url
 from ..schema import InvalidRequest
 
 RayMode = Literal["external", "local", "kubernetes"]
@@ -81,9 +82,13 @@ def parse_quantity(value: str) -> float:
 
 
 def ray_url_problem(url: str, path: str = "ray.url") -> tuple[str, str] | None:
-    """The problem with a Ray client URL, or None when it is `ray://host:port`."""
+    """The problem with a Ray client URL, or None when it is `ray://host:port`. Never quotes credentials."""
     if not isinstance(url, str):
         return path, f"expected a string 'ray://host:port', got {type(url).__name__}"
+    shown = redact_url(url)
+    if shown != url:
+        return path, (f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate with "
+                      "Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)")
     match = _RAY_URL.match(url)
     if not match:
         return path, f"{url!r} is not a ray://host:port URL (e.g. ray://ray-head.example.internal:10001)"
@@ -432,7 +437,7 @@ class RayHead:
 
     def __repr__(self) -> str:
         if self.mode == "external":
-            url = "<output>" if isinstance(self.url, pulumi.Output) else repr(self.url)
+            url = "<output>" if isinstance(self.url, pulumi.Output) else repr(redact_url(self.url))
             return f"RayHead.external({url})"
         if self.mode == "local":
             return f"RayHead.local(state_dir={self.state_dir!r})"

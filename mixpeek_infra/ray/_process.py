@@ -1,0 +1,254 @@
+"""The processes of a local Ray head: the process table, the head's session, stopping it, its listening sockets.
+
+A head is `ray start --head --block` started as the leader of a new session; every process it starts
+stays in that session and inherits `MIXPEEK_RAY_HEAD_ID`. Linux reads `/proc` (session ids, start
+ticks, boot id, environments, sockets); other POSIX systems fall back to `ps` and `lsof`, with the
+process group standing in for the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+MARKER_ENV = "MIXPEEK_RAY_HEAD_ID"
+_CHILDREN: dict[int, subprocess.Popen] = {}  # leaders started by this process, so they can be reaped
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """One process as the OS reports it. `start` is clock ticks since boot on Linux, epoch seconds elsewhere."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str
+    start: float
+
+    @property
+    def zombie(self) -> bool:
+        return self.state.startswith("Z")
+
+
+def _linux() -> bool:
+    return os.path.isdir("/proc/self")
+
+
+def _read_proc(pid: int) -> Optional[ProcInfo]:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()
+    return ProcInfo(pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]),
+                    start=float(rest[19]))
+
+
+def _ps_table() -> list[ProcInfo]:
+    # Non-Linux POSIX fallback: no session ids, so the process group stands in for the session.
+    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,state=,lstart="], capture_output=True, text=True,
+                         check=False).stdout
+    table = []
+    for line in out.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) < 5:
+            continue
+        try:
+            start = time.mktime(time.strptime(parts[4].strip(), "%a %b %d %H:%M:%S %Y"))
+            table.append(ProcInfo(pid=int(parts[0]), ppid=int(parts[1]), pgid=int(parts[2]), sid=int(parts[2]),
+                                  state=parts[3], start=start))
+        except ValueError:
+            continue
+    return table
+
+
+def process_info(pid: int) -> Optional[ProcInfo]:
+    """The process `pid`, or None when there is no such process."""
+    if _linux():
+        return _read_proc(pid)
+    return next((p for p in _ps_table() if p.pid == pid), None)
+
+
+def process_table() -> list[ProcInfo]:
+    """Every process visible to this user."""
+    if not _linux():
+        return _ps_table()
+    table = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := _read_proc(int(entry))) is not None:
+            table.append(info)
+    return table
+
+
+def _same_start(a: float, b: float) -> bool:
+    return a == b if _linux() else abs(a - b) < 1.5
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _marker(pid: int) -> Optional[str]:
+    """The head id a process carries in its environment ("" when none), or None when unreadable."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = MARKER_ENV.encode() + b"="
+    for entry in environ.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode(errors="replace")
+    return ""
+
+
+def current_boot_id() -> Optional[str]:
+    """This boot's id on Linux (pids and start ticks restart with every boot), else None."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _ours(info: ProcInfo, head_id: Optional[str]) -> bool:
+    # `ray start` and its children inherit MIXPEEK_RAY_HEAD_ID. Processes that rename themselves
+    # (ray::DashboardAgent, ray::IDLE, ...) overwrite their environment, so a missing id proves
+    # nothing; another head's id, or an unreadable environment on Linux (another user), rules a
+    # process out.
+    if head_id is None:
+        return True
+    marker = _marker(info.pid)
+    if marker is None:
+        return not _linux()
+    return marker in ("", head_id)
+
+
+def _same_boot(boot_id: Optional[str]) -> bool:
+    return boot_id is None or boot_id == current_boot_id()
+
+
+def leader_alive(pid: int, start: float, head_id: Optional[str] = None, boot_id: Optional[str] = None) -> bool:
+    """Whether the head's session leader still runs (zombies count as dead).
+
+    Identified by pid, start time and, when given, the head id in its environment and the boot id.
+    """
+    if not _same_boot(boot_id):
+        return False
+    _reap(pid)
+    info = process_info(pid)
+    return (info is not None and not info.zombie and info.sid == pid and _same_start(info.start, start)
+            and _ours(info, head_id))
+
+
+def session_members(pid: int, start: float, head_id: Optional[str] = None,
+                    boot_id: Optional[str] = None) -> list[ProcInfo]:
+    """Live processes of the head session led by `pid`: same session (process group off Linux),
+    started with or after the leader, in the same boot, not carrying another head's id.
+    """
+    if not _same_boot(boot_id):
+        return []
+    members = []
+    for info in process_table():
+        if info.sid != pid or info.zombie or info.pid == os.getpid():
+            continue
+        if info.pid == pid and not _same_start(info.start, start):
+            continue
+        if info.pid != pid and info.start + (0 if _linux() else 1.5) < start:
+            continue
+        if _ours(info, head_id):
+            members.append(info)
+    return members
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_session(pid: int, start: float, timeout: float = 20.0, head_id: Optional[str] = None,
+                 boot_id: Optional[str] = None) -> list[int]:
+    """Stop the head session led by `pid`; return the pids that survived (empty on success).
+
+    SIGTERM to the leader lets `ray start` drain and stop its children; after `timeout` (or at once
+    when the leader is already gone) the remaining members get SIGTERM, then SIGKILL.
+    """
+    deadline = time.monotonic() + timeout
+    if leader_alive(pid, start, head_id, boot_id):
+        _signal(pid, signal.SIGTERM)
+        while time.monotonic() < deadline and leader_alive(pid, start, head_id, boot_id):
+            time.sleep(0.1)
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        members = session_members(pid, start, head_id, boot_id)
+        if not members:
+            break
+        for member in members:
+            _signal(member.pid, sig)
+        until = time.monotonic() + wait
+        while time.monotonic() < until and session_members(pid, start, head_id, boot_id):
+            time.sleep(0.1)
+    _reap(pid)
+    return [m.pid for m in session_members(pid, start, head_id, boot_id)]
+
+
+def _hex_address(text: str) -> str:
+    """An address as /proc/net/tcp{,6} writes it (host-order 32-bit words in hex) in standard notation."""
+    words = b"".join(struct.pack("=I", int(text[i:i + 8], 16)) for i in range(0, len(text), 8))
+    return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
+
+
+def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket held by the processes `pids`."""
+    pids = list(pids)
+    if not _linux():
+        out = subprocess.run(["lsof", "-nP", "-a", "-iTCP", "-sTCP:LISTEN", "-p", ",".join(map(str, pids)), "-Fpn"],
+                             capture_output=True, text=True, check=False).stdout
+        found, pid = [], 0
+        for line in out.splitlines():
+            if line.startswith("p"):
+                pid = int(line[1:])
+            elif line.startswith("n"):
+                address, port = line[1:].rsplit(":", 1)
+                found.append((pid, address.strip("[]"), int(port)))
+        return found
+    owners: dict[str, int] = {}  # socket inode -> pid
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners[target[8:-1]] = pid
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in owners:  # 0A: LISTEN
+                address, port = fields[1].rsplit(":", 1)
+                found.append((owners[fields[9]], _hex_address(address), int(port, 16)))
+    return found

@@ -1,0 +1,266 @@
+"""Security and robustness of Ray heads, through the real provider and real `ray start --head` processes.
+
+- Every listener of a local head is on loopback (seen by `ss -ltnp` over the head's whole session).
+- Credentials inside URLs never reach an error (`RayHead.external`, the local head's errors).
+- A taken raylet port makes the start retry with new ports, early; a raylet that fails for another reason
+  fails the create at once, naming the cause from `raylet.err`; the dashboard URL is reported only when
+  the head's own dashboard listens on it.
+
+Each test that needs a head starts and deletes its own; `ray stop` is never used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mixpeek_infra.ray import local
+from mixpeek_infra.ray.local import LocalRayHeadProvider, RayHeadError, process_table, session_members
+from mixpeek_infra.ray.spec import InvalidRayHead, RayHead, ray_url_problem
+from test_ray_local import RAY_AVAILABLE, inputs, run_task
+
+needs_ray = pytest.mark.skipif(not RAY_AVAILABLE, reason="Ray is not installed (pip install 'mixpeek-infra[local]')")
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads sessions and sockets from /proc")
+
+
+def listeners(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of `pids`, as `ss -ltnp` reports them."""
+    if shutil.which("ss") is None:
+        from mixpeek_infra.ray._process import listening_sockets
+
+        return listening_sockets(pids)
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        address, port = fields[3].rsplit(":", 1)
+        for pid in map(int, re.findall(r"pid=(\d+)", line)):
+            if pid in pids:
+                found.append((pid, address.strip("[]"), int(port)))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:  # "*" (every address) and anything else unparsable
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
+def session_pids(outs: dict) -> set[int]:
+    return {m.pid for m in session_members(int(outs["pid"]), float(outs["start_time"]))}
+
+
+def processes_of(head_id: str) -> list[int]:
+    """Live processes whose environment carries `head_id` (`ray start`, the GCS, the raylet, ... inherit it)."""
+    found = []
+    for info in process_table():
+        try:
+            environ = Path(f"/proc/{info.pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{local.MARKER_ENV}={head_id}".encode() in environ and not info.zombie:
+            found.append(info.pid)
+    return found
+
+
+def checked(state_dir: str, **extra) -> dict:
+    result = LocalRayHeadProvider().check({}, inputs(state_dir, **extra))
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+@pytest.fixture
+def state_dir():
+    path = Path(tempfile.mkdtemp(prefix="mxs", dir="/tmp"))  # short: Ray's temp dir lives inside
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Ports(dict):
+    """Ports forced on the first choice (component -> port); `calls` holds every choice made."""
+
+    calls: list[dict[str, int]]
+
+
+@pytest.fixture
+def first_ports(monkeypatch) -> Ports:
+    """The next create's first port choice uses the ports put here, e.g. `first_ports["node_manager"] = port`."""
+    forced = Ports()
+    forced.calls = []
+    real = local.free_ports
+
+    def choose(count: int) -> list[int]:
+        ports = dict(zip(local.PORT_FLAGS, real(count)))
+        if not forced.calls:
+            ports.update(forced)
+        forced.calls.append(ports)
+        return list(ports.values())
+
+    monkeypatch.setattr(local, "free_ports", choose)
+    return forced
+
+
+@pytest.fixture
+def created():
+    """Heads created by a test, deleted afterwards whatever happens."""
+    heads: list = []
+    yield heads
+    for result in heads:
+        LocalRayHeadProvider().delete(result.id, result.outs)
+
+
+def head_log(state_dir: Path) -> str:
+    logs = list(state_dir.glob("rayhead-*/head.log"))
+    assert len(logs) == 1, logs
+    return logs[0].read_text(errors="replace")
+
+
+# --- 6. every listener on loopback -----------------------------------------------------------------
+
+
+@needs_ray
+@linux_only
+@pytest.mark.ray
+def test_every_listener_of_a_local_head_is_on_loopback(state_dir, created):
+    result = LocalRayHeadProvider().create(checked(str(state_dir)))
+    created.append(result)
+    outs = result.outs
+    ports = {int(p) for p in outs["ports"].values()}
+    seen: set[int] = set()
+    for stage in ("ready", "after a task"):  # the task adds a worker and a per-client server
+        if stage == "after a task":
+            assert run_task(outs) == "42"
+        found = listeners(session_pids(outs))
+        print(f"\nlisteners of the head's session, {stage}:", sorted({(a, p) for _, a, p in found}))
+        elsewhere = [(pid, address, port) for pid, address, port in found if not is_loopback(address)]
+        assert not elsewhere, f"listening beyond loopback ({stage}): {elsewhere}"
+        seen |= {port for _, _, port in found}
+    for component in ("gcs", "client", "node_manager", "object_manager", "runtime_env_agent"):
+        assert int(outs["ports"][component]) in seen, component
+    assert seen - ports, "no worker or per-client server port was seen"
+
+
+# --- 7. credentials in URLs ----------------------------------------------------------------------------
+
+
+def test_ray_url_credentials_never_reach_the_error():
+    for url in ("ray://admin:s3cret@ray-head.example:10001", "ray://s3cret@ray-head.example:10001"):
+        with pytest.raises(InvalidRayHead) as info:
+            RayHead.external(url)
+        message = str(info.value)
+        assert "s3cret" not in message and "admin" not in message and "s3cret" not in repr(info.value.problems)
+        assert "ray.url" in message and "ray://***@ray-head.example:10001" in message
+        assert "ray://host:port" in message and "RAY_AUTH_TOKEN" in message  # the way out
+        with pytest.raises(InvalidRayHead) as info:
+            RayHead.from_config({"mode": "external", "url": url}, source="Pulumi.dev.yaml")
+        assert "s3cret" not in str(info.value)
+    assert "s3cret" not in ray_url_problem("ray://u:s3cret@h:99999")[1]
+    assert ray_url_problem("ray://ray-head.example:10001") is None
+
+
+@needs_ray
+def test_local_head_errors_never_show_url_credentials():
+    with pytest.raises(RayHeadError) as info:
+        local.wait_for_ray_client("ray://user:s3cret@127.0.0.1:1", 1.0)
+    assert "s3cret" not in str(info.value) and "ray://***@127.0.0.1:1" in str(info.value)
+    assert "s3cret" not in str(RayHeadError("ray start said: see http://user:s3cret@proxy.example:3128"))
+
+
+# --- 9. a taken raylet port, other raylet failures, the dashboard URL ----------------------------------------
+
+
+@needs_ray
+@linux_only
+@pytest.mark.ray
+def test_a_taken_raylet_port_is_retried_early_with_new_ports(state_dir, first_ports, created):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        first_ports["node_manager"] = port
+        started = time.monotonic()
+        result = LocalRayHeadProvider().create(checked(str(state_dir)))
+        created.append(result)
+        print(f"\nup after {time.monotonic() - started:.1f} s, two attempts")
+    assert int(result.outs["ports"]["node_manager"]) != port
+    assert not set(first_ports.calls[0].values()) & {int(p) for p in result.outs["ports"].values()}
+    log = head_log(state_dir)
+    assert "attempt 2:" in log and "attempt 3:" not in log
+    assert re.search(rf"a port was taken \(raylet\.err: .*The specified port is {port}\b.*\); retrying with new ports",
+                     log), log[-3000:]
+    assert "timed out during startup" not in log  # abandoned before Ray's own 30 s wait for the raylet
+    assert run_task(result.outs) == "42"
+
+
+@needs_ray
+@linux_only
+@pytest.mark.ray
+def test_a_raylet_failing_for_another_reason_fails_the_create_at_once_naming_the_cause(state_dir, monkeypatch):
+    monkeypatch.setenv("RAY_memory_usage_threshold", "2")  # the raylet refuses it at startup (must be <= 1)
+    started = time.monotonic()
+    with pytest.raises(RayHeadError) as info:
+        LocalRayHeadProvider().create(checked(str(state_dir)))
+    elapsed = time.monotonic() - started
+    print(f"\nfailed after {elapsed:.1f} s: {str(info.value)[:300]}")
+    message = str(info.value)
+    assert "cause: raylet.err: " in message and "usage_threshold must be <= 1" in message
+    assert "unexpected system state" not in message.split("---")[0]  # Ray's boilerplate is dropped
+    log = head_log(state_dir)
+    assert "attempt 2:" not in log and "timed out during startup" not in log
+    assert processes_of(next(state_dir.glob("rayhead-*")).name) == []  # nothing of it is left running
+
+
+@needs_ray
+@linux_only
+@pytest.mark.ray
+def test_the_dashboard_url_is_reported_only_for_the_heads_own_dashboard(state_dir, first_ports, created):
+    """Another process listens on the dashboard port once Ray has checked it: that is not our dashboard."""
+    imposter = socket.socket()
+    bound: list[int] = []
+    done = threading.Event()
+
+    def listen_when_ray_checked_the_port() -> None:
+        while not done.is_set():
+            if first_ports.calls and list(state_dir.glob("rayhead-*/ray/session_latest/logs/raylet.out")):
+                port = int(first_ports.calls[0]["dashboard"])
+                try:
+                    imposter.bind(("127.0.0.1", port))
+                    imposter.listen()
+                    bound.append(port)
+                except OSError:
+                    pass  # our own dashboard holds it (a full `ray[default]` install)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=listen_when_ray_checked_the_port)
+    thread.start()
+    try:
+        result = LocalRayHeadProvider().create(checked(str(state_dir)))
+        created.append(result)
+    finally:
+        done.set()
+        thread.join()
+    try:
+        outs = result.outs
+        ours = {port for _, _, port in listeners(session_pids(outs))}
+        dashboard = int(outs["ports"]["dashboard"])
+        print(f"\nimposter on {bound}, dashboard port {dashboard}, ours: {dashboard in ours}, "
+              f"url {outs['ray_dashboard_url']}")
+        if dashboard in ours:
+            assert outs["ray_dashboard_url"] == f"http://127.0.0.1:{dashboard}"
+        else:
+            assert bound == [dashboard] and outs["ray_dashboard_url"] is None
+    finally:
+        imposter.close()
