@@ -34,6 +34,8 @@ class NamespaceArgs:
     ray: the Ray head; default a local head for dedicated tiers. The shared tier needs a shared
         cluster URL (`infrastructure.ray_head_node_url` or `RayHead.external(url)`).
     deletion_protection: refuse to delete or replace a collection that holds points.
+    final_snapshot: a directory; before the collection is deleted or replaced, a restorable snapshot is
+        written there (`mixpeek_infra.qdrant.restore_snapshot`), and the delete is refused if that fails.
     namespace_id: adopt a fixed id (`ns_` + 10 hex) instead of generating one at creation.
     cluster_id: echoed in the namespace model.
     collection_settings: Qdrant settings (hnsw_config, quantization_config, on_disk_payload,
@@ -51,6 +53,7 @@ class NamespaceArgs:
     collection_settings: Mapping[str, Any] | None = None
     catalogue: Catalogue | None = None
     vectors_on_disk: bool = False
+    final_snapshot: str | None = None
 
 
 def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> QdrantTarget:
@@ -120,6 +123,7 @@ class Namespace(pulumi.ComponentResource):
             collection_name=plan.infrastructure["qdrant_collection"],
             settings=dict(args.collection_settings) if args.collection_settings else None,
             deletion_protection=args.deletion_protection,
+            final_snapshot=args.final_snapshot,
             opts=child,
         )
         self.collection = collection

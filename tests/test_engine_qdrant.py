@@ -30,7 +30,7 @@ IP = serialize_provider(PayloadIndexProvider())
 EDGE = {"kind": "embedded", "path": "state/qdrant", "timeout": 10}
 HOST_ENV = {"MIXPEEK_EDGE_IDLE_CLOSE": "0.05"}
 KEY = "qdrant-api-key-7f3a9c1e5b"
-URL = "http://qdrant.internal:6333"
+URL = "https://qdrant.internal:6333"
 
 
 def collection(plan, target=EDGE, **extra):
@@ -336,7 +336,7 @@ def test_api_key_from_provider_configuration(tmp_path, seed):
     plan = plan_namespace(seed)
     config_key = "key-from-stack-config-42"
     with _server_host(tmp_path, config_key) as h:
-        h.configure({"mixpeek:qdrantApiKey": secret(config_key), "mixpeek-infra:other": "x"})
+        h.configure({"mixpeek:qdrantApiKey": secret(config_key), "mixpeek:qdrantUrl": URL, "mixpeek-infra:other": "x"})
         step = h.step(COLLECTION, "c", collection(plan, target=SERVER))
         outputs = step["state"]["outputs"]
         assert "api_key" not in outputs
@@ -347,7 +347,7 @@ def test_api_key_from_provider_configuration(tmp_path, seed):
 def test_api_key_from_environment(tmp_path, seed):
     plan = plan_namespace(seed)
     env_key = "key-from-env-99"
-    with _server_host(tmp_path, env_key, QDRANT_API_KEY=env_key) as h:
+    with _server_host(tmp_path, env_key, QDRANT_API_KEY=env_key, QDRANT_URL=URL) as h:
         h.configure({})
         step = h.step(COLLECTION, "c", collection(plan, target=SERVER))
         assert "api_key" not in step["state"]["outputs"]

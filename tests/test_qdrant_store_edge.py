@@ -128,6 +128,8 @@ def test_corrupt_shard_gives_a_clear_error(root):
 def test_interrupted_create_is_completed_by_a_rerun(root):
     store = EdgeStore(root)
     os.makedirs(os.path.join(root, "c1", "segments"))  # what an interrupted create leaves behind
+    with open(os.path.join(root, "c1", "mixpeek_collection.json"), "w") as marker:  # written before the create
+        marker.write('{"created_by": "mixpeek-infra", "namespace_id": null}')
     assert store.read_collection("c1") is None
     store.create_collection("c1", VECTORS, {})
     assert store.read_collection("c1").vectors == VECTORS

@@ -3,6 +3,7 @@
 - `QdrantTarget`: a Qdrant server (`url`, `api_key`) or embedded Qdrant Edge (`path`, the default).
 - `Collection`, `PayloadIndex`: Pulumi dynamic resources (module `mixpeek_infra.qdrant.resources`).
 - `open_store`, `EdgeStore`, `ServerStore`: the stores the providers speak to.
+- `restore_snapshot`: bring back a collection from the final snapshot taken before its delete.
 
 Neither qdrant-client nor qdrant_edge is imported until a store of that kind is used.
 """
@@ -20,6 +21,8 @@ _LAZY = {
     "PayloadIndex": "mixpeek_infra.qdrant.resources",
     "PayloadIndexProvider": "mixpeek_infra.qdrant.resources",
     "DeletionProtected": "mixpeek_infra.qdrant.resources",
+    "FinalSnapshotFailed": "mixpeek_infra.qdrant.resources",
+    "restore_snapshot": "mixpeek_infra.qdrant.store",
     "Store": "mixpeek_infra.qdrant.store",
     "open_store": "mixpeek_infra.qdrant.store",
     "QdrantError": "mixpeek_infra.qdrant.store",

@@ -9,12 +9,19 @@ these import paths (module and class names) are public: renaming them breaks exi
 The providers hold no attributes at all: clients and open shards are built inside the methods and
 cached per process per target, and the API key never touches `self`.
 
-Where the API key comes from, in order: the resource's secret `api_key` input (from
-`QdrantTarget.api_key`), the provider configuration `mixpeek:qdrantApiKey` (set with
-`pulumi config set --secret mixpeek:qdrantApiKey ...`), or the environment variable
-`QDRANT_API_KEY` of the process running Pulumi. When given as an input it is also kept in the
-outputs, so refresh and destroy can reach the server; there it is always a secret (the provider
-returns it wrapped as a secret, and the resources also list it in `additional_secret_outputs`).
+Where the API key comes from: the resource's secret `api_key` input (from `QdrantTarget.api_key`
+or a request's `infrastructure.qdrant_api_key`), else an ambient key, sent only to the URL
+configured with it: the provider configuration `mixpeek:qdrantApiKey` for the URL
+`mixpeek:qdrantUrl`, or the environment variables `QDRANT_API_KEY` for `QDRANT_URL`. So a URL named
+in a request gets no key it did not bring. No key is ever sent over plain `http://` to a host that
+is not loopback (refused at check). When given as an input the key is also kept in the outputs, so
+refresh and destroy can reach the server; there it is always a secret (the provider returns it
+wrapped as a secret, and the resources also list it in `additional_secret_outputs`).
+
+A collection records its owning namespace (see `mixpeek_infra.qdrant.store`); create adopts an
+existing collection only when it is unrecorded or recorded as the same namespace, and `check`
+refuses a fixed name that is taken at preview. With `final_snapshot` set, delete (and replace)
+first writes a restorable snapshot into that directory and refuses when it cannot.
 """
 
 from __future__ import annotations
@@ -30,21 +37,32 @@ from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateR
                             ResourceProvider, UpdateResult)
 from pulumi.runtime import rpc
 
+from .. import hostwatch
+from ..redact import redact_url
 from .store import (CollectionConflict, CollectionNotFound, InvalidSpec, QdrantError, Store, normalize_field_schema,
-                    normalize_settings, normalize_vectors, open_store)
-from .target import InvalidTarget, QdrantTarget, normalize_spec
+                    normalize_settings, normalize_vectors, open_store, owner_message)
+from .target import (InvalidTarget, QdrantTarget, directory_problem, is_plain_http_off_loopback, normalize_spec,
+                     same_server)
 
 CONFIG_API_KEY = "mixpeek:qdrantApiKey"
+CONFIG_URL = "mixpeek:qdrantUrl"
 ENV_API_KEY = "QDRANT_API_KEY"
-NAMESPACE_ID = re.compile(r"^ns_[0-9a-f]{10}$")
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+ENV_URL = "QDRANT_URL"
+NAMESPACE_ID = re.compile(r"ns_[0-9a-f]{10}")  # always fullmatch
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+# Qdrant's payload key paths: keys of letters, digits, '_' or '-', each optionally with [] or [N], joined by '.'
+FIELD_NAME = re.compile(r"[\w\-]+(\[[0-9]*\])*(\.[\w\-]+(\[[0-9]*\])*)*")
 
 # Process-wide provider configuration (set by `configure`); deliberately not on the provider object.
-_PROVIDER_CONFIG: dict[str, str | None] = {"api_key": None}
+_PROVIDER_CONFIG: dict[str, str | None] = {"api_key": None, "url": None}
 
 
 class DeletionProtected(QdrantError):
     """Deleting or replacing a collection that holds points while deletion_protection is on."""
+
+
+class FinalSnapshotFailed(QdrantError):
+    """The final snapshot before a delete could not be taken, so nothing was deleted."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,11 +97,22 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def _ambient_key(spec: Any) -> str | None:
+    """The key from provider config or the environment, only for the server URL configured with it."""
+    if not isinstance(spec, Mapping) or spec.get("kind") != "server" or _is_unknown(spec.get("url")):
+        return None
+    for key, url in ((_PROVIDER_CONFIG["api_key"], _PROVIDER_CONFIG["url"]),
+                     (os.environ.get(ENV_API_KEY), os.environ.get(ENV_URL))):
+        if key and url and same_server(url, str(spec.get("url"))):
+            return key
+    return None
+
+
 def _key_from(props: Mapping[str, Any]) -> str | None:
     key = _plain(props.get("api_key"))
     if isinstance(key, str) and key and not _is_unknown(key):
         return key
-    return _PROVIDER_CONFIG.get("api_key") or os.environ.get(ENV_API_KEY) or None
+    return _ambient_key(_plain(props.get("target")))
 
 
 def _store_for(props: Mapping[str, Any]) -> Store:
@@ -107,9 +136,11 @@ def _keep_key_secret(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _configure(req: ConfigureRequest) -> None:
-    key = req.config.get(CONFIG_API_KEY)
-    key = rpc.unwrap_rpc_secret(key) if key is not None else None
-    _PROVIDER_CONFIG["api_key"] = str(key) if key else None
+    hostwatch.watch()  # configure opens every run of a provider host
+    for name, setting in (("api_key", CONFIG_API_KEY), ("url", CONFIG_URL)):
+        value = req.config.get(setting)
+        value = rpc.unwrap_rpc_secret(value) if value is not None else None
+        _PROVIDER_CONFIG[name] = str(value) if value else None
 
 
 def _failures(exc: Exception) -> list[CheckFailure]:
@@ -138,14 +169,18 @@ def _safe_spec(value: Any) -> dict[str, Any] | None:
 
 
 def _check_key(key: Any, out: dict[str, Any]) -> None:
-    if key is None:
-        return
-    if not _is_unknown(key) and not isinstance(key, str):
-        raise InvalidSpec("api_key", "must be a string")
     target = out.get("target")
-    if isinstance(target, Mapping) and target.get("kind") == "embedded":
-        raise InvalidSpec("api_key", "only a server target (url) takes an API key; an embedded path has none")
-    out["api_key"] = key
+    if key is not None:
+        if not _is_unknown(key) and not isinstance(key, str):
+            raise InvalidSpec("api_key", "must be a string")
+        if isinstance(target, Mapping) and target.get("kind") == "embedded":
+            raise InvalidSpec("api_key", "only a server target (url) takes an API key; an embedded path has none")
+        out["api_key"] = key
+    if (key or _ambient_key(target)) and isinstance(target, Mapping) and target.get("kind") == "server" \
+            and is_plain_http_off_loopback(target["url"]):
+        raise InvalidSpec("target.url", f"{redact_url(target['url'])} is plain http to a host that is not loopback, "
+                                        "and an API key would travel with every request unencrypted; use an https:// "
+                                        "URL (infrastructure.qdrant_url / QdrantTarget.url)")
 
 
 def _plain_props_with_target(props: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -155,10 +190,14 @@ def _plain_props_with_target(props: Mapping[str, Any]) -> tuple[dict[str, Any], 
     if _is_unknown(target):
         return props, {"target": target}
     try:
-        return props, {"target": normalize_spec(target if target is not None else QdrantTarget().spec())}
+        spec = normalize_spec(target if target is not None else QdrantTarget().spec())
     except InvalidTarget as exc:
         path, _, reason = str(exc).partition(": ")
         raise InvalidSpec(path, reason) from None
+    problem = directory_problem(spec["path"]) if spec["kind"] == "embedded" else None
+    if problem:
+        raise InvalidSpec("target.path", problem)
+    return props, {"target": spec}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +227,15 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
             if value is not None:
                 out[key] = value
             continue
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise InvalidSpec(key, f"{value!r} is not {rule}")
         out[key] = value
+    snapshot_dir = props.get("final_snapshot")
+    if snapshot_dir is not None and not _is_unknown(snapshot_dir):
+        problem = directory_problem(snapshot_dir)
+        if problem:
+            raise InvalidSpec("final_snapshot", problem)
+    out["final_snapshot"] = snapshot_dir
     protection = props.get("deletion_protection", True)
     if not _is_unknown(protection) and not isinstance(protection, bool):
         raise InvalidSpec("deletion_protection", f"{protection!r} is not true or false")
@@ -246,8 +291,9 @@ def _deletion_message(name: str, location: str, points: int, action: str, reason
     return (f"refusing to {action} Qdrant collection {name!r} at {location}{why}: it holds {points} point(s) and "
             "deletion_protection is on, so its vectors would be lost. To proceed: set deletion_protection=False "
             "(NamespaceArgs(deletion_protection=False)) and run `pulumi up` once (that changes nothing in Qdrant), "
-            "then run this again; take a snapshot or export the points first if you need them, or revert the change "
-            "to keep the collection.")
+            "then run this again; to keep a restorable copy, also set final_snapshot to a directory "
+            "(NamespaceArgs(final_snapshot=...) or stack config qdrant.final_snapshot) in that same first run. Or "
+            "revert the change to keep the collection.")
 
 
 class _QdrantProvider(ResourceProvider):
@@ -260,22 +306,43 @@ class _QdrantProvider(ResourceProvider):
         raise NotImplementedError
 
     def configure(self, req: ConfigureRequest) -> None:
-        """Read the API key from provider configuration `mixpeek:qdrantApiKey` (kept off `self`)."""
+        """Read `mixpeek:qdrantApiKey` and the URL it is for, `mixpeek:qdrantUrl` (kept off `self`)."""
         _configure(req)
 
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         """Validate and normalise (defaults filled, numbers as ints); failures name the field."""
         try:
             inputs = self.normalize(news)
+            self.check_target(olds, inputs)
         except InvalidSpec as exc:
             return CheckResult(news, _failures(exc))
         return CheckResult(_keep_key_secret(inputs), [])
+
+    def check_target(self, olds: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+        """What `check` asks the target itself (nothing by default); raises `InvalidSpec`."""
 
 
 class CollectionProvider(_QdrantProvider):
     """Lifecycle of a Qdrant collection (server or embedded Edge) holding a namespace's named vectors."""
 
     normalize = staticmethod(normalize_collection_inputs)
+
+    def check_target(self, olds: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+        """A fixed collection name that will be created must be free or this namespace's (see `check_claim`)."""
+        name = inputs.get("collection_name") or inputs.get("namespace_id")
+        if not name or _has_unknown([name, inputs.get("namespace_id"), inputs["target"]]):
+            return
+        olds = {k: _plain(v) for k, v in (olds or {}).items()}
+        if olds and (olds.get("collection_name") or olds.get("namespace_id")) in (None, name) \
+                and not _spec_location_changed(_safe_spec(olds.get("target")), inputs["target"]):
+            return  # an existing resource keeping its name (or whose generated name check cannot know)
+        try:
+            _store_for(inputs).check_claim(name, inputs.get("namespace_id"))
+        except CollectionConflict as exc:
+            raise InvalidSpec("collection_name" if inputs.get("collection_name") else "namespace_id",
+                              str(exc)) from None
+        except QdrantError:
+            pass  # the target cannot be read now; create reports it
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Exact changes and replacements; refuses (at preview) a replacement that would lose points."""
@@ -349,6 +416,8 @@ class CollectionProvider(_QdrantProvider):
         protection = news.get("deletion_protection", True)
         if protection != olds.get("deletion_protection", True):
             changes.append("deletion_protection")
+        if news.get("final_snapshot") != olds.get("final_snapshot"):
+            changes.append("final_snapshot")
 
         if replaces:
             self._refuse_if_protected(olds, reasons)
@@ -373,37 +442,53 @@ class CollectionProvider(_QdrantProvider):
             raise DeletionProtected(_deletion_message(name, store.location, points, "replace", reasons))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        """Create the collection, or adopt an existing one with the same vectors; generates namespace_id once."""
+        """Create the collection, or adopt an existing one of this namespace (or unrecorded) with the same vectors;
+        generates namespace_id once."""
         inputs = normalize_collection_inputs(props)
         namespace_id = inputs.get("namespace_id") or f"ns_{secrets.token_hex(5)}"
         name = inputs.get("collection_name") or namespace_id
         store = _store_for(inputs)
-        existing = store.read_collection(name)
-        created = False
-        if existing is not None:
-            shape = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in existing.vectors.items()}
-            wanted = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in inputs["vectors"].items()}
-            if shape != wanted:
-                raise CollectionConflict(
-                    f"Qdrant collection {name!r} already exists at {store.location} with different vectors "
-                    f"{shape} (wanted {wanted}). To manage it as is, import it "
-                    f"(ResourceOptions(import_={name!r}) with inputs matching its config); otherwise choose another "
-                    "namespace_id / collection_name, or delete the existing collection.")
-        else:
-            store.create_collection(name, inputs["vectors"], inputs["settings"])
-            created = True
-        try:
-            state = self._converge(store, name, inputs)
-        except Exception:
-            if created:  # transactional: leave nothing behind that a rerun would not adopt
+        with store.lock(name):  # one create-or-adopt at a time (Edge: across processes)
+            existing = store.read_collection(name)
+            created = False
+            if existing is None:
                 try:
-                    if store.count_points(name) == 0:
-                        store.delete_collection(name)
-                except Exception:  # noqa: BLE001
-                    pass
-            raise
+                    store.create_collection(name, inputs["vectors"], inputs["settings"], namespace_id)
+                    created = True
+                except CollectionConflict:
+                    existing = store.read_collection(name)  # created meanwhile by another process (server)
+                    if existing is None:
+                        raise
+            if existing is not None:
+                self._adopt(store, name, namespace_id, existing, inputs)
+            try:
+                state = self._converge(store, name, inputs)
+            except Exception:
+                if created:  # transactional: leave nothing behind that a rerun would not adopt
+                    try:
+                        if store.count_points(name) == 0:
+                            store.delete_collection(name)
+                    except Exception:  # noqa: BLE001
+                        pass
+                raise
         now = _now()
         return CreateResult(name, self._outputs(inputs, namespace_id, name, state, store, now, now))
+
+    @staticmethod
+    def _adopt(store: Store, name: str, namespace_id: str, existing: Any, inputs: Mapping[str, Any]) -> None:
+        """Take over an existing collection: only this namespace's or an unrecorded one, with the same vectors."""
+        if existing.namespace_id and existing.namespace_id != namespace_id:
+            raise CollectionConflict(owner_message(name, store.location, existing.namespace_id, namespace_id))
+        shape = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in existing.vectors.items()}
+        wanted = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in inputs["vectors"].items()}
+        if shape != wanted:
+            raise CollectionConflict(
+                f"Qdrant collection {name!r} already exists at {store.location} with different vectors "
+                f"{shape} (wanted {wanted}). To manage it as is, import it "
+                f"(ResourceOptions(import_={name!r}) with inputs matching its config); otherwise choose another "
+                "namespace_id / collection_name, or delete the existing collection.")
+        if existing.namespace_id is None:
+            store.record_namespace(name, namespace_id)
 
     @staticmethod
     def _converge(store: Store, name: str, inputs: Mapping[str, Any]) -> Any:
@@ -451,6 +536,7 @@ class CollectionProvider(_QdrantProvider):
             "namespace_id": namespace_id,
             "collection_name": name,
             "deletion_protection": inputs["deletion_protection"],
+            "final_snapshot": inputs.get("final_snapshot"),
             "points_count": int(state.points_count),
             "created_at": created_at,
             "updated_at": updated_at,
@@ -466,8 +552,8 @@ class CollectionProvider(_QdrantProvider):
         if state is None:
             return ReadResult("", {})
         namespace_id = _plain(props.get("namespace_id"))
-        if not isinstance(namespace_id, str) or not NAMESPACE_ID.match(namespace_id):
-            namespace_id = id_ if NAMESPACE_ID.match(id_) else f"ns_{secrets.token_hex(5)}"
+        if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
+            namespace_id = state.namespace_id or (id_ if NAMESPACE_ID.fullmatch(id_) else f"ns_{secrets.token_hex(5)}")
         now = _now()
         outs = self._outputs(inputs, namespace_id, id_, state, store, props.get("created_at") or now,
                              props.get("updated_at") or now)
@@ -486,17 +572,37 @@ class CollectionProvider(_QdrantProvider):
                                           store, olds.get("created_at") or _now(), _now()))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Delete the collection; a no-op when it is gone; refused while it holds points and is protected."""
+        """Delete the collection: a no-op when it is gone or now another namespace's; refused while it holds points
+        and is protected; with `final_snapshot`, a snapshot is written first and its failure refuses the delete."""
         props = {k: _plain(v) for k, v in props.items()}
         store = _store_for(props)
         name = props.get("collection_name") or id_
-        try:
+        mine = props.get("namespace_id")
+        with store.lock(name):
+            state = store.read_collection(name)
+            if state is None:
+                return
+            if state.namespace_id and mine and state.namespace_id != mine:
+                pulumi.log.warn(f"Qdrant collection {name!r} at {store.location} now belongs to namespace "
+                                f"{state.namespace_id}, not {mine}; it was left in place")
+                return
             points = store.count_points(name)
-        except CollectionNotFound:
-            return
-        if points > 0 and props.get("deletion_protection", True) is not False:
-            raise DeletionProtected(_deletion_message(name, store.location, points, "delete"))
-        store.delete_collection(name)
+            if points > 0 and props.get("deletion_protection", True) is not False:
+                raise DeletionProtected(_deletion_message(name, store.location, points, "delete"))
+            directory = props.get("final_snapshot")
+            if directory:
+                try:
+                    archive = store.snapshot(name, directory)
+                except QdrantError as exc:
+                    raise FinalSnapshotFailed(
+                        f"refusing to delete Qdrant collection {name!r} at {store.location}: its final snapshot into "
+                        f"final_snapshot {directory!r} failed ({exc}); nothing was deleted. Make final_snapshot a "
+                        "writable directory, or set it to null and run `pulumi up` once to delete without a "
+                        "snapshot.") from None
+                pulumi.log.info(f"final snapshot of Qdrant collection {name!r} (namespace {mine}, {points} point(s)) "
+                                f"written to {archive}; restore it with "
+                                f"mixpeek_infra.qdrant.restore_snapshot({archive!r}, target)")
+            store.delete_collection(name)
 
 
 class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollection"):
@@ -508,9 +614,11 @@ class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollecti
     collection_name: a fixed collection name; by default the namespace id.
     settings: hnsw_config, quantization_config, on_disk_payload, shard_number, replication_factor.
     deletion_protection: refuse to delete or replace the collection while it holds points.
+    final_snapshot: a directory; before the collection is deleted or replaced a restorable snapshot is
+        written there (`restore_snapshot`), and the delete is refused when that fails.
 
     Outputs: namespace_id, collection_name, vectors (as read back), settings (managed keys, as read
-    back), points_count, created_at, updated_at, target, deletion_protection.
+    back), points_count, created_at, updated_at, target, deletion_protection, final_snapshot.
     """
 
     namespace_id: pulumi.Output[str]
@@ -522,11 +630,13 @@ class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollecti
     updated_at: pulumi.Output[str]
     target: pulumi.Output[dict]
     deletion_protection: pulumi.Output[bool]
+    final_snapshot: pulumi.Output[str | None]
 
     def __init__(self, resource_name: str, *, vectors: Mapping[str, Mapping[str, Any]],
                  target: QdrantTarget | None = None, namespace_id: pulumi.Input[str] | None = None,
                  collection_name: str | None = None, settings: Mapping[str, Any] | None = None,
-                 deletion_protection: bool = True, opts: pulumi.ResourceOptions | None = None):
+                 deletion_protection: bool = True, final_snapshot: str | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         target = target or QdrantTarget()
         props: dict[str, Any] = {
             "target": target.spec(),
@@ -535,6 +645,7 @@ class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollecti
             "namespace_id": namespace_id,
             "collection_name": collection_name,
             "deletion_protection": deletion_protection,
+            "final_snapshot": final_snapshot,
             "api_key": pulumi.Output.secret(target.api_key) if target.api_key is not None else None,
             "points_count": None,
             "created_at": None,
@@ -558,12 +669,13 @@ def normalize_index_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     name = props.get("collection_name")
     if name is None:
         raise InvalidSpec("collection_name", "required")
-    if not _is_unknown(name) and (not isinstance(name, str) or not COLLECTION_NAME.match(name)):
+    if not _is_unknown(name) and (not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name)):
         raise InvalidSpec("collection_name", f"{name!r} is not 1-255 letters, digits, '_' or '-'")
     out["collection_name"] = name
     field = props.get("field_name")
-    if not isinstance(field, str) or not 1 <= len(field) <= 255 or "/" in field:
-        raise InvalidSpec("field_name", f"{field!r} must be 1-255 characters (dot paths allowed, no '/')")
+    if not isinstance(field, str) or len(field) > 255 or not FIELD_NAME.fullmatch(field):
+        raise InvalidSpec("field_name", f"{field!r} must be a payload path of 1-255 characters: keys of letters, "
+                                        "digits, '_' or '-' joined by '.', each optionally followed by [] or [N]")
     out["field_name"] = field
     field_type, schema = props.get("field_type"), props.get("field_schema")
     if _is_unknown(field_type) or _has_unknown(schema):

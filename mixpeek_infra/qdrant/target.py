@@ -14,15 +14,21 @@ as a Pulumi secret.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import pulumi
 
+from ..paths import state_path
+from ..redact import redact_url
+
 DEFAULT_EMBEDDED_PATH = ".mixpeek/qdrant"
-_URL = re.compile(r"^https?://[^\s/?#]+(:[0-9]{1,5})?(/[^\s?#]*)?$")
+_URL = re.compile(r"https?://[^\s/?#]+(:[0-9]{1,5})?(/[^\s?#]*)?")
 
 
 class InvalidTarget(ValueError):
@@ -58,14 +64,16 @@ class QdrantTarget:
         if self.url is None and self.path is None:
             object.__setattr__(self, "path", DEFAULT_EMBEDDED_PATH)
         if self.url is not None:
-            if not isinstance(self.url, str) or not _URL.match(self.url):
-                raise InvalidTarget(f"QdrantTarget.url: {self.url!r} is not an http(s)://host[:port][/prefix] URL")
+            if not isinstance(self.url, str) or not _URL.fullmatch(self.url):
+                raise InvalidTarget(f"QdrantTarget.url: {redact_url(repr(self.url))} is not an "
+                                    "http(s)://host[:port][/prefix] URL")
             if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
                 raise InvalidTarget("QdrantTarget.url: credentials in the URL are not allowed; pass api_key "
                                     "(kept as a Pulumi secret)")
         else:
-            if not isinstance(self.path, str) or not self.path.strip():
-                raise InvalidTarget(f"QdrantTarget.path: {self.path!r} is not a directory path")
+            problem = _path_text_problem(self.path)
+            if problem:
+                raise InvalidTarget(f"QdrantTarget.path: {problem}")
             if self.api_key is not None:
                 raise InvalidTarget("QdrantTarget.api_key: only a server target (url) takes an API key; "
                                     "an embedded path has none")
@@ -115,7 +123,8 @@ class QdrantTarget:
 def normalize_spec(spec: Any, field_name: str = "target") -> dict[str, Any]:
     """Validate a target spec arriving as resource input (numbers may be floats); raises `InvalidTarget`."""
     if not isinstance(spec, Mapping):
-        raise InvalidTarget(f"{field_name}: expected an object with kind and url or path, got {spec!r}")
+        raise InvalidTarget(f"{field_name}: expected an object with kind and url or path, got "
+                            f"{redact_url(repr(spec))}")
     kind = spec.get("kind")
     extra = set(spec) - {"kind", "url", "path", "timeout", "prefer_grpc"}
     if extra:
@@ -142,5 +151,56 @@ def normalize_spec(spec: Any, field_name: str = "target") -> dict[str, Any]:
 def describe_spec(spec: Mapping[str, Any]) -> str:
     """The URL of a server spec, or `embedded Qdrant Edge at PATH` for an embedded one."""
     if spec.get("kind") == "server":
-        return str(spec.get("url"))
+        return redact_url(spec.get("url"))
     return f"embedded Qdrant Edge at {spec.get('path')}"
+
+
+def is_plain_http_off_loopback(url: str) -> bool:
+    """Whether `url` is `http://` to a host that is not loopback (no API key may travel there)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two server URLs name the same endpoint (scheme, host, port, path prefix)."""
+    def key(url: str) -> tuple:
+        parts = urlsplit(url.strip())
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return parts.scheme.lower(), (parts.hostname or "").lower(), port or 6333, parts.path.rstrip("/")
+    return key(a) == key(b)
+
+
+def _path_text_problem(path: Any) -> str | None:
+    if not isinstance(path, str) or not path.strip():
+        return f"{path!r} is not a directory path"
+    if "\x00" in path:
+        return f"{path!r} contains a NUL character; give a directory path without one"
+    return None
+
+
+def directory_problem(path: str) -> str | None:
+    """Why `path` (relative paths resolve against the project root) cannot be used as a directory, else None."""
+    problem = _path_text_problem(path)
+    if problem:
+        return problem
+    here = state_path(path)
+    while not os.path.lexists(here):
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+    if os.path.isdir(here):
+        return None
+    where = "is" if here == state_path(path) else f"lies under {here}, which is"
+    return f"{path!r} {where} a file, not a directory; give a directory path"

@@ -12,6 +12,12 @@ canonical form, the same form the resources take as inputs and report as outputs
   `shard_number`, `replication_factor`
 - payload index schema: `{"type": ..., <type's params>}` with every parameter filled in.
 
+Each collection records the namespace that owns it (Edge: a marker file in the shard directory;
+server: the collection's metadata `mixpeek_namespace_id`); `check_claim` refuses a collection or
+directory that is not provably that namespace's. `lock(name)` serialises create-or-adopt and
+delete of one collection (Edge: across processes too). `snapshot` writes a restorable copy into a
+directory and `restore_snapshot` brings it back.
+
 `open_store(spec, api_key)` builds (and caches per process) the store for a target spec. Neither
 qdrant-client nor qdrant_edge is imported until a store of that kind is opened.
 """
@@ -20,11 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
+
+if TYPE_CHECKING:
+    from ..target import QdrantTarget
 
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 DATATYPES = ("float32", "float16", "uint8")
@@ -33,6 +44,7 @@ TOKENIZERS = ("word", "whitespace", "prefix", "multilingual")
 COMPRESSIONS = ("x4", "x8", "x16", "x32", "x64")
 HNSW_DEFAULTS = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000}
 SETTINGS_KEYS = ("hnsw_config", "quantization_config", "on_disk_payload", "shard_number", "replication_factor")
+OWNER_KEY = "mixpeek_namespace_id"  # the owning namespace, in a server collection's metadata
 
 T = TypeVar("T")
 
@@ -71,7 +83,16 @@ class CollectionNotFound(QdrantError):
 
 
 class CollectionConflict(QdrantError):
-    """A collection of that name exists with a different configuration."""
+    """A collection of that name exists with a different configuration or owner, or the name is taken."""
+
+
+def owner_message(name: str, location: str, owner: str, namespace_id: str | None) -> str:
+    """The refusal for adopting collection `name`, recorded as namespace `owner`'s, as `namespace_id`."""
+    who = f"namespace {namespace_id}" if namespace_id else "a new namespace (its id is generated at creation)"
+    return (f"Qdrant collection {name!r} at {location} belongs to namespace {owner} (created by another namespace, "
+            f"stack or process); refusing to adopt it for {who}. Choose another collection name "
+            f"(infrastructure.qdrant_collection / collection_name); or, if it is this namespace's (e.g. its state "
+            f"was lost), set namespace_id: {owner} to adopt it.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +288,18 @@ class CollectionState:
     settings: dict[str, Any]
     points_count: int
     payload_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the namespace recorded as the collection's owner; None when none is recorded
+    namespace_id: str | None = None
+
+
+_THREAD_LOCKS: dict[tuple, threading.RLock] = {}
+_THREAD_LOCKS_LOCK = threading.Lock()
+
+
+def thread_lock(key: tuple) -> threading.RLock:
+    """The process-wide re-entrant lock for `key`."""
+    with _THREAD_LOCKS_LOCK:
+        return _THREAD_LOCKS.setdefault(key, threading.RLock())
 
 
 class Store(ABC):
@@ -292,8 +325,31 @@ class Store(ABC):
 
     @abstractmethod
     def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any]) -> None:
-        """Create the collection; raises `CollectionConflict` when the name is taken."""
+                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
+        """Create the collection, recording `namespace_id` as its owner; `CollectionConflict` when the name is taken."""
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold collection `name` for a create-or-adopt or a delete (re-entrant; this process's threads)."""
+        with thread_lock((type(self).__name__, self.location, name)):
+            yield
+
+    @abstractmethod
+    def check_claim(self, name: str, namespace_id: str | None) -> None:
+        """Raise `CollectionConflict` when `name` exists but is not provably `namespace_id`'s to create or adopt
+        (another namespace's, or something this code did not create); reads only."""
+
+    @abstractmethod
+    def record_namespace(self, name: str, namespace_id: str) -> None:
+        """Record `namespace_id` as the owner of the existing collection `name`."""
+
+    @abstractmethod
+    def snapshot(self, name: str, directory: str) -> str:
+        """Write a restorable snapshot of collection `name` into `directory`; returns the file's path."""
+
+    @abstractmethod
+    def restore(self, archive: str, name: str) -> None:
+        """Create collection `name` from a snapshot file written by `snapshot`; refuses an existing name."""
 
     @abstractmethod
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
@@ -429,7 +485,40 @@ def forget_stores() -> None:
             pass
 
 
+def restore_snapshot(archive: str, target: QdrantTarget | None = None, *,
+                     collection_name: str | None = None) -> CollectionState:
+    """Restore a final snapshot (written before a delete or replace) as a collection of `target`.
+
+    archive: the snapshot file (`<collection>-<UTC time>.tar` from an embedded target,
+        `<collection>-<UTC time>.snapshot` from a server).
+    target: a `QdrantTarget` of the same kind (default embedded at `.mixpeek/qdrant`); a server
+        target's `api_key` must be a plain string here.
+    collection_name: the name to restore as; default the name the snapshot was taken of.
+
+    Points, vectors, payload indexes and the recorded owning namespace come back; a `Namespace` adopts
+    the collection when declared with that `namespace_id` (in `.namespace_id` of the returned state).
+    Refuses to overwrite an existing collection.
+    """
+    from ..target import QdrantTarget
+
+    target = target or QdrantTarget()
+    if target.api_key is not None and not isinstance(target.api_key, str):
+        raise InvalidSpec("target.api_key", "give the key as a plain string to restore_snapshot")
+    base = os.path.basename(archive)
+    name = collection_name or base.rsplit("-", 1)[0]
+    store = open_store(target.spec(), target.api_key)
+    with store.lock(name):
+        if store.read_collection(name) is not None:
+            raise CollectionConflict(f"cannot restore {archive} as Qdrant collection {name!r} at {store.location}: "
+                                     "a collection of that name exists; pass another collection_name or delete it")
+        store.restore(archive, name)
+    state = store.read_collection(name)
+    if state is None:
+        raise QdrantError(f"restoring {archive} at {store.location} did not create collection {name!r}")
+    return state
+
+
 __all__ = ["CollectionConflict", "CollectionNotFound", "CollectionState", "EdgeCorrupt", "EdgeLocked", "InvalidSpec",
            "QdrantError", "Store", "TargetUnavailable", "default_field_schema", "forget_stores", "install_store",
            "normalize_field_schema", "normalize_quantization", "normalize_settings", "normalize_vectors",
-           "open_store", "retry"]
+           "open_store", "restore_snapshot", "retry"]

@@ -20,28 +20,46 @@ Facts this store relies on (qdrant-edge-py 0.9, checked against the library):
   target's timeout, then reported as `EdgeLocked`.
 - `load` on a directory that is not a shard creates empty `segments/` and fails, so existence is
   decided by `edge_config.json` before loading.
+
+What this store adds to a shard directory, and why:
+
+- `mixpeek_collection.json`, written into the new directory before `EdgeShard.create`: it records
+  that this code made the directory and which namespace owns the collection. A directory without
+  it is never removed or taken over (only an existing Edge shard, with `edge_config.json`, is
+  adopted, and then the marker is added); a directory with it but no `edge_config.json`, holding
+  nothing but Edge's own empty entries, is an interrupted create and is removed by the next one.
+- `ROOT/.<name>.lock`, beside the shard: an exclusive `flock` held around create-or-adopt,
+  snapshot and delete, so two processes never build one shard at once (the loser waits, then
+  adopts it or is refused by its owner record).
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
+import tarfile
 import threading
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping
 
 import qdrant_edge as qe
 
 from ...paths import state_path
 from . import (CollectionConflict, CollectionNotFound, CollectionState, EdgeCorrupt, EdgeLocked, InvalidSpec,
-               QdrantError, Store, normalize_quantization)
+               QdrantError, Store, normalize_quantization, owner_message, thread_lock)
 
 CONFIG_FILE = "edge_config.json"
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+MARKER_FILE = "mixpeek_collection.json"
+_EDGE_ENTRIES = {CONFIG_FILE, "wal", "segments"}  # what EdgeShard.create puts in a shard directory
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_\-]{1,255}")
+_FLOCKED: set[str] = set()  # shard paths whose lock file this process holds (guarded by their thread lock)
 
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid,
              "manhattan": qe.Distance.Manhattan}
@@ -324,7 +342,7 @@ class EdgeStore(Store):
 
     def shard_path(self, name: str) -> str:
         """The shard directory of collection `name`."""
-        if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+        if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
             raise InvalidSpec("collection_name", f"{name!r} is not a valid collection name for an embedded target "
                                                  "(1-255 letters, digits, '_' or '-')")
         return os.path.join(self.root, name)
@@ -384,32 +402,127 @@ class EdgeStore(Store):
             config = self._read_config(path)
             return CollectionState(name=name, vectors=_vectors_from_config(config),
                                    settings=_settings_from_config(config), points_count=int(info.points_count),
-                                   payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()})
+                                   payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()},
+                                   namespace_id=(self._marker(path) or {}).get("namespace_id"))
+
+    # -- ownership: the marker, the lock ------------------------------------------------------------
+
+    @staticmethod
+    def _marker(path: str) -> dict[str, Any] | None:
+        try:
+            with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as fh:
+                marker = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        return marker if isinstance(marker, dict) and marker.get("created_by") == "mixpeek-infra" else None
+
+    @staticmethod
+    def _write_marker(path: str, namespace_id: str | None) -> None:
+        tmp = os.path.join(path, f".{MARKER_FILE}.{secrets.token_hex(4)}")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"created_by": "mixpeek-infra", "namespace_id": namespace_id}, fh)
+        os.replace(tmp, os.path.join(path, MARKER_FILE))
+
+    def _is_interrupted_create(self, path: str) -> bool:
+        """Our marker, nothing but Edge's own entries, no config and no segment data: safe to remove."""
+        if self._marker(path) is None or self._exists(path):
+            return False
+        entries = set(os.listdir(path)) - {MARKER_FILE}
+        segments = os.path.join(path, "segments")
+        return entries <= _EDGE_ENTRIES and not (os.path.isdir(segments) and os.listdir(segments))
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold collection `name` against this process's threads and other processes (`ROOT/.<name>.lock`)."""
+        path = self.shard_path(name)
+        with thread_lock(("edge", path)):
+            if path in _FLOCKED:  # re-entered by the thread that holds it
+                yield
+                return
+            lock_file = os.path.join(self.root, f".{name}.lock")
+            try:
+                os.makedirs(self.root, exist_ok=True)
+                fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise QdrantError(f"cannot lock collection {name!r} at {self.location} ({lock_file}): "
+                                  f"{exc.strerror}; make {self.root} writable by the user running Pulumi") from None
+            try:
+                deadline = time.monotonic() + self.timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise EdgeLocked(f"collection {name!r} at {self.location} is being created or deleted by "
+                                             f"another process (it holds {lock_file}; waited {self.timeout:g}s); "
+                                             "let it finish and run again") from None
+                        time.sleep(0.05)
+                _FLOCKED.add(path)
+                try:
+                    yield
+                finally:
+                    _FLOCKED.discard(path)
+            finally:
+                os.close(fd)  # releases the flock
+
+    def check_claim(self, name: str, namespace_id: str | None) -> None:
+        path = self.shard_path(name)
+        if not os.path.lexists(path):
+            return
+        if not os.path.isdir(path):
+            raise CollectionConflict(f"cannot create Qdrant collection {name!r} at {self.location}: {path} exists and "
+                                     "is not a directory; choose another collection name (infrastructure."
+                                     "qdrant_collection / collection_name) or another target path, or move it away")
+        marker = self._marker(path)
+        if self._exists(path):
+            owner = (marker or {}).get("namespace_id")
+            if owner and owner != namespace_id:
+                raise CollectionConflict(owner_message(name, self.location, owner, namespace_id))
+            return
+        if self._is_interrupted_create(path):
+            return
+        if marker is not None:
+            raise EdgeCorrupt(f"Qdrant Edge shard {path} has segments but no {CONFIG_FILE}; restore it from a "
+                              "snapshot or backup, or remove the directory if its data is expendable.")
+        raise CollectionConflict(f"refusing to create Qdrant collection {name!r} at {self.location}: the directory "
+                                 f"{path} exists and was not created by mixpeek-infra (it has no {MARKER_FILE}), so "
+                                 "it is neither removed nor taken over. Choose another collection name (infrastructure."
+                                 "qdrant_collection / collection_name) or another target path, or move the directory "
+                                 "away.")
+
+    def record_namespace(self, name: str, namespace_id: str) -> None:
+        path = self.shard_path(name)
+        if not self._exists(path):
+            raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
+        self._write_marker(path, namespace_id)
+
+    # -- collections --------------------------------------------------------------------------------
 
     def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any]) -> None:
+                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
         path = self.shard_path(name)
         config = _edge_config(vectors, settings)
-        if self._exists(path):
-            raise CollectionConflict(f"collection {name!r} already exists at {self.location}")
-        if os.path.isdir(path):
-            # Left over by an interrupted create: no config was written. Only an empty leftover is removed.
-            segments = os.path.join(path, "segments")
-            if os.path.isdir(segments) and os.listdir(segments):
-                raise EdgeCorrupt(f"Qdrant Edge shard {path} has segments but no {CONFIG_FILE}; restore it from a "
-                                  "backup or remove the directory if its data is expendable.")
-            shutil.rmtree(path)
-        os.makedirs(self.root, exist_ok=True)
+        with self.lock(name):
+            if self._exists(path):
+                raise CollectionConflict(f"collection {name!r} already exists at {self.location}")
+            self.check_claim(name, namespace_id)
+            if os.path.lexists(path):  # an interrupted create of ours: nothing but empty Edge entries
+                shutil.rmtree(path)
 
-        def create() -> Any:
-            try:
-                return qe.EdgeShard.create(path, config)
-            except Exception as exc:  # noqa: BLE001
-                raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
+            def create() -> Any:
+                try:
+                    os.mkdir(path)
+                    self._write_marker(path, namespace_id)
+                    return qe.EdgeShard.create(path, config)
+                except Exception as exc:  # noqa: BLE001
+                    if self._marker(path) is not None:
+                        shutil.rmtree(path, ignore_errors=True)
+                    raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
 
-        # No flush per operation: the WAL makes each change durable, and the pool flushes on close.
-        with _POOL.use(path, create):
-            pass
+            # No flush per operation: the WAL makes each change durable, and the pool flushes on close.
+            with _POOL.use(path, create):
+                pass
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         with self._use(name) as shard:
@@ -436,12 +549,68 @@ class EdgeStore(Store):
         path = self.shard_path(name)
         if not os.path.isdir(path):
             return False
-        with _POOL.closed(path):
+        with self.lock(name), _POOL.closed(path):
             if self._exists(path):
                 # Take the shard's lock once: never remove a shard another process has open.
                 self._load(path).close()
+            elif not (os.path.isdir(path) and self._is_interrupted_create(path)):
+                return False  # nothing of ours is there
             shutil.rmtree(path)
         return True
+
+    def snapshot(self, name: str, directory: str) -> str:
+        """A tar archive of the flushed, closed shard: `DIRECTORY/<name>-<UTC time>.tar`."""
+        path = self.shard_path(name)
+        out_dir = state_path(directory)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        archive = os.path.join(out_dir, f"{name}-{stamp}.tar")
+        partial = archive + ".partial"
+        with self.lock(name), _POOL.closed(path):
+            if not self._exists(path):
+                raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
+            shard = self._load(path)  # fails while another process holds the shard open
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+            try:
+                os.makedirs(out_dir, exist_ok=True)
+                with tarfile.open(partial, "w") as tar:
+                    tar.add(path, arcname=name)
+                with tarfile.open(partial) as tar:  # read it back whole before trusting it
+                    if f"{name}/{CONFIG_FILE}" not in tar.getnames():
+                        raise OSError(f"{CONFIG_FILE} missing from the archive")
+                os.replace(partial, archive)
+            except (OSError, tarfile.TarError) as exc:
+                if os.path.exists(partial):
+                    os.remove(partial)
+                raise QdrantError(f"cannot write a snapshot of collection {name!r} into {directory}: {exc}") from None
+        return archive
+
+    def restore(self, archive: str, name: str) -> None:
+        path = self.shard_path(name)
+        os.makedirs(self.root, exist_ok=True)
+        staging = os.path.join(self.root, f".restore-{name}-{secrets.token_hex(4)}")
+        try:
+            with tarfile.open(archive) as tar:
+                members = tar.getmembers()
+                tops = {member.name.split("/", 1)[0] for member in members}
+                if len(tops) != 1 or any(not (m.isfile() or m.isdir()) or m.name.startswith("/")
+                                         or ".." in m.name.split("/") for m in members):
+                    raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (expected one top directory "
+                                      "of plain files)")
+                tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+            shard = os.path.join(staging, tops.pop())
+            if not os.path.isfile(os.path.join(shard, CONFIG_FILE)):
+                raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (no {CONFIG_FILE})")
+            with self.lock(name):
+                if os.path.lexists(path):
+                    raise CollectionConflict(f"cannot restore into {path}: it exists")
+                os.rename(shard, path)
+        except (OSError, tarfile.TarError) as exc:
+            raise QdrantError(f"cannot restore {archive} as collection {name!r} at {self.location}: {exc}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
         with self._use(name) as shard:

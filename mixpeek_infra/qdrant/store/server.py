@@ -6,26 +6,37 @@ target's timeout; then the error names the server URL (never the key).
 
 `ServerStore(QdrantClient(path=...))` drives qdrant-client's local mode. That mode accepts every
 call but ignores payload indexes and most collection settings and reports neither back, so it only
-exercises this store's calls in tests (`reads_payload_indexes` and `reads_settings` are False).
+exercises this store's calls in tests (`reads_payload_indexes` and `reads_settings` are False). It
+keeps collection metadata (the owner record) but cannot take snapshots.
+
+An API key is never sent over plain `http://` to a host that is not loopback: `connect` refuses it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, TypeVar
+from urllib.parse import quote
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from . import (CollectionConflict, CollectionNotFound, CollectionState, QdrantError, Store, TargetUnavailable,
-               normalize_quantization, retry)
+from ...paths import state_path
+from ...redact import redact_text, redact_url
+from ..target import is_plain_http_off_loopback
+from . import (OWNER_KEY, CollectionConflict, CollectionNotFound, CollectionState, QdrantError, Store,
+               TargetUnavailable, normalize_quantization, owner_message, retry)
 
 T = TypeVar("T")
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+_VERSION = re.compile(r"v?(\d+)\.(\d+)")  # a prefix: "1.18.0-dev" is 1.18
 ADD_VECTOR_MIN_VERSION = (1, 18)
+KEY_HINT = ("check the API key (the target's api_key / infrastructure.qdrant_api_key; a key from config "
+            "mixpeek:qdrantApiKey or env QDRANT_API_KEY is sent only to the URL in mixpeek:qdrantUrl or QDRANT_URL)")
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -69,12 +80,14 @@ class ServerStore(Store):
     kind = "server"
 
     def __init__(self, client: QdrantClient, *, location: str | None = None, timeout: float = 10.0,
-                 api_key: str | None = None):
+                 api_key: str | None = None, url: str | None = None):
         self.client = client
         self.timeout = float(timeout)
+        self.url = url  # the REST endpoint, for snapshot transfers
         self.local_mode = bool(getattr(client, "_is_local_mode", False)) or \
             type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
-        self.location = location or ("qdrant-client local mode" if self.local_mode else "Qdrant server")
+        self.location = redact_url(location) if location else (
+            "qdrant-client local mode" if self.local_mode else "Qdrant server")
         self.reads_payload_indexes = not self.local_mode
         self.reads_settings = not self.local_mode
         self._secret = api_key  # only to scrub it from error messages; never logged
@@ -83,15 +96,20 @@ class ServerStore(Store):
     @classmethod
     def connect(cls, url: str, *, api_key: str | None = None, timeout: float = 10.0,
                 prefer_grpc: bool = False) -> "ServerStore":
-        """A store for the server at `url`; no request is made until the first call."""
+        """A store for the server at `url`; no request is made until the first call.
+
+        Refuses an `api_key` for a plain `http://` URL whose host is not loopback."""
+        if api_key and is_plain_http_off_loopback(url):
+            raise QdrantError(f"refusing to send the Qdrant API key to {redact_url(url)} over plain http (the host is "
+                              "not loopback); use an https:// URL")
         client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)), prefer_grpc=prefer_grpc,
                               check_compatibility=False)
-        return cls(client, location=url, timeout=timeout, api_key=api_key)
+        return cls(client, location=url, timeout=timeout, api_key=api_key, url=url)
 
     # -- calls ------------------------------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact_text(text, self._secret)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         def describe(exc: BaseException, attempts: int, elapsed: float) -> Exception:
@@ -106,8 +124,8 @@ class ServerStore(Store):
         except UnexpectedResponse as exc:
             detail = exc.content[:300].decode("utf-8", "replace") if exc.content else exc.reason_phrase
             if exc.status_code in (401, 403):
-                raise QdrantError(f"Qdrant at {self.location} refused {what} (HTTP {exc.status_code}): check the API "
-                                  "key (resource input, config mixpeek:qdrantApiKey or QDRANT_API_KEY)") from None
+                raise QdrantError(f"Qdrant at {self.location} refused {what} (HTTP {exc.status_code}): {KEY_HINT}") \
+                    from None
             raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: HTTP {exc.status_code} "
                                           f"{detail}")) from None
         except Exception as exc:  # noqa: BLE001 - gRPC errors get the same treatment as HTTP ones
@@ -117,8 +135,7 @@ class ServerStore(Store):
                 raise
             code = exc.code()
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise QdrantError(f"Qdrant at {self.location} refused {what} ({code.name}): check the API key "
-                                  "(resource input, config mixpeek:qdrantApiKey or QDRANT_API_KEY)") from None
+                raise QdrantError(f"Qdrant at {self.location} refused {what} ({code.name}): {KEY_HINT}") from None
             raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: gRPC {code.name} "
                                           f"{exc.details()}")) from None
 
@@ -182,11 +199,22 @@ class ServerStore(Store):
         schema = {}
         for fname, pinfo in (info.payload_schema or {}).items():
             schema[fname] = _schema_from_info(pinfo)
+        owner = (getattr(info.config, "metadata", None) or {}).get(OWNER_KEY)
         return CollectionState(name=name, vectors=dict(sorted(vectors.items())), settings=settings,
-                               points_count=int(info.points_count or 0), payload_schema=dict(sorted(schema.items())))
+                               points_count=int(info.points_count or 0), payload_schema=dict(sorted(schema.items())),
+                               namespace_id=owner if isinstance(owner, str) else None)
+
+    def check_claim(self, name: str, namespace_id: str | None) -> None:
+        state = self.read_collection(name)
+        if state is not None and state.namespace_id and state.namespace_id != namespace_id:
+            raise CollectionConflict(owner_message(name, self.location, state.namespace_id, namespace_id))
+
+    def record_namespace(self, name: str, namespace_id: str) -> None:
+        self._call(f"record the namespace of {name!r}",
+                   lambda: self.client.update_collection(name, metadata={OWNER_KEY: namespace_id}))
 
     def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any]) -> None:
+                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
         kwargs: dict[str, Any] = {
             "vectors_config": {vname: qm.VectorParams(size=p["size"], distance=_distance(p["distance"]),
                                                       datatype=qm.Datatype(p.get("datatype", "float32")),
@@ -200,6 +228,8 @@ class ServerStore(Store):
         for key in ("on_disk_payload", "shard_number", "replication_factor"):
             if settings.get(key) is not None:
                 kwargs[key] = settings[key]
+        if namespace_id:
+            kwargs["metadata"] = {OWNER_KEY: namespace_id}
 
         def create() -> Any:
             try:
@@ -245,6 +275,63 @@ class ServerStore(Store):
 
     def delete_collection(self, name: str) -> bool:
         return bool(self._call(f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
+
+    def _rest_url(self, *parts: str) -> str:
+        """A REST URL on this server, for the snapshot transfers qdrant-client has no call for."""
+        if self.local_mode or not self.url:
+            raise QdrantError(f"{self.location} has no snapshots (qdrant-client local mode has none; a server "
+                              "store needs its URL: ServerStore.connect)")
+        return "/".join([self.url.rstrip("/"), *(quote(p, safe="") for p in parts)])
+
+    def snapshot(self, name: str, directory: str) -> str:
+        """Qdrant's collection snapshot, downloaded to `DIRECTORY/<name>-<UTC time>.snapshot`."""
+        import httpx
+
+        self._rest_url()  # refuses local mode before anything is done
+        described = self._call(f"snapshot {name!r}", lambda: self.client.create_snapshot(name, wait=True))
+        out_dir = state_path(directory)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        archive = os.path.join(out_dir, f"{name}-{stamp}.snapshot")
+        partial = archive + ".partial"
+        headers = {"api-key": self._secret} if self._secret else {}
+        url = self._rest_url("collections", name, "snapshots", described.name)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(self.timeout, read=300.0)) as resp:
+                if resp.status_code != 200:
+                    raise QdrantError(f"HTTP {resp.status_code}")
+                with open(partial, "wb") as fh:
+                    for chunk in resp.iter_bytes():
+                        fh.write(chunk)
+            if described.size and os.path.getsize(partial) != described.size:
+                raise QdrantError(f"downloaded {os.path.getsize(partial)} bytes of {described.size}")
+            os.replace(partial, archive)
+        except (OSError, httpx.HTTPError, QdrantError) as exc:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise QdrantError(self._scrub(f"cannot download the snapshot of {name!r} from {self.location} into "
+                                          f"{directory}: {exc}")) from None
+        try:  # the server's copy is no longer needed
+            self.client.delete_snapshot(name, described.name, wait=True)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        return archive
+
+    def restore(self, archive: str, name: str) -> None:
+        import httpx
+
+        url = self._rest_url("collections", name, "snapshots", "upload")
+        headers = {"api-key": self._secret} if self._secret else {}
+        try:
+            with open(archive, "rb") as fh:
+                resp = httpx.post(url, params={"priority": "snapshot", "wait": "true"}, headers=headers,
+                                  files={"snapshot": (os.path.basename(archive), fh)},
+                                  timeout=httpx.Timeout(self.timeout, write=300.0, read=300.0))
+        except (OSError, httpx.HTTPError) as exc:
+            raise QdrantError(self._scrub(f"cannot upload {archive} to {self.location}: {exc}")) from None
+        if resp.status_code // 100 != 2:
+            raise QdrantError(self._scrub(f"Qdrant at {self.location} refused the snapshot {archive}: HTTP "
+                                          f"{resp.status_code} {resp.text[:300]}"))
 
     def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
         def count() -> int:

@@ -1,0 +1,307 @@
+"""Final snapshot: before a collection is deleted or replaced, a restorable copy goes to `final_snapshot`.
+
+Embedded: real Qdrant Edge shards in temp dirs; the snapshot is a tar of the flushed, closed shard,
+and `restore_snapshot` brings back its points (payloads and every named vector), its payload
+indexes (enforced: a filtered count works) and its owning namespace, which adopts it again.
+
+Server: qdrant-client's local mode has no snapshots, so there the delete is refused (the refusal
+path); the server path itself (create, download, restore by upload) runs against `FakeQdrant` of
+tests/test_faults_qdrant.py extended with Qdrant's snapshot endpoints, which checks the API key on
+every request. A real server is not available on these machines.
+
+The stack config `mixpeek-infra:qdrant: {final_snapshot: DIR}` reaches the collection (mocks).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+from email.parser import BytesParser
+from urllib.parse import unquote, urlsplit
+
+import pulumi
+import pytest
+
+from enginehost import from_struct, to_struct
+from mixpeek_infra.plan import plan_namespace
+from mixpeek_infra.qdrant import QdrantTarget, restore_snapshot
+from mixpeek_infra.qdrant.resources import CollectionProvider, FinalSnapshotFailed, PayloadIndexProvider
+from mixpeek_infra.qdrant.store import CollectionConflict, forget_stores, install_store, open_store
+from mixpeek_infra.qdrant.store.edge import close_all_shards
+from test_faults_qdrant import FakeQdrant
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")]
+
+COLLECTIONS = CollectionProvider()
+INDEXES = PayloadIndexProvider()
+IMAGE = "image_extractor_v1_embedding"
+KEY = "final-snapshot-key-31c7"
+
+
+def wire(props: dict) -> dict:
+    return from_struct(to_struct(props))
+
+
+def checked(provider, news: dict, olds: dict | None = None) -> dict:
+    result = provider.check(wire(olds or {}), wire(news))
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+    return wire(result.inputs)
+
+
+def create(provider, news: dict) -> dict:
+    inputs = checked(provider, news)
+    result = provider.create(inputs)
+    return {"id": result.id, "inputs": inputs, "outputs": wire(result.outs)}
+
+
+def collection_inputs(plan, target, **extra) -> dict:
+    return {"target": target, "vectors": plan.vector_config(), "settings": {}, "deletion_protection": True, **extra}
+
+
+def points() -> list[dict]:
+    titles = ["Summer Hits 2024", "Winter chill", "summer road trip"]
+    out = []
+    for i, title in enumerate(titles):
+        vector = [0.0] * 768
+        vector[i] = 1.0
+        out.append({"id": i + 1, "vector": {IMAGE: vector},
+                    "payload": {"collection_id": f"col_{i % 2}", "metadata": {"title": title}}})
+    return out
+
+
+def deploy(plan, target, **extra) -> dict:
+    """The collection, every payload index, and three points written by an application."""
+    coll = create(COLLECTIONS, collection_inputs(plan, target, **extra))
+    for ix in plan.payload_indexes:
+        create(INDEXES, {"target": target, "collection_name": coll["id"], "field_name": ix.field_name,
+                         "field_type": ix.type, "field_schema": dict(ix.field_schema), **(
+                             {"api_key": extra["api_key"]} if "api_key" in extra else {})})
+    open_store(target, extra.get("api_key")).upsert(coll["id"], points())
+    return coll
+
+
+def assert_restored(root: str, name: str, plan) -> None:
+    """Points with payloads and vectors, the payload indexes (in effect) and the vectors' config are back."""
+    import qdrant_edge as qe
+
+    store = open_store({"kind": "embedded", "path": root, "timeout": 10.0})
+    state = store.read_collection(name)
+    assert state.points_count == 3 and state.vectors == plan.vector_config()
+    assert state.payload_schema == {ix.field_name: dict(ix.field_schema) for ix in plan.payload_indexes}
+    assert store.count_points(name, [{"key": "metadata.title", "text": "summer"}]) == 2
+    assert store.count_points(name, [{"key": "collection_id", "value": "col_0"}]) == 2
+    close_all_shards()
+    shard = qe.EdgeShard.load(os.path.join(root, name))
+    try:
+        records = {r.id: r for r in shard.retrieve([1, 2, 3], True, True)}
+    finally:
+        shard.close()
+    for point in points():
+        assert records[point["id"]].payload == point["payload"]
+        assert records[point["id"]].vector[IMAGE] == pytest.approx(point["vector"][IMAGE])
+
+
+@pytest.fixture(autouse=True)
+def _clean():
+    yield
+    close_all_shards()
+    forget_stores()
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded (Qdrant Edge)
+
+
+def test_delete_takes_a_final_snapshot_that_restores_points_vectors_and_indexes(tmp_path, seed, monkeypatch):
+    root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
+    plan = plan_namespace(seed)
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    coll = deploy(plan, target, deletion_protection=False, final_snapshot=snaps)
+    name, namespace_id = coll["id"], coll["outputs"]["namespace_id"]
+    assert coll["outputs"]["final_snapshot"] == snaps
+
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *args, **kwargs: logged.append(message))
+    COLLECTIONS.delete(name, coll["outputs"])
+    assert open_store(target).read_collection(name) is None
+    [archive] = [os.path.join(snaps, f) for f in os.listdir(snaps)]
+    assert re.fullmatch(re.escape(name) + r"-\d{8}T\d{6}\.\d{6}Z\.tar", os.path.basename(archive))
+    assert any(archive in message and "restore_snapshot" in message for message in logged), logged
+
+    state = restore_snapshot(archive, QdrantTarget(path=root))
+    assert state.name == name and state.namespace_id == namespace_id and state.points_count == 3
+    assert_restored(root, name, plan)
+    # Its namespace adopts it again (another namespace would be refused: it is recorded as this one's).
+    adopted = create(COLLECTIONS, collection_inputs(plan, target, namespace_id=namespace_id))
+    assert adopted["id"] == name and adopted["outputs"]["points_count"] == 3
+
+    close_all_shards()
+    copy_state = restore_snapshot(archive, QdrantTarget(path=root), collection_name="restored_copy")
+    assert copy_state.points_count == 3
+    assert_restored(root, "restored_copy", plan)
+    with pytest.raises(CollectionConflict, match="exists"):
+        restore_snapshot(archive, QdrantTarget(path=root), collection_name="restored_copy")
+
+
+def test_final_snapshot_set_in_place_then_taken_when_a_replace_deletes_the_old_collection(tmp_path, seed):
+    """Set final_snapshot (an in-place update, like deletion_protection), then a replace snapshots the old one."""
+    root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
+    plan = plan_namespace(seed)
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    coll = deploy(plan, target)
+    name = coll["id"]
+
+    news = checked(COLLECTIONS, collection_inputs(plan, target, deletion_protection=False, final_snapshot=snaps),
+                   coll["inputs"])
+    d = COLLECTIONS.diff(name, coll["outputs"], news)
+    assert d.changes is True and d.replaces == []
+    outs = wire(COLLECTIONS.update(name, coll["outputs"], news).outs)
+    assert outs["final_snapshot"] == snaps and outs["points_count"] == 3
+
+    fewer = copy.deepcopy(seed)
+    fewer["feature_extractors"] = [fe for fe in fewer["feature_extractors"]
+                                   if fe["feature_extractor_name"] == "image_extractor"]
+    replacement = checked(COLLECTIONS, collection_inputs(plan_namespace(fewer), target, deletion_protection=False,
+                                                         final_snapshot=snaps), news)
+    assert COLLECTIONS.diff(name, outs, replacement).replaces  # the engine creates the new one, then deletes this
+    COLLECTIONS.delete(name, outs)
+    [archive] = os.listdir(snaps)
+    restore_snapshot(os.path.join(snaps, archive), QdrantTarget(path=root))
+    assert_restored(root, name, plan)
+
+
+def test_a_failed_final_snapshot_refuses_the_delete(tmp_path, seed):
+    root, snaps = str(tmp_path / "qdrant"), tmp_path / "snapshots"
+    plan = plan_namespace(seed)
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    coll = deploy(plan, target, deletion_protection=False, final_snapshot=str(snaps))
+    snaps.write_text("now a file: no snapshot can be written here")
+    with pytest.raises(FinalSnapshotFailed) as info:
+        COLLECTIONS.delete(coll["id"], coll["outputs"])
+    message = str(info.value)
+    assert "final_snapshot" in message and "nothing was deleted" in message
+    assert_restored(root, coll["id"], plan)  # untouched
+    # And the same path is refused at check (preview) from now on.
+    result = COLLECTIONS.check({}, wire(collection_inputs(plan, target, final_snapshot=str(snaps))))
+    assert [f.property for f in result.failures] == ["final_snapshot"]
+
+
+def test_without_final_snapshot_nothing_is_written(tmp_path, seed):
+    root = str(tmp_path / "qdrant")
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    coll = deploy(plan_namespace(seed), target, deletion_protection=False)
+    assert coll["outputs"].get("final_snapshot") is None
+    COLLECTIONS.delete(coll["id"], coll["outputs"])
+    assert sorted(os.listdir(tmp_path)) == ["qdrant"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+
+
+def test_local_mode_cannot_snapshot_so_the_delete_is_refused(tmp_path, seed):
+    from qdrant_client import QdrantClient
+
+    from mixpeek_infra.qdrant.store.server import ServerStore
+
+    spec = {"kind": "server", "url": "https://qdrant.test:6333", "timeout": 5.0, "prefer_grpc": False}
+    install_store(spec, ServerStore(QdrantClient(path=str(tmp_path / "local")), location=spec["url"]))
+    plan = plan_namespace(seed)
+    coll = create(COLLECTIONS, collection_inputs(plan, spec, deletion_protection=False,
+                                                 final_snapshot=str(tmp_path / "snapshots")))
+    open_store(spec).upsert(coll["id"], points())
+    with pytest.raises(FinalSnapshotFailed, match="local mode"):
+        COLLECTIONS.delete(coll["id"], coll["outputs"])
+    assert open_store(spec).count_points(coll["id"]) == 3
+
+
+class SnapshotQdrant(FakeQdrant):
+    """FakeQdrant plus Qdrant's collection snapshot endpoints (create, download, delete, upload)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.snapshots: dict[str, bytes] = {}
+
+    def _serve(self, h) -> None:
+        path = unquote(urlsplit(h.path).path)
+        m = re.fullmatch(r"/collections/([^/]+)/snapshots(?:/([^/]+))?", path)
+        if not m:
+            return super()._serve(h)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests.append((h.command, path))
+        if h.headers.get("api-key") != self.api_key:
+            return self._reply(h, 401, {"status": {"error": "Must provide an API key"}})
+        name, snap = m.groups()
+        with self.lock:
+            if h.command == "POST" and snap is None:
+                blob = pickle.dumps(self.collections[name])
+                snap = f"{name}-1.snapshot"
+                self.snapshots[snap] = blob
+                return self._reply(h, 200, {"result": {"name": snap, "creation_time": None, "size": len(blob)},
+                                            "status": "ok", "time": 0.0})
+            if h.command == "GET" and snap in self.snapshots:
+                blob = self.snapshots[snap]
+                h.send_response(200)
+                h.send_header("Content-Type", "application/octet-stream")
+                h.send_header("Content-Length", str(len(blob)))
+                h.end_headers()
+                h.wfile.write(blob)
+                return None
+            if h.command == "DELETE" and snap is not None:
+                self.snapshots.pop(snap, None)
+                return self._reply(h, 200, {"result": True, "status": "ok", "time": 0.0})
+            if h.command == "POST" and snap == "upload":
+                message = BytesParser().parsebytes(f"Content-Type: {h.headers['Content-Type']}\r\n\r\n".encode() + raw)
+                self.collections[name] = pickle.loads(message.get_payload()[0].get_payload(decode=True))
+                return self._reply(h, 200, {"result": True, "status": "ok", "time": 0.0})
+        return self._reply(h, 404, {"status": {"error": f"no route {h.command} {path}"}})
+
+
+def test_server_snapshot_is_downloaded_and_restored_by_upload(tmp_path, seed):
+    fake = SnapshotQdrant(api_key=KEY)
+    try:
+        spec = {"kind": "server", "url": fake.url, "timeout": 5.0, "prefer_grpc": False}
+        snaps = str(tmp_path / "snapshots")
+        plan = plan_namespace(seed)
+        coll = deploy(plan, spec, api_key=KEY, deletion_protection=False, final_snapshot=snaps)
+        name = coll["id"]
+        COLLECTIONS.delete(name, coll["outputs"])
+        assert name not in fake.collections and fake.snapshots == {}  # the server's copy was removed
+        [archive] = os.listdir(snaps)
+        assert archive.startswith(f"{name}-") and archive.endswith(".snapshot")
+
+        state = restore_snapshot(os.path.join(snaps, archive), QdrantTarget(url=fake.url, api_key=KEY))
+        assert state.name == name and state.points_count == 3 and state.vectors == plan.vector_config()
+        assert state.payload_schema == {ix.field_name: dict(ix.field_schema) for ix in plan.payload_indexes}
+        assert ("POST", f"/collections/{name}/snapshots/upload") in fake.requests
+    finally:
+        fake.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack config
+
+
+def test_stack_config_final_snapshot_reaches_the_collection(seed):
+    from stackmocks import FakeMocks, run_program
+
+    def collection_inputs_for(config: dict) -> dict:
+        mocks = FakeMocks()
+        run_program(config, mocks)
+        return {r.name: r.inputs.get("final_snapshot") for r in mocks.resources if r.typ.endswith(":QdrantCollection")}
+
+    other = dict(copy.deepcopy(seed), namespace_name="other_ns")
+    config = {"qdrant": {"path": ".mixpeek/qdrant", "final_snapshot": ".mixpeek/snapshots"},
+              "ray": {"mode": "local"},
+              "namespaces": [seed, {"request": other, "qdrant": {"path": ".mixpeek/qdrant",
+                                                                 "final_snapshot": "elsewhere"}}]}
+    assert collection_inputs_for(config) == {"spotify_playlists_dev-collection": ".mixpeek/snapshots",
+                                             "other_ns-collection": "elsewhere"}
+    config["qdrant"] = {"path": ".mixpeek/qdrant"}
+    config["namespaces"] = [seed]
+    assert collection_inputs_for(config) == {"spotify_playlists_dev-collection": None}
