@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# scheme://user[:password]@rest  ->  scheme://***@rest. Matches inside longer text too, and also
-# a userinfo on a scheme-less `user:pass@host` (what a malformed URL often looks like).
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<userinfo>[^\s/@'\"]+)@(?=[^\s@'\"]+)")
+# scheme://user[:password]@rest  ->  scheme://***@rest, inside longer text too. After a scheme the
+# userinfo runs to the `@` before the host, spaces included (a malformed URL may carry them; hiding
+# too much is the safe error); without a scheme, a `user:pass@host` token is redacted as well.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\n]+)@(?=[^\s@'\"]+)"
+                       r"|(?P<bare>[^\s/@'\"]+)@(?=[^\s@'\"]+)")
 
 
 def redact_url(value: Any) -> str:
@@ -18,12 +20,10 @@ def redact_url(value: Any) -> str:
     text = str(value)
 
     def _sub(match: re.Match[str]) -> str:
-        scheme = match.group("scheme") or ""
-        userinfo = match.group("userinfo")
+        if match.group("scheme"):
+            return f"{match.group('scheme')}***@"
         # A bare `name@host` with no scheme and no password (an e-mail address) is not a credential.
-        if not scheme and ":" not in userinfo:
-            return match.group(0)
-        return f"{scheme}***@"
+        return "***@" if ":" in match.group("bare") else match.group(0)
 
     return _USERINFO.sub(_sub, text)
 

@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -264,3 +265,40 @@ def test_the_dashboard_url_is_reported_only_for_the_heads_own_dashboard(state_di
             assert bound == [dashboard] and outs["ray_dashboard_url"] is None
     finally:
         imposter.close()
+
+
+def test_a_head_whose_creator_died_mid_create_is_stopped_by_the_next_create(tmp_path):
+    """An engine killed during `pulumi up` kills the provider host while the head it was starting runs on,
+    recorded in no state; the next create under the same state dir stops it (and only it)."""
+    import json
+    import multiprocessing
+
+    from mixpeek_infra.ray.local import PENDING_FILE, stop_orphaned_heads
+
+    root = tmp_path / "ray"
+    head_dir = root / "rayhead-0123456789ab"
+    head_dir.mkdir(parents=True)
+    # A stand-in for the half-started head: a session leader carrying the head id, as `ray start` is.
+    from mixpeek_infra.ray._process import MARKER_ENV, process_info
+    env = {**os.environ, MARKER_ENV: head_dir.name}
+    head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], env=env, start_new_session=True)
+    # Its update: this process and one that has exited (as the killed engine has).
+    creator = multiprocessing.get_context("spawn").Process(target=int)
+    creator.start()
+    creator_info = process_info(creator.pid)
+    creator.join()
+    record = {"creator": [[os.getpid(), process_info(os.getpid()).start], [creator.pid, creator_info.start]],
+              "pid": head.pid, "start": process_info(head.pid).start, "boot_id": None, "temp_dir": ""}
+    (head_dir / PENDING_FILE).write_text(json.dumps(record))
+    # Another head still being created by a live process (this one) is left alone.
+    busy = root / "rayhead-ba9876543210"
+    busy.mkdir()
+    me = process_info(os.getpid())
+    (busy / PENDING_FILE).write_text(json.dumps({**record, "creator": [[os.getpid(), me.start]]}))
+    try:
+        assert stop_orphaned_heads(root) == [head_dir.name]
+        assert head.wait(timeout=10) is not None
+        assert not (head_dir / PENDING_FILE).exists() and (busy / PENDING_FILE).exists()
+    finally:
+        if head.poll() is None:
+            head.kill()

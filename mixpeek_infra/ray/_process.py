@@ -142,6 +142,31 @@ def _same_boot(boot_id: Optional[str]) -> bool:
     return boot_id is None or boot_id == current_boot_id()
 
 
+def lineage(pid: int, depth: int = 3) -> list[tuple[int, float]]:
+    """`(pid, start)` of `pid` and up to `depth - 1` ancestors, stopping before init.
+
+    For a dynamic provider host that is the host, the plugin script that started it, and the Pulumi
+    engine: the update it serves runs while all three do.
+    """
+    chain = []
+    while pid > 1 and len(chain) < depth:
+        info = process_info(pid)
+        if info is None:
+            break
+        chain.append((pid, info.start))
+        pid = info.ppid
+    return chain
+
+
+def lineage_alive(chain: Iterable[Iterable[float]]) -> bool:
+    """Whether every process of a recorded `lineage` still runs (zombies count as dead)."""
+    for pid, start in chain:
+        info = process_info(int(pid))
+        if info is None or info.zombie or not _same_start(info.start, float(start)):
+            return False
+    return True
+
+
 def leader_alive(pid: int, start: float, head_id: Optional[str] = None, boot_id: Optional[str] = None) -> bool:
     """Whether the head's session leader still runs (zombies count as dead).
 

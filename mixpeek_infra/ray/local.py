@@ -18,6 +18,7 @@ and this module's import path are part of every stack's state: do not rename the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -33,11 +34,13 @@ from typing import Any, Callable, Optional
 import pulumi
 import pulumi.dynamic as dynamic
 
+from .. import hostwatch
 from ..paths import state_path
 from ..redact import redact_url
 # Re-exported: the process helpers lived here before and callers import them from this module.
 from ._process import (_CHILDREN, MARKER_ENV, ProcInfo, current_boot_id, leader_alive,  # noqa: F401
-                       listening_sockets, process_info, process_table, session_members, stop_session)
+                       lineage, lineage_alive, listening_sockets, process_info, process_table, session_members,
+                       stop_session)
 
 #: Ray component -> `ray start` flag; each gets its own free port.
 PORT_FLAGS: dict[str, str] = {
@@ -337,6 +340,7 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
     """
     ray = find_ray_executable()
     root = Path(props.get("state_path") or state_path(props["state_dir"]))
+    stop_orphaned_heads(root)
     head_dir = root / head_id
     head_dir.mkdir(parents=True, exist_ok=True)
     log_file = str(head_dir / "head.log")
@@ -380,6 +384,7 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
         _CHILDREN[proc.pid] = proc
         info = process_info(proc.pid)
         start = info.start if info is not None else 0.0
+        _mark_pending(head_dir, proc.pid, start, temp_dir)
         url = f"ray://{LOOPBACK}:{ports['client']}"
         try:
             # A raylet or GCS that died makes `ray start` wait 30 s for it: stop waiting as soon as one logs that.
@@ -427,8 +432,45 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
     raise RayHeadError(failure)
 
 
+PENDING_FILE = "creating.json"
+
+
+def _mark_pending(head_dir: Path, pid: int, start: float, temp_dir: str) -> None:
+    """Record a head whose create has not returned yet, with the processes of the update creating it."""
+    record = {"creator": lineage(os.getpid()), "pid": pid, "start": start, "boot_id": current_boot_id(),
+              "temp_dir": temp_dir}
+    (head_dir / PENDING_FILE).write_text(json.dumps(record))
+
+
+def stop_orphaned_heads(root: Path) -> list[str]:
+    """Stop the heads under `root` whose create never returned because its update died.
+
+    An engine killed mid-`pulumi up` leaves the head it was starting running in its own session,
+    recorded nowhere in the stack's state (its provider host even lives on, orphaned). Such a head
+    is ours by construction (its directory and pending marker were written here, its processes
+    carry the head id); one whose update (provider host, plugin script, engine) is still alive is
+    left alone.
+    """
+    stopped = []
+    for marker in sorted(root.glob(f"rayhead-*/{PENDING_FILE}")):
+        try:
+            record = json.loads(marker.read_text())
+            creator_alive = bool(record["creator"]) and lineage_alive(record["creator"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if creator_alive:
+            continue
+        head_id = marker.parent.name
+        stop_session(int(record["pid"]), float(record["start"]), timeout=0.0, head_id=head_id,
+                     boot_id=record.get("boot_id"))
+        _discard_failed_head(record.get("temp_dir") or "", marker.parent)
+        stopped.append(head_id)
+    return stopped
+
+
 def _discard_failed_head(temp_dir: str, head_dir: Path) -> None:
-    """After a failed start: drop Ray's files and the temp dir symlink; keep head.log for diagnosis."""
+    """After a failed start: drop Ray's files, the temp dir symlink and the pending marker; keep head.log."""
+    (head_dir / PENDING_FILE).unlink(missing_ok=True)
     if os.path.islink(temp_dir):
         try:
             os.unlink(temp_dir)
@@ -522,9 +564,11 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        hostwatch.watch()
         head_id = f"rayhead-{secrets.token_hex(6)}"
         inputs = _normalized({k: props.get(k) for k in INPUT_KEYS})
         outs = start_head(inputs, head_id)
+        (Path(outs["head_dir"]) / PENDING_FILE).unlink(missing_ok=True)
         return dynamic.CreateResult(head_id, {**inputs, **outs})
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:

@@ -75,7 +75,7 @@ class InvalidRayHead(InvalidRequest):
 
 def parse_quantity(value: str) -> float:
     """A Kubernetes quantity ("500m", "4Gi", "2") as a number; ValueError when malformed."""
-    match = _QUANTITY.match(str(value))
+    match = _QUANTITY.fullmatch(str(value))
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '500m', '2', '4Gi')")
     return float(match["num"]) * _UNITS[match["unit"]]
@@ -89,7 +89,7 @@ def ray_url_problem(url: str, path: str = "ray.url") -> tuple[str, str] | None:
     if shown != url:
         return path, (f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate with "
                       "Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)")
-    match = _RAY_URL.match(url)
+    match = _RAY_URL.fullmatch(url)
     if not match:
         return path, f"{url!r} is not a ray://host:port URL (e.g. ray://ray-head.example.internal:10001)"
     if not 1 <= int(match["port"]) <= 65535:
@@ -316,7 +316,7 @@ class RayHead:
                   _choice_problem(image_pull_policy, PULL_POLICIES, "ray.kubernetes.image_pull_policy")):
             if p is not None:
                 problems.append(p)
-        if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.match(namespace)):
+        if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace)):
             problems.append(("ray.kubernetes.namespace", f"{namespace!r} is not a Kubernetes namespace name "
                                                          "(lowercase letters, digits and '-', at most 63)"))
         if not isinstance(create_namespace, bool):
@@ -325,7 +325,7 @@ class RayHead:
             if value is not None and (not isinstance(value, str) or not value.strip()
                                       or any(c.isspace() for c in value)):
                 problems.append((f"ray.kubernetes.{name}", f"{value!r} is not an image reference"))
-        if not isinstance(gpu_node_label, str) or not _LABEL_KEY.match(gpu_node_label):
+        if not isinstance(gpu_node_label, str) or not _LABEL_KEY.fullmatch(gpu_node_label):
             problems.append(("ray.kubernetes.gpu_node_label", f"{gpu_node_label!r} is not a Kubernetes label key"))
         if isinstance(auth_token, str) and not auth_token:
             problems.append(("ray.kubernetes.auth_token", "empty; omit it to disable token auth"))
@@ -421,7 +421,7 @@ class RayHead:
             if not gpu_type:
                 problems.append(("infrastructure.gpu_type",
                                  "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
-            elif self.mode == "kubernetes" and not _LABEL_VALUE.match(str(gpu_type)):
+            elif self.mode == "kubernetes" and not _LABEL_VALUE.fullmatch(str(gpu_type)):
                 problems.append(("infrastructure.gpu_type", f"{gpu_type!r} cannot be matched against the node label "
                                                             f"{self.k8s.gpu_node_label if self.k8s else ''}: use "
                                                             "letters, digits, '-', '_' and '.' (at most 63)"))
@@ -430,7 +430,7 @@ class RayHead:
                 problems.append(("infrastructure.gpus_per_worker",
                                  f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}"))
         if self.mode == "kubernetes":
-            if not _LABEL_VALUE.match(plan.namespace_name):
+            if not _LABEL_VALUE.fullmatch(plan.namespace_name):
                 problems.append(("namespace_name",
                                  f"{plan.namespace_name!r} is not usable as a Kubernetes label value"))
         return problems

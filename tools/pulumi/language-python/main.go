@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/logging"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -76,9 +77,19 @@ func main() {
 		fail("could not start the language host RPC server: %v", err)
 	}
 	fmt.Printf("%d\n", handle.Port) // The engine reads the port from the first line.
+	go exitWithEngine(os.Getppid())
 	if err := <-handle.Done; err != nil {
 		fail("language host RPC stopped serving: %v", err)
 	}
+}
+
+// exitWithEngine ends this host once its parent, the engine, is gone: an engine killed mid-update
+// cannot stop its plugins, and each runs in a process group of its own.
+func exitWithEngine(engine int) {
+	for os.Getppid() == engine {
+		time.Sleep(time.Second)
+	}
+	os.Exit(1)
 }
 
 func fail(format string, args ...any) {
