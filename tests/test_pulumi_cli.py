@@ -1,0 +1,381 @@
+"""The real engine: the Pulumi CLI built by tools/pulumi/install runs the dev stack on a copy of the
+project (file backend, own PULUMI_HOME, offline), and every answer asserted here is the engine's own.
+
+CI sets MIXPEEK_REQUIRE_PULUMI_CLI=1, so this tier fails there rather than skipping.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixpeek_infra.qdrant.store import forget_stores, open_store
+from mixpeek_infra.ray.local import process_info
+from pulumicli import PulumiProject, cli_bin_dir, kill_group, ops_by_name, wait_dead
+
+pytestmark = pytest.mark.pulumi_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "spotify_playlists_dev"
+SEED_MAP = {"multimodal_extractor_v1_multimodal_embedding": "vertex_multimodal_embedding",
+            "multimodal_extractor_v1_transcription_embedding": "multilingual_e5_large_instruct_v1",
+            "image_extractor_v1_embedding": "google_siglip_base_v1"}
+SEED_VECTORS = {"multimodal_extractor_v1_multimodal_embedding": (1408, "cosine"),
+                "multimodal_extractor_v1_transcription_embedding": (1024, "cosine"),
+                "image_extractor_v1_embedding": (768, "cosine")}
+LOCAL_HEAD = "pulumi-python:dynamic/mixpeek:LocalRayHead"
+
+
+def dev_stack() -> dict:
+    """stacks/Pulumi.dev.yaml as the README runs it, with one CPU for the local head."""
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config["config"]["mixpeek-infra:ray"]["num_cpus"] = 1
+    return config
+
+
+@pytest.fixture
+def project(tmp_path):
+    bin_dir = cli_bin_dir()
+    proj = PulumiProject(tmp_path / "proj", bin_dir, {"dev": dev_stack()})
+    proj.init("dev")
+    yield proj
+    # Leave nothing behind whatever the test did: destroy with protection off, then kill leftovers.
+    _cleanup(proj)
+
+
+def _cleanup(proj: PulumiProject) -> None:
+    try:
+        pids = _head_pids(proj)
+    except Exception:  # noqa: BLE001 - state may be unreadable after a killed engine
+        pids = []
+    config = proj.read_stack("dev")
+    for entry in config["config"].get("mixpeek-infra:namespaces", []):
+        if isinstance(entry, dict) and "request" in entry:
+            entry["deletion_protection"] = False
+    proj.write_stack("dev", config)
+    proj.run("cancel", "--yes", check=False, timeout=60)
+    proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)
+    for session in set(pids) | _ray_sessions(proj):
+        try:
+            os.killpg(session, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    forget_stores()
+
+
+def _ray_sessions(proj: PulumiProject) -> set[int]:
+    """Session ids of the live `ray start --head` processes this project's Ray heads run."""
+    launcher = f"{proj.root}/.venv/bin/ray\0start\0--head".encode()
+    sessions = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if launcher in (entry / "cmdline").read_bytes():
+                sessions.add(os.getsid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    return sessions - {os.getsid(0)}
+
+
+def _head_pids(proj: PulumiProject) -> list[int]:
+    return [int(r["outputs"]["pid"]) for r in proj.resources("dev")
+            if r["type"] == LOCAL_HEAD and "pid" in r.get("outputs", {})]
+
+
+def _store(proj: PulumiProject):
+    return open_store({"kind": "embedded", "path": str(proj.root / ".mixpeek" / "qdrant")})
+
+
+def _ray_task(url: str) -> str:
+    code = ("import ray, sys; ray.init(sys.argv[1], logging_level='ERROR'); "
+            "print(ray.get(ray.remote(lambda: 'pong').remote())); ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=180)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
+
+
+def test_readme_dev_stack_up_outputs_shard_ray_then_no_changes_then_destroy(project):
+    up = project.run("up", "--yes", "-s", "dev")
+    assert "error" not in up.stderr.lower(), up.stderr
+
+    out = project.outputs("dev")[NS]
+    ns_id = out["namespace_id"]
+    assert re.fullmatch(r"ns_[0-9a-f]{10}", ns_id)
+    assert out["vector_inference_map"] == SEED_MAP
+    model = out["namespace"]
+    assert model["namespace_id"] == ns_id and model["namespace_name"] == NS
+    assert model["document_count"] == 0
+    assert [e["feature_extractor_name"] for e in model["feature_extractors"]] == ["multimodal_extractor",
+                                                                                  "image_extractor"]
+
+    # Read back after the engine (and its provider host) exited: the shard is closed and complete.
+    store = _store(project)
+    state = store.read_collection(ns_id)
+    assert state is not None and state.points_count == 0
+    assert {k: (v["size"], v["distance"]) for k, v in state.vectors.items()} == SEED_VECTORS
+    indexes = store.read_payload_indexes(ns_id)
+    assert indexes["metadata.title"] == {"type": "text", "tokenizer": "word", "min_token_len": 2,
+                                         "max_token_len": 15, "lowercase": True}
+    assert indexes["metadata.description"] == {"type": "keyword", "is_tenant": True}
+    assert indexes["collection_id"] == {"type": "keyword", "is_tenant": True}
+    assert set(indexes) == {ix["field_name"] for ix in model["payload_indexes"]}
+    forget_stores()
+
+    # The local head outlived the engine and runs work.
+    url = out["infrastructure"]["ray_head_node_url"]
+    assert url.startswith("ray://127.0.0.1:")
+    [pid] = _head_pids(project)
+    assert process_info(pid) is not None
+    assert _ray_task(url) == "pong"
+
+    project.run("preview", "--expect-no-changes", "-s", "dev")
+
+    project.run("destroy", "--yes", "-s", "dev")
+    assert not (project.root / ".mixpeek" / "qdrant" / ns_id).exists()
+    assert wait_dead(pid), "the Ray head survived pulumi destroy"
+    assert project.resources("dev") == []
+
+
+def _namespace_entry(proj: PulumiProject) -> dict:
+    """The dev stack's one namespace entry, turned into the override form `{request, key}`."""
+    config = proj.read_stack("dev")
+    [entry] = config["config"]["mixpeek-infra:namespaces"]
+    if "request" not in entry:
+        entry = {"request": entry, "key": NS}
+    return entry
+
+
+def _write_entry(proj: PulumiProject, entry: dict) -> None:
+    config = proj.read_stack("dev")
+    config["config"]["mixpeek-infra:namespaces"] = [entry]
+    proj.write_stack("dev", config)
+
+
+def _edit_and_preview(proj: PulumiProject, edit) -> dict[str, str]:
+    """Apply `edit(request, entry)` to the stack file; the engine's op per custom resource."""
+    entry = _namespace_entry(proj)
+    edit(entry["request"], entry)
+    _write_entry(proj, entry)
+    return ops_by_name(proj.preview_steps("dev"))
+
+
+def _changed(ops: dict[str, str]) -> dict[str, str]:
+    return {name: op for name, op in ops.items() if op != "same"}
+
+
+COLLECTION = f"{NS}-collection"
+
+
+def test_every_row_of_the_readme_pr_preview_table(project):
+    """Each README row performed for real: the preview's op per resource, then `up`, data kept."""
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+
+    # Row: description / namespace_name (with the entry's `key` fixed): outputs only.
+    ops = _edit_and_preview(project, lambda body, e: body.update(description="Spotify playlists, v2"))
+    assert _changed(ops) == {}, ops
+    ops = _edit_and_preview(project, lambda body, e: body.update(namespace_name="spotify_playlists"))
+    assert _changed(ops) == {}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    out = project.outputs("dev")
+    assert out["spotify_playlists"]["namespace_id"] == ns_id
+    assert out["spotify_playlists"]["namespace"]["description"] == "Spotify playlists, v2"
+
+    # Points the remaining rows must keep (written while no engine runs).
+    store = _store(project)
+    store.upsert(ns_id, [{"id": i, "vector": {"image_extractor_v1_embedding": [0.1 * (i + 1)] * 768},
+                          "payload": {"metadata": {"title": f"playlist {i}"}}} for i in range(3)])
+    forget_stores()
+
+    # Row: add a custom payload index -> create.
+    ops = _edit_and_preview(project, lambda body, e: body["payload_indexes"].append(
+        {"field_name": "metadata.year", "type": "integer"}))
+    assert _changed(ops) == {f"{NS}-index-metadata.year": "create"}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+
+    # Row: change a payload index's params -> update of that index.
+    ops = _edit_and_preview(project, lambda body, e: body["payload_indexes"][0]["field_schema"].update(
+        min_token_len=3))
+    assert _changed(ops) == {f"{NS}-index-metadata.title": "update"}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+
+    # Row: remove a custom payload index -> delete.
+    ops = _edit_and_preview(project, lambda body, e: body["payload_indexes"].pop(1))
+    assert _changed(ops) == {f"{NS}-index-metadata.description": "delete"}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+
+    # Row: add a feature extractor -> update of the collection (named vector added in place).
+    ops = _edit_and_preview(project, lambda body, e: body["feature_extractors"].append(
+        {"feature_extractor_name": "text_extractor", "version": "v1"}))
+    assert _changed(ops) == {COLLECTION: "update"}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+
+    store = _store(project)
+    state = store.read_collection(ns_id)
+    indexes = store.read_payload_indexes(ns_id)
+    forget_stores()
+    assert state.points_count == 3, "a row that promises 'kept' lost points"
+    assert state.vectors["text_extractor_v1_embedding"]["size"] == 1024
+    assert indexes["metadata.year"]["type"] == "integer"
+    assert indexes["metadata.title"]["min_token_len"] == 3
+    assert "metadata.description" not in indexes
+
+    # Row: remove an extractor -> replace; with points and protection on, the preview itself fails.
+    def drop_image(body, e):
+        body["feature_extractors"] = [x for x in body["feature_extractors"]
+                                      if x["feature_extractor_name"] != "image_extractor"]
+    entry = _namespace_entry(project)
+    drop_image(entry["request"], entry)
+    _write_entry(project, entry)
+    refused = project.run("preview", "--diff", "-s", "dev", check=False)
+    assert refused.returncode != 0
+    assert "3 points" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    assert _store(project).read_collection(ns_id).points_count == 3
+    forget_stores()
+
+    # The way out the refusal names: protection off shows the replace, and up performs it.
+    entry["deletion_protection"] = False
+    _write_entry(project, entry)
+    ops = _changed(ops_by_name(project.preview_steps("dev")))
+    assert ops.get(COLLECTION) in {"replace", "create-replacement"}, ops
+    assert set(ops) <= {COLLECTION} | {n for n in ops if n.startswith(f"{NS}-index-")}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    new_id = project.outputs("dev")["spotify_playlists"]["namespace_id"]
+    assert new_id != ns_id
+    state = _store(project).read_collection(new_id)
+    forget_stores()
+    assert "image_extractor_v1_embedding" not in state.vectors and state.points_count == 0
+
+    # Row: infrastructure / compute tier -> the Ray head is created (and the unused shared one removed).
+    ops = _edit_and_preview(project, lambda body, e: body.update(infrastructure={"compute_tier": "dedicated_cpu"}))
+    changed = _changed(ops)
+    assert changed.get(f"{NS}-ray") == "create", ops
+    assert changed.get("shared-ray") == "delete", ops
+    assert COLLECTION not in changed, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    [pid] = _head_pids(project)
+    assert process_info(pid) is not None
+
+
+def test_refresh_sees_a_deleted_index_and_a_dead_head_and_up_restores_both(project):
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+    [pid] = _head_pids(project)
+
+    assert _store(project).delete_payload_index(ns_id, "metadata.title")
+    forget_stores()
+    os.killpg(pid, signal.SIGKILL)
+    assert wait_dead(pid)
+
+    project.run("refresh", "--yes", "--skip-preview", "-s", "dev")
+    names = {r["urn"].split("::")[-1] for r in project.resources("dev")}
+    assert f"{NS}-index-metadata.title" not in names
+    assert "shared-ray" not in names
+
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    indexes = _store(project).read_payload_indexes(ns_id)
+    forget_stores()
+    assert indexes["metadata.title"]["min_token_len"] == 2
+    [new_pid] = _head_pids(project)
+    assert new_pid != pid and process_info(new_pid) is not None
+    assert _ray_task(project.outputs("dev")[NS]["infrastructure"]["ray_head_node_url"]) == "pong"
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_interrupted_up_converges_on_the_next_up(project, tmp_path, how):
+    """Stop the engine mid-update; the documented recovery brings the stack to the same end state."""
+    log = tmp_path / "up.log"
+    proc = project.start("up", "--yes", "--skip-preview", "-s", "dev", log=log)
+    # Interrupt once the collection exists and the indexes are being created.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "QdrantPayloadIndex" in log.read_text(errors="replace") and "creating" in log.read_text(errors="replace"):
+            break
+        time.sleep(0.05)
+    if how == "sigint":
+        proc.send_signal(signal.SIGINT)
+    else:
+        kill_group(proc)
+    proc.wait(timeout=120)
+    interrupted = log.read_text(errors="replace")
+    assert proc.returncode != 0, f"the update finished before it was interrupted:\n{interrupted}"
+    print(f"--- interrupted run ({how}, exit {proc.returncode}):\n{interrupted[-3000:]}")
+
+    # Recovery (docs/operations.md): clear the lock if any, refresh pending operations, up again.
+    project.run("cancel", "--yes", check=False, timeout=60)
+    project.run("refresh", "--yes", "--skip-preview", "--clear-pending-creates", "-s", "dev", check=False)
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    project.run("preview", "--expect-no-changes", "-s", "dev")
+
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+    shards = sorted(p.name for p in (project.root / ".mixpeek" / "qdrant").iterdir() if p.is_dir())
+    assert shards == [ns_id], f"a leftover shard after the interrupted run: {shards}"
+    indexes = _store(project).read_payload_indexes(ns_id)
+    forget_stores()
+    assert len(indexes) == 7
+    heads = [p for p in _head_pids(project) if process_info(p) is not None]
+    assert len(heads) == 1
+    assert _ray_sessions(project) == set(heads), "a Ray head outside the state was left running"
+
+
+SECRETS = {"qdrantApiKey": "qk-4f1d8e2a9b7c6d5e", "rayAuthToken": "rt-9a8b7c6d5e4f3a2b"}
+
+
+def test_secrets_stay_encrypted_in_state_config_and_engine_logs(project, tmp_path):
+    for key, value in SECRETS.items():
+        project.run("config", "set", "--secret", key, value, "-s", "dev")
+    verbose = ("--logflow", "-v=9", "--logtostderr")
+    runs = [project.run("up", "--yes", "--skip-preview", "-s", "dev", *verbose),
+            project.run("preview", "--diff", "-s", "dev", *verbose)]
+    logs = "".join(run.stdout + run.stderr for run in runs)
+    assert "Registering resource" in logs or "RegisterResource" in logs, "no verbose engine log captured"
+    exported = project.run("stack", "export", "-s", "dev").stdout
+    stack_file = project.stack_file("dev").read_text()
+    for value in SECRETS.values():
+        assert value not in exported
+        assert value not in stack_file
+        assert value not in logs
+    assert json.loads(exported)["deployment"]["resources"], "nothing was deployed"
+    # The secrets did reach the program: it read them back as secrets.
+    assert "secure:" in stack_file
+
+
+def test_cli_import_cannot_read_dynamic_resources_and_namespace_id_adopts_instead(project):
+    """`pulumi import` of a dynamic resource fails in the SDK's dynamic provider host (no
+    `__provider` in a bare import); the way that works is the `namespace_id` override, which adopts
+    the existing collection, points and all, into a new stack."""
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+    refused = project.run("import", "pulumi-python:dynamic/mixpeek:QdrantCollection", "imported", ns_id,
+                          "--yes", "-s", "dev", check=False)
+    assert refused.returncode != 0
+    assert "KeyError: '__provider'" in refused.stdout + refused.stderr
+
+    store = _store(project)
+    store.upsert(ns_id, [{"id": 1, "vector": {"image_extractor_v1_embedding": [0.5] * 768}, "payload": {}}])
+    forget_stores()
+    # The state is lost (the stack is removed without touching its resources); the head is stopped by hand.
+    [pid] = _head_pids(project)
+    project.run("stack", "rm", "--force", "--yes", "-s", "dev")
+    os.killpg(pid, signal.SIGKILL)
+
+    project.init("dev")
+    entry = _namespace_entry(project)
+    entry["namespace_id"] = ns_id
+    _write_entry(project, entry)
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    assert project.outputs("dev")[NS]["namespace_id"] == ns_id
+    state = _store(project).read_collection(ns_id)
+    forget_stores()
+    assert state.points_count == 1
+    project.run("preview", "--expect-no-changes", "-s", "dev")
