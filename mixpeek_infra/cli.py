@@ -17,7 +17,11 @@ Contract (other tools rely on it):
 - every problem goes to stderr as `FILE: namespace[i]: field.path: message` (the message lists the
   valid choices where the field has a fixed set), or `FILE: message` for a file-level problem;
 - `plan --json` prints a JSON list with one `NamespacePlan.to_dict()` object per namespace;
-- `schema` prints the JSON Schema (draft 2020-12) of the request body.
+- `schema` prints the JSON Schema (draft 2020-12) of the request body;
+- nothing printed quotes a credential: `user:password@` in any URL is shown as `***@`.
+
+In a stack config file, namespaces that would share a Qdrant collection on one target are refused
+with the same message and field path as the stack program (`plan.collection_conflicts`).
 
 This module imports neither Pulumi, Qdrant nor Ray, so the command starts fast.
 """
@@ -34,9 +38,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
-from .plan import NamespacePlan, plan_namespace
+from .plan import NamespacePlan, collection_conflicts, plan_namespace
 from .schema import (NAMESPACE_NAME_RULE, PROTECTED_FIELDS, CreateNamespaceRequest, InvalidRequest,
-                     _FIELD_NAME, _NAMESPACE_NAME)
+                     _FIELD_NAME, _NAMESPACE_NAME, clip)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -237,12 +241,14 @@ class Body:
     """One namespace body found in a file, with its position and stack-config overrides."""
 
     def __init__(self, index: int, data: Any, overrides: Mapping[str, Any] | None = None,
-                 problems: list[tuple[str, str]] | None = None, prefix: str = ""):
+                 problems: list[tuple[str, str]] | None = None, prefix: str = "",
+                 stack_config: Mapping[str, Any] | None = None):
         self.index = index
         self.data = data
         self.overrides = dict(overrides or {})
         self.problems = problems or []
         self.prefix = prefix  # "request." for a stack entry in its {request: body, ...} form
+        self.stack_config = stack_config  # the `config` block of the stack file the body is from
 
     @property
     def label(self) -> str:
@@ -251,7 +257,7 @@ class Body:
 
 def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
     """The namespace bodies of a file and its file-level problems (stack-config extractors)."""
-    raw: list[Any] = []
+    raw: list[tuple[Any, Mapping[str, Any] | None]] = []  # (item, its stack config)
     file_problems: list[str] = []
     stack = False
     for doc in documents:
@@ -272,18 +278,19 @@ def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], lis
             if not isinstance(namespaces, list):
                 file_problems.append(f"config.{key}: expected a list of Create Namespace request bodies")
                 continue
-            raw += namespaces
+            raw += [(item, config) for item in namespaces]
         elif isinstance(doc, list):
-            raw += doc
+            raw += [(item, None) for item in doc]
         else:
-            raw.append(doc)
+            raw.append((doc, None))
     bodies = []
-    for i, item in enumerate(raw):
+    for i, (item, config) in enumerate(raw):
         if stack and isinstance(item, Mapping) and "request" in item:
             overrides = {k: v for k, v in item.items() if k != "request"}
-            bodies.append(Body(i, item["request"], overrides, override_problems(overrides), prefix="request."))
+            bodies.append(Body(i, item["request"], overrides, override_problems(overrides), prefix="request.",
+                               stack_config=config))
         else:
-            bodies.append(Body(i, item))
+            bodies.append(Body(i, item, stack_config=config))
     return bodies, file_problems
 
 
@@ -333,6 +340,7 @@ def process_file(path: str, catalogue: Catalogue) -> Result:
         result.problems.append("no namespace request found (expected a request body, a list of them, "
                                "or a stack config with mixpeek-infra:namespaces)")
     names: dict[str, int] = {}
+    checked: list[tuple[Body, NamespacePlan | None, list[tuple[str, str]]]] = []
     for body in bodies:
         problems = list(body.problems)
         plan = None
@@ -348,11 +356,30 @@ def process_file(path: str, catalogue: Catalogue) -> Result:
                                                                  f"(also namespace[{names[plan.namespace_name]}])"))
             else:
                 names[plan.namespace_name] = body.index
+        checked.append((body, plan, problems))
+    _add_collection_conflicts(checked)
+    for body, plan, problems in checked:
         if problems:
             result.problems += [f"{body.label}: {_clean(p)}: {_clean(m)}" for p, m in problems]
         else:
             result.plans.append((body, plan))
     return result
+
+
+def _add_collection_conflicts(checked: list[tuple[Body, NamespacePlan | None, list[tuple[str, str]]]]) -> None:
+    """Add to each stack body's problems the collections it would share (as the stack program refuses them)."""
+    stacks: dict[int, list[tuple[Body, NamespacePlan, list[tuple[str, str]]]]] = {}
+    for body, plan, problems in checked:
+        # (the stack program checks only entries whose overrides are valid, so this does too)
+        if plan is not None and not body.problems and body.stack_config is not None:
+            stacks.setdefault(id(body.stack_config), []).append((body, plan, problems))
+    for group in stacks.values():
+        by_index = {body.index: (body, problems) for body, _, problems in group}
+        default_qdrant = _config_value(group[0][0].stack_config, "qdrant")[1]
+        for index, field, message in collection_conflicts([(b.index, p, b.overrides) for b, p, _ in group],
+                                                          default_qdrant):
+            body, problems = by_index[index]
+            problems.append((field if field == "namespace_id" else body.prefix + field, message))
 
 
 def _catalogue(args: argparse.Namespace, err: TextIO) -> Catalogue | None:
@@ -376,15 +403,13 @@ def _catalogue(args: argparse.Namespace, err: TextIO) -> Catalogue | None:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return clip(repr(value), limit)
 
 
 def _clean(text: Any, limit: int = MAX_TEXT) -> str:
-    """Text safe for a terminal: control and invisible characters escaped, long text cut."""
-    text = str(text)
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    """Text safe for a terminal: long text cut, URL credentials redacted, control and invisible characters
+    escaped."""
+    text = clip(str(text), limit)
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

@@ -6,8 +6,10 @@ inputs and the CLI all render this plan. Imports nothing from Pulumi, Qdrant or 
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .schema import SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
@@ -111,3 +113,52 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
         vector_inference_map={v.name: v.inference_service for v in vectors},
         infrastructure=infra,
     )
+
+
+def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[str, Any]]],
+                         default_qdrant: Mapping[str, Any] | None = None) -> list[tuple[int, str, str]]:
+    """Namespaces of one stack that resolve to a collection an earlier one already uses on the same Qdrant target.
+
+    `namespaces` holds (stack index, plan, stack-entry overrides). A collection is named by
+    `infrastructure.qdrant_collection`, else by a fixed `namespace_id` override (a generated id cannot
+    clash); its target is the request's `infrastructure.qdrant_url`, else the entry's `qdrant`, else
+    `default_qdrant`. Returns (index, field, message); `field` is `infrastructure.qdrant_collection`
+    (a request field) or `namespace_id` (a stack-entry field).
+    """
+    used: dict[tuple[str, str], int] = {}
+    conflicts: list[tuple[int, str, str]] = []
+    for index, plan, overrides in namespaces:
+        explicit = plan.infrastructure.get("qdrant_collection")
+        name = explicit or overrides.get("namespace_id")
+        if not isinstance(name, str):
+            continue
+        key = (_target_key(plan, overrides, default_qdrant), name)
+        if key in used:
+            if explicit:
+                conflicts.append((index, "infrastructure.qdrant_collection",
+                                  f"{name!r} is already used by namespaces[{used[key]}] (same Qdrant target); two "
+                                  "namespaces must never share a collection: name another collection, or leave "
+                                  "qdrant_collection out to name it after this namespace's own id"))
+            else:
+                conflicts.append((index, "namespace_id",
+                                  f"its collection {name!r} (named after namespace_id) is already used by "
+                                  f"namespaces[{used[key]}] (same Qdrant target); two namespaces must never share a "
+                                  "collection: give this namespace its own namespace_id, or leave it out"))
+        else:
+            used[key] = index
+    return conflicts
+
+
+def _target_key(plan: NamespacePlan, overrides: Mapping[str, Any], default_qdrant: Mapping[str, Any] | None) -> str:
+    """Which Qdrant a namespace's collection lives on: `host:port/prefix` of a server, or an embedded directory."""
+    settings = overrides["qdrant"] if "qdrant" in overrides else default_qdrant
+    settings = settings if isinstance(settings, Mapping) else {}
+    url = plan.infrastructure.get("qdrant_url") or settings.get("url")
+    if isinstance(url, str) and url:
+        try:
+            parts = urlsplit(url.strip())
+            return f"url {parts.hostname}:{parts.port or 6333}{parts.path.rstrip('/')}"  # qdrant-client's default port
+        except ValueError:
+            return f"url {url}"
+    path = settings.get("path")
+    return f"path {posixpath.normpath(path if isinstance(path, str) and path else '.mixpeek/qdrant')}"

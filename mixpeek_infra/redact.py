@@ -18,6 +18,8 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/
 def redact_url(value: Any) -> str:
     """`value` as text with any URL userinfo (`user:password@`) replaced by `***@`."""
     text = str(value)
+    if "@" not in text:  # the common case, and linear: the pattern below can backtrack on long text
+        return text
 
     def _sub(match: re.Match[str]) -> str:
         if match.group("scheme"):

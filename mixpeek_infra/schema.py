@@ -4,7 +4,8 @@ Field names, defaults and constraints follow Mixpeek's OpenAPI (v0.81). Request 
 strict (no type coercion) and reject unknown fields. Semantic checks that span fields (catalogue,
 protected names, duplicates) run in `CreateNamespaceRequest`'s validator and report each problem
 with its field path; `parse_request` turns any failure into `InvalidRequest`.
-Pure: imports nothing from Pulumi, Qdrant or Ray.
+No message quotes a credential: models hide their input in errors, and quoted values have URL
+`user:password@` redacted. Pure: imports nothing from Pulumi, Qdrant or Ray.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, 
 from pydantic_core import PydanticCustomError
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
+from .redact import redact_url
 
 ComputeTier = Literal["shared", "dedicated_cpu", "dedicated_gpu"]
 PayloadSchemaType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid"]
@@ -41,10 +43,12 @@ _FIELD_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
 _RAY_URL = re.compile(r"^ray://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,253}(:[0-9]{1,5})?/?$")
 _RAY_CLUSTER_ID = r"^ray_[a-zA-Z0-9_]{3,64}$"
+_NO_CREDENTIALS = ("; credentials inside a URL are not accepted: pass them as secrets (infrastructure.qdrant_api_key, "
+                   "or the stack's qdrantApiKey / rayAuthToken)")
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
 
 class TextIndexParams(_Request):
@@ -211,10 +215,22 @@ class CreateNamespaceRequest(_Request):
         return self
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters (so a hostile input cannot flood a message), with URL credentials
+    redacted, also from a URL the cut splits. Cuts before redacting, so a huge input stays cheap."""
+    if len(text) > limit:
+        head = text[:limit]
+        # The cut may split `user:password@`: drop a trailing fragment that could hold one.
+        tail = re.search(r"(?:://)?[^\s/@'\"]*$", head)
+        if tail is not None and ":" in tail.group(0):
+            head = head[:tail.start()]
+        text = f"{head}... ({len(text) - limit} more characters)"
+    return redact_url(text) if "@" in text else text
+
+
 def _short(value: Any, limit: int = 80) -> str:
-    """repr of a user value, cut to `limit` characters so a hostile input cannot flood a message."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+    """repr of a user value, clipped (see `clip`)."""
+    return clip(repr(value), limit)
 
 
 def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[tuple[str, str]]:
@@ -279,12 +295,13 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             problems.append(("infrastructure.max_workers",
                              f"max_workers {infra.max_workers} is below min_workers {infra.min_workers}"))
         if infra.ray_head_node_url is not None and not _RAY_URL.fullmatch(infra.ray_head_node_url):
-            problems.append(("infrastructure.ray_head_node_url",
-                             f"{_short(infra.ray_head_node_url)} is not a ray://host:port URL"))
+            problems.append(("infrastructure.ray_head_node_url", f"{_short(infra.ray_head_node_url)} is not a "
+                             f"ray://host:port URL{_NO_CREDENTIALS if '@' in infra.ray_head_node_url else ''}"))
         for name in ("qdrant_url", "ray_dashboard_url"):
             value = getattr(infra, name)
             if value is not None and not _HTTP_URL.fullmatch(value):
-                problems.append((f"infrastructure.{name}", f"{_short(value)} is not an http(s)://host[:port] URL"))
+                problems.append((f"infrastructure.{name}", f"{_short(value)} is not an http(s)://host[:port] URL"
+                                                           f"{_NO_CREDENTIALS if '@' in value else ''}"))
         if infra.qdrant_api_key is not None and infra.qdrant_url is None:
             problems.append(("infrastructure.qdrant_api_key", "given without infrastructure.qdrant_url"))
     return problems
@@ -293,7 +310,7 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
 class NamespaceInfrastructureOut(BaseModel):
     """NamespaceInfrastructure as the response carries it (no API key)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     qdrant_collection: str
     compute_tier: ComputeTier = "shared"
@@ -316,7 +333,7 @@ class NamespaceInfrastructureOut(BaseModel):
 class FeatureExtractorOut(BaseModel):
     """BaseFeatureExtractorModel as the response carries it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     feature_extractor_name: str
     version: str
@@ -327,7 +344,7 @@ class FeatureExtractorOut(BaseModel):
 class PayloadIndexOut(BaseModel):
     """PayloadIndexConfig as the response carries it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     field_name: str
     type: PayloadSchemaType
@@ -338,7 +355,7 @@ class PayloadIndexOut(BaseModel):
 class NamespaceModel(BaseModel):
     """The documented namespace response model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     namespace_id: str
     namespace_name: str

@@ -96,7 +96,9 @@ def test_prod_stack_graph_secrets_and_outputs():
     assert not any(t == LOCAL_HEAD for t, _ in names)
     k8s = [n for t, n in names if t.startswith("kubernetes:")]
     assert ("kubernetes:ray.io/v1:RayCluster", "video_moderation-ray-cluster") in names
-    assert all(n.startswith("video_moderation-ray") for n in k8s)  # the shared tier creates no head
+    # The shared tier creates no head; the explicit Kubernetes namespace belongs to the stack, not the head.
+    assert all(n.startswith("video_moderation-ray") for n in k8s if n != "kubernetes-namespace-mixpeek-prod")
+    assert ("kubernetes:core/v1:Namespace", "kubernetes-namespace-mixpeek-prod") in names
     shared, dedicated = outputs["product_catalog"], outputs["video_moderation"]
     assert shared["ray_head_node_url"] == "ray://ray-shared-head-svc.mixpeek-shared.svc.cluster.local:10001"
     assert dedicated["ray_head_node_url"].startswith("ray://") and dedicated["ray_head_node_url"].endswith(
@@ -266,6 +268,17 @@ def test_stable_key_keeps_resource_names_when_the_namespace_is_renamed():
     assert "moderation-collection" in first
     assert {n for _, n in types(renamed)} == first  # same resources: nothing is replaced
     assert outputs["video_moderation_v2"]["namespace"]["namespace_name"] == "video_moderation_v2"
+
+
+def test_a_key_equal_to_its_own_namespace_name_is_accepted():
+    """Fixing `key` to the current name before a rename (what the README advises) is no conflict."""
+    config = stack_config("dev")
+    body = config["namespaces"][0]
+    config["namespaces"] = [{"request": body, "key": body["namespace_name"]}]
+    config["ray"] = {"mode": "local", "shared_url": "ray://127.0.0.1:10001"}
+    mocks = FakeMocks()
+    run_program(config, mocks)
+    assert "spotify_playlists_dev-collection" in {n for _, n in types(mocks)}
 
 
 def test_bad_override_in_config_is_refused_with_its_path():

@@ -128,14 +128,17 @@ def test_resources_and_urls(rendered):
     assert kinds["deployment-gpu-token"] == ["Deployment", "Namespace", "NetworkPolicy", "Secret", "Service"]
     assert kinds["kuberay-gpu-autoscaling-token"] == ["Namespace", "NetworkPolicy", "RayCluster", "Secret"]
     assert kinds["kuberay-cpu-fixed"] == ["NetworkPolicy", "RayCluster"]  # existing namespace is used, not created
+    # `spotify_deployment_cpu` is no DNS label, so its slugged names carry a stable hash of the original.
     url, dashboard, namespace = rendered["deployment-cpu"]["urls"]
-    assert namespace == "mixpeek-spotify-deployment-cpu"
-    assert url == "ray://spotify-deployment-cpu-ray-head.mixpeek-spotify-deployment-cpu.svc.cluster.local:10001"
-    assert dashboard == "http://spotify-deployment-cpu-ray-head.mixpeek-spotify-deployment-cpu.svc.cluster.local:8265"
+    assert namespace == "mixpeek-spotify-deployment-cpu-dc2f04"
+    host = "spotify-deployment-cpu-ray-21a70e-head.mixpeek-spotify-deployment-cpu-dc2f04.svc.cluster.local"
+    assert url == f"ray://{host}:10001"
+    assert dashboard == f"http://{host}:8265"
     url, _, namespace = rendered["kuberay-cpu-fixed"]["urls"]
-    assert url == "ray://spotify-kuberay-cpu-fixed-ray-head.ray-shared.svc.cluster.local:10001"
+    assert url == "ray://spotify-kuberay-cpu-fixed-ray-7d77e7-head.ray-shared.svc.cluster.local:10001"
     cluster = by_kind(rendered["kuberay-cpu-fixed"], "RayCluster")[0]
-    assert cluster["spec"]["headGroupSpec"]["headService"]["metadata"]["name"] == "spotify-kuberay-cpu-fixed-ray-head"
+    assert cluster["spec"]["headGroupSpec"]["headService"]["metadata"]["name"] == \
+        "spotify-kuberay-cpu-fixed-ray-7d77e7-head"
 
 
 def test_children_are_parented_named_and_labelled(rendered):

@@ -12,20 +12,26 @@ operator; token auth through `authOptions.secretName` needs KubeRay >= 1.6).
 Both: the Kubernetes Namespace (unless an existing one is used), labels carrying the namespace id,
 a NetworkPolicy admitting the Ray ports only from pods of the same Kubernetes namespace, and an
 optional Secret holding the Ray auth token.
+
+Names are unique by construction (`object_name`): a name that already is a valid DNS label is kept
+as is; any other is slugged and gets a stable hash of the original, so `catalog_v2`, `catalog.v2`
+and `Catalog_V2` never share an object. A Kubernetes namespace several heads share is created once,
+by its owner (`deploy_kubernetes_namespace`), and the heads only use it (`in_owned_namespace`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import pulumi
 
 from ..plan import NamespacePlan
-from .spec import (KubernetesRayHead, RayHeadOutputs, default_ray_image, dns_label, installed_ray_version,
-                   parse_quantity)
+from .spec import KubernetesRayHead, RayHead, RayHeadOutputs, default_ray_image, installed_ray_version, parse_quantity
 
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
@@ -41,6 +47,9 @@ TERMINATION_GRACE_SECONDS = 60  # Ray drains for up to 30 s on SIGTERM
 AUTH_DIR = "/etc/ray/auth"
 AUTH_KEY = "auth_token"  # the key KubeRay's authOptions.secretName expects
 AUTOSCALER_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+BASE_NAME_LIMIT = 40  # room for the suffixes (`-head`, `-auth`, `-ray`) and KubeRay's pod names
+_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # Service names must also start with a letter
 
 
 @dataclass
@@ -62,9 +71,70 @@ class RenderedHead:
         return out + self.workload_manifests + [self.network_policy]
 
 
-def _base_name(name: str) -> str:
-    base = dns_label(name, 40)
-    return base if base[0].isalpha() else dns_label(f"r-{base}", 40)
+def object_name(text: str, limit: int = 63, *, letter_first: bool = False) -> str:
+    """`text` as a Kubernetes object name (a DNS label of at most `limit` characters).
+
+    Unchanged when it already is one (so existing objects keep their names); otherwise slugged,
+    cut, and suffixed with a stable hash of `text`, so two different texts never share a name.
+    `letter_first`: the name must also start with a letter (DNS-1035, as Service names do).
+    """
+    valid = _DNS_1035_LABEL if letter_first else _DNS_1123_LABEL
+    if len(text) <= limit and valid.fullmatch(text):
+        return text
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+    if letter_first and not slug[0].isalpha():
+        slug = f"r-{slug}"
+    return f"{slug[:limit - 7].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
+
+def head_names(name: str, settings: KubernetesRayHead, namespace_name: str) -> tuple[str, str]:
+    """(Kubernetes namespace, object name prefix) of the head `name` of namespace `namespace_name`.
+
+    The namespace is `settings.namespace` when given, else the head's own `mixpeek-<namespace name>`.
+    """
+    namespace = settings.namespace or object_name(f"mixpeek-{namespace_name}")
+    return namespace, object_name(name, BASE_NAME_LIMIT, letter_first=True)
+
+
+def namespace_metadata(namespace: str, modes: Iterable[str], labels: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata of a Kubernetes Namespace holding Ray heads of `modes`, with Pod Security admission labels.
+
+    Everything in deployment mode meets "restricted"; KubeRay injects containers of its own
+    (autoscaler, init), so a namespace with a KubeRay head enforces "baseline" and warns on "restricted".
+    """
+    enforce = "restricted" if set(modes) <= {"deployment"} else "baseline"
+    return {"name": namespace, "labels": {**labels, "pod-security.kubernetes.io/enforce": enforce,
+                                          "pod-security.kubernetes.io/warn": "restricted",
+                                          "pod-security.kubernetes.io/audit": "restricted"}}
+
+
+@dataclass(frozen=True, repr=False)  # keep the parent's repr, which never shows the token
+class TenantRayHead(KubernetesRayHead):
+    """Settings of a Kubernetes head living in a namespace `owner` (a `Namespace` resource) creates and
+    deletes; the head never does either, and each of its objects depends on `owner`."""
+
+    owner: Any = None
+
+
+def in_owned_namespace(spec: RayHead, owner: pulumi.Resource) -> RayHead:
+    """`spec` (a Kubernetes head) deployed into the namespace of `owner` instead of creating it."""
+    settings = {f.name: getattr(spec.k8s, f.name) for f in dataclasses.fields(KubernetesRayHead)}
+    return dataclasses.replace(spec, k8s=TenantRayHead(**{**settings, "create_namespace": False}, owner=owner))
+
+
+def deploy_kubernetes_namespace(namespace: str, modes: Iterable[str], *, aliases: Iterable[pulumi.Alias] = (),
+                                provider: pulumi.ProviderResource | None = None) -> pulumi.Resource:
+    """Register one Kubernetes Namespace that several heads share, as `kubernetes-namespace-<name>`.
+
+    Its owner (e.g. the stack program) registers it once; pass it to `in_owned_namespace` for each
+    head, so removing one head never removes the namespace.
+    """
+    import pulumi_kubernetes as k8s
+
+    metadata = namespace_metadata(namespace, modes, {"app.kubernetes.io/part-of": "mixpeek",
+                                                     "app.kubernetes.io/managed-by": "pulumi"})
+    return k8s.core.v1.Namespace(f"kubernetes-namespace-{namespace}", metadata=metadata,
+                                 opts=pulumi.ResourceOptions(provider=provider, aliases=list(aliases)))
 
 
 def _security_context() -> dict[str, Any]:
@@ -191,8 +261,7 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
     gpu = infra.get("compute_tier") == "dedicated_gpu"
     gpus = int(infra.get("gpus_per_worker") or 0) if gpu else 0
     scheduling = _gpu_scheduling(settings, str(infra["gpu_type"])) if gpu else None
-    base = _base_name(name)
-    namespace = settings.namespace_for(plan.namespace_name)
+    namespace, base = head_names(name, settings, plan.namespace_name)
     service = f"{base}-head"
     token = settings.auth_token is not None
     secret_name = f"{base}-auth" if token else None
@@ -212,18 +281,8 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
 
     namespace_manifest = None
     if settings.create_namespace:
-        # Pod Security admission: everything in deployment mode meets "restricted"; KubeRay injects
-        # containers of its own (autoscaler, init), so that mode enforces "baseline" and warns on "restricted".
-        enforce = "restricted" if settings.mode == "deployment" else "baseline"
-        namespace_manifest = {
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {
-                **{k: v for k, v in labels.items() if k != "app.kubernetes.io/instance"},
-                "pod-security.kubernetes.io/enforce": enforce,
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-            }},
-        }
+        namespace_manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": namespace_metadata(
+            namespace, [settings.mode], {k: v for k, v in labels.items() if k != "app.kubernetes.io/instance"})}
     secret_manifest = None
     if token:
         secret_manifest = {
@@ -357,6 +416,8 @@ def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
     opts = pulumi.ResourceOptions(parent=parent, provider=settings.provider)
     resources: list[pulumi.Resource] = []
     namespace: pulumi.Input[str] = rendered.namespace
+    if isinstance(settings, TenantRayHead):
+        namespace = settings.owner.metadata.name  # children wait for the owner's namespace
     if rendered.namespace_manifest is not None:
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=rendered.namespace_manifest["metadata"], opts=opts)
         resources.append(ns)
