@@ -130,7 +130,9 @@ class Namespace(pulumi.ComponentResource):
         self.indexes = [
             PayloadIndex(
                 f"{name}-index-{ix.field_name}",
-                collection_name=collection.collection_name,
+                # The id (the collection's name) stays known while the collection is updated; its outputs
+                # do not (the dynamic provider has no preview of an update), which would replace every index.
+                collection_name=collection.id,
                 field_name=ix.field_name,
                 field_type=ix.type,
                 field_schema=dict(ix.field_schema),

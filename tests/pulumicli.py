@@ -80,7 +80,8 @@ class PulumiProject:
         return self.root / "stacks" / f"Pulumi.{stack}.yaml"
 
     def read_stack(self, stack: str) -> dict[str, Any]:
-        return yaml.safe_load(self.stack_file(stack).read_text())
+        path = self.stack_file(stack)
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
     def write_stack(self, stack: str, config: Mapping[str, Any]) -> None:
         self.stack_file(stack).write_text(yaml.safe_dump(dict(config), sort_keys=False))

@@ -58,11 +58,12 @@ def _cleanup(proj: PulumiProject) -> None:
         pids = _head_pids(proj)
     except Exception:  # noqa: BLE001 - state may be unreadable after a killed engine
         pids = []
-    config = proj.read_stack("dev")
-    for entry in config["config"].get("mixpeek-infra:namespaces", []):
+    config = proj.read_stack("dev") or {}
+    for entry in config.get("config", {}).get("mixpeek-infra:namespaces", []):
         if isinstance(entry, dict) and "request" in entry:
             entry["deletion_protection"] = False
-    proj.write_stack("dev", config)
+    if config:
+        proj.write_stack("dev", config)
     proj.run("cancel", "--yes", check=False, timeout=60)
     proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)
     for session in set(pids) | _ray_sessions(proj):
@@ -239,12 +240,22 @@ def test_every_row_of_the_readme_pr_preview_table(project):
     _write_entry(project, entry)
     refused = project.run("preview", "--diff", "-s", "dev", check=False)
     assert refused.returncode != 0
-    assert "3 points" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "it holds 3 point(s) and deletion_protection is on" in said, said
+    assert "set deletion_protection=False" in said, said
     assert _store(project).read_collection(ns_id).points_count == 3
     forget_stores()
 
-    # The way out the refusal names: protection off shows the replace, and up performs it.
+    # The way out the refusal names: protection off in one run that changes nothing else, then the change.
+    entry = _namespace_entry(project)
+    entry["request"]["feature_extractors"].append({"feature_extractor_name": "image_extractor", "version": "v1",
+                                                   "params": {"model": "siglip_base"}})
     entry["deletion_protection"] = False
+    _write_entry(project, entry)
+    assert _changed(ops_by_name(project.preview_steps("dev"))) == {COLLECTION: "update"}
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    entry = _namespace_entry(project)
+    drop_image(entry["request"], entry)
     _write_entry(project, entry)
     ops = _changed(ops_by_name(project.preview_steps("dev")))
     assert ops.get(COLLECTION) in {"replace", "create-replacement"}, ops
@@ -366,7 +377,7 @@ def test_cli_import_cannot_read_dynamic_resources_and_namespace_id_adopts_instea
     forget_stores()
     # The state is lost (the stack is removed without touching its resources); the head is stopped by hand.
     [pid] = _head_pids(project)
-    project.run("stack", "rm", "--force", "--yes", "-s", "dev")
+    project.run("stack", "rm", "--force", "--yes", "--preserve-config", "-s", "dev")
     os.killpg(pid, signal.SIGKILL)
 
     project.init("dev")
