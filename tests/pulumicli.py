@@ -132,6 +132,21 @@ def ops_by_name(steps: list[dict[str, Any]]) -> dict[str, str]:
     return ops
 
 
+def ray_sessions(proj: PulumiProject) -> set[int]:
+    """Session ids of the live `ray start --head` processes this project's Ray heads run."""
+    launcher = f"{proj.root}/.venv/bin/ray\0start\0--head".encode()
+    sessions = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if launcher in (entry / "cmdline").read_bytes():
+                sessions.add(os.getsid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    return sessions - {os.getsid(0)}
+
+
 def wait_dead(pid: int, timeout: float = 20.0) -> bool:
     """True once `pid` is gone (or a zombie) within `timeout` seconds."""
     deadline = time.monotonic() + timeout

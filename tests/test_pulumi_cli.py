@@ -21,7 +21,7 @@ import yaml
 
 from mixpeek_infra.qdrant.store import forget_stores, open_store
 from mixpeek_infra.ray.local import process_info
-from pulumicli import PulumiProject, cli_bin_dir, kill_group, ops_by_name, wait_dead
+from pulumicli import PulumiProject, cli_bin_dir, kill_group, ops_by_name, ray_sessions, wait_dead
 
 pytestmark = pytest.mark.pulumi_cli
 
@@ -66,27 +66,12 @@ def _cleanup(proj: PulumiProject) -> None:
         proj.write_stack("dev", config)
     proj.run("cancel", "--yes", check=False, timeout=60)
     proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)
-    for session in set(pids) | _ray_sessions(proj):
+    for session in set(pids) | ray_sessions(proj):
         try:
             os.killpg(session, signal.SIGKILL)
         except ProcessLookupError:
             pass
     forget_stores()
-
-
-def _ray_sessions(proj: PulumiProject) -> set[int]:
-    """Session ids of the live `ray start --head` processes this project's Ray heads run."""
-    launcher = f"{proj.root}/.venv/bin/ray\0start\0--head".encode()
-    sessions = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if launcher in (entry / "cmdline").read_bytes():
-                sessions.add(os.getsid(int(entry.name)))
-        except (OSError, ProcessLookupError):
-            continue
-    return sessions - {os.getsid(0)}
 
 
 def _head_pids(proj: PulumiProject) -> list[int]:
@@ -339,7 +324,7 @@ def test_interrupted_up_converges_on_the_next_up(project, tmp_path, how):
     assert len(indexes) == 7
     heads = [p for p in _head_pids(project) if process_info(p) is not None]
     assert len(heads) == 1
-    assert _ray_sessions(project) == set(heads), "a Ray head outside the state was left running"
+    assert ray_sessions(project) == set(heads), "a Ray head outside the state was left running"
 
 
 SECRETS = {"qdrantApiKey": "qk-4f1d8e2a9b7c6d5e", "rayAuthToken": "rt-9a8b7c6d5e4f3a2b"}
