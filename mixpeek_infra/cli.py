@@ -39,8 +39,8 @@ from typing import Any, TextIO
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, plan_namespace
-from .schema import (NAMESPACE_NAME_RULE, PROTECTED_FIELDS, CreateNamespaceRequest, InvalidRequest,
-                     _FIELD_NAME, _NAMESPACE_NAME, clip)
+from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
+                     CreateNamespaceRequest, InvalidRequest, _FIELD_NAME, _NAMESPACE_NAME, clip)
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -540,7 +540,21 @@ def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
               "title": "Mixpeek Create Namespace request", **{k: v for k, v in schema.items() if k != "title"}}
 
     name = schema["properties"]["namespace_name"]
-    name.update(minLength=1, maxLength=63, pattern=_NAMESPACE_NAME.pattern, description=NAMESPACE_NAME_RULE)
+    name.update(minLength=1, maxLength=64, pattern=_NAMESPACE_NAME.pattern, description=NAMESPACE_NAME_RULE)
+    # v0.82: extractors, or bring-your-own vector_configs alone (standalone); hosted-only fields are refused.
+    props = schema["properties"]
+    schema["anyOf"] = [{"required": ["feature_extractors"], "properties": {"feature_extractors": {"minItems": 1}}},
+                       {"required": ["vector_configs"], "properties": {"vector_configs": {"minItems": 1}}}]
+    for field in HOSTED_FIELDS:
+        props[field] = {"type": "null", "default": None, "description": HOSTED_ONLY}
+    props["features"] = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}], "default": None,
+                         "description": "refused: list the extractors in feature_extractors"}
+    infra_props = defs["NamespaceInfrastructure"]["properties"]
+    for field in HOSTED_INFRA_FIELDS:
+        infra_props[field] = {"type": "null", "default": None, "description": HOSTED_ONLY}
+    infra_props["compute_profiles"] = {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}],
+                                       "default": None, "description": "refused: size workers with min_workers, "
+                                                                       "max_workers, gpu_type, gpus_per_worker"}
 
     index = defs["PayloadIndexConfig"]
     index["properties"]["field_name"].update(

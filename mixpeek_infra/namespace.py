@@ -31,12 +31,15 @@ class NamespaceArgs:
     request: the Create Namespace body (model or plain dict).
     qdrant: where the collection lives; default embedded Qdrant Edge at `.mixpeek/qdrant`, or the
         request's `infrastructure.qdrant_url`/`qdrant_api_key` when given.
-    ray: the Ray head; default a local head for dedicated tiers. The shared tier needs a shared
-        cluster URL (`infrastructure.ray_head_node_url` or `RayHead.external(url)`).
+    ray: the Ray head; default a local head for dedicated tiers. The shared tier uses the shared
+        cluster given (`infrastructure.ray_head_node_url` or `RayHead.external(url)`); without one, one
+        local shared Ray head (`shared-ray`) per program, created once and reused by every shared-tier
+        namespace of the program.
     deletion_protection: refuse to delete or replace a collection that holds points.
     final_snapshot: a directory; before the collection is deleted or replaced, a restorable snapshot is
         written there (`mixpeek_infra.qdrant.restore_snapshot`), and the delete is refused if that fails.
-    namespace_id: adopt a fixed id (`ns_` + 10 hex) instead of generating one at creation.
+    namespace_id: adopt a fixed id (`ns_` + 10 hex) instead of generating one at creation (the body's
+        own `namespace_id` does the same; given both, they must agree).
     cluster_id: echoed in the namespace model.
     collection_settings: Qdrant settings (hnsw_config, quantization_config, on_disk_payload,
         shard_number, replication_factor).
@@ -67,7 +70,29 @@ def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> Qdra
     return args.qdrant or QdrantTarget()
 
 
-def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead:
+SHARED_RAY_NAME = "shared-ray"
+# The program's default shared Ray head, keyed by the program's resource monitor (one per program run).
+_SHARED_HEADS: dict[int, tuple[Any, Any]] = {}
+
+
+def _default_shared_head() -> RayHead:
+    """The program's local shared Ray head (created on first use), as an external head of its URL."""
+    from .ray.spec import deploy_shared_ray_head
+
+    monitor = pulumi.runtime.settings.get_monitor()
+    found = _SHARED_HEADS.get(id(monitor))
+    if found is None or found[0] is not monitor:
+        spec = RayHead.local()
+        outputs = deploy_shared_ray_head(SHARED_RAY_NAME, spec)
+        pulumi.log.info(f"shared-tier namespaces of this program use one local shared Ray head ({SHARED_RAY_NAME!r}, "
+                        f"state in {spec.state_dir}): no shared cluster was given (set "
+                        "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url) for one)")
+        found = _SHARED_HEADS[id(monitor)] = (monitor, outputs)
+    return RayHead.external(found[1].ray_head_node_url)
+
+
+def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead | None:
+    """The namespace's head; None for a shared-tier namespace with no cluster given (the program's default)."""
     infra = plan.infrastructure
     if infra["ray_head_node_url"]:
         if args.ray is not None and args.ray.mode != "external":
@@ -76,10 +101,13 @@ def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead:
                                    f"{args.ray.mode!r} head; use one")])
         return RayHead.external(infra["ray_head_node_url"])
     if infra["compute_tier"] == "shared":
-        if args.ray is None or args.ray.mode != "external":
+        if args.ray is None:
+            return None
+        if args.ray.mode != "external":
             raise InvalidRequest([("infrastructure.compute_tier",
-                                   "'shared' uses an existing shared Ray cluster and creates no head: set "
-                                   "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url), or "
+                                   f"'shared' uses a shared Ray cluster and creates no head of its own, but "
+                                   f"NamespaceArgs.ray asks for a {args.ray.mode!r} head: pass "
+                                   "RayHead.external(url), or leave ray out for the program's local shared head, or "
                                    "choose 'dedicated_cpu' or 'dedicated_gpu' for a head of its own")])
         return args.ray
     return args.ray or RayHead.local()
@@ -109,9 +137,17 @@ class Namespace(pulumi.ComponentResource):
         if args.namespace_id is not None and not _NAMESPACE_ID.fullmatch(args.namespace_id):
             raise InvalidRequest([("namespace_id", f"{args.namespace_id!r} is not 'ns_' followed by 10 lowercase "
                                                    "hex characters")])
+        if args.namespace_id is not None and plan.namespace_id is not None and args.namespace_id != plan.namespace_id:
+            raise InvalidRequest([("namespace_id", f"the body's namespace_id {plan.namespace_id!r} disagrees with "
+                                                   f"NamespaceArgs.namespace_id {args.namespace_id!r}; give one")])
+        namespace_id = args.namespace_id or plan.namespace_id
         target = _qdrant_target(args, request)
         ray_spec = _ray_head(args, plan)
         super().__init__(NAMESPACE_TYPE, name, None, opts)
+        for path, message in plan.warnings:
+            pulumi.log.warn(f"namespace {plan.namespace_name}: {path}: {message}", resource=self)
+        if ray_spec is None:
+            ray_spec = _default_shared_head()
         self.plan = plan
         child = pulumi.ResourceOptions(parent=self)
 
@@ -119,7 +155,7 @@ class Namespace(pulumi.ComponentResource):
             f"{name}-collection",
             vectors=plan.vector_config(),
             target=target,
-            namespace_id=args.namespace_id,
+            namespace_id=namespace_id,
             collection_name=plan.infrastructure["qdrant_collection"],
             settings=dict(args.collection_settings) if args.collection_settings else None,
             deletion_protection=args.deletion_protection,
@@ -173,6 +209,17 @@ class Namespace(pulumi.ComponentResource):
         })
 
 
+def _ints(value: Any) -> Any:
+    """Integral floats (how the engine hands back numbers) as ints, so integer fields stay integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
 def _known(value: Any) -> pulumi.Output[Any]:
     """A value known at preview, as a single Output."""
     return pulumi.Output.from_input(None).apply(lambda _: value)
@@ -194,18 +241,27 @@ def _namespace_model(plan: NamespacePlan, cluster_id: str | None, namespace_id: 
     indexes = []
     for ix, real in zip(plan.payload_indexes, index_schemas):
         indexes.append({"field_name": ix.field_name, "type": ix.type,
-                        "field_schema": dict(real) if real else dict(ix.field_schema), "is_protected": ix.is_protected})
+                        "field_schema": _ints(dict(real)) if real else dict(ix.field_schema),
+                        "is_protected": ix.is_protected})
     model = NamespaceModel(
         namespace_id=namespace_id,
         namespace_name=plan.namespace_name,
+        mode=plan.mode,
+        **plan.labels,
         description=plan.description,
         feature_extractors=[dict(fe) for fe in plan.feature_extractors],
         payload_indexes=indexes,
-        vector_inference_map=dict(plan.vector_inference_map),
+        payload_index_count=sum(1 for ix in plan.payload_indexes if not ix.is_protected),
+        # Bring-your-own vectors have no inference service: they are in vector_configs, not in this map.
+        vector_inference_map={k: v for k, v in plan.vector_inference_map.items() if v is not None},
+        vector_configs=[dict(vc) for vc in plan.vector_configs] or None,
         auto_create_indexes=plan.auto_create_indexes,
         infrastructure=infrastructure,
         cluster_id=cluster_id,
+        # The collection exists (this model is built from its outputs) and its count was read.
+        namespace_ready=points is not None,
         document_count=int(points) if points is not None else None,
+        document_count_complete=points is not None,
         created_at=created_at,
         updated_at=updated_at,
     )

@@ -7,12 +7,12 @@ inputs and the CLI all render this plan. Imports nothing from Pulumi, Qdrant or 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
-from .schema import SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
+from .schema import API_METRIC, SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class VectorPlan:
     distance: str
     datatype: str
     on_disk: bool
-    inference_service: str
-    feature_extractor_id: str
+    inference_service: str | None  # None: a bring-your-own vector (vector_configs), no inference service
+    feature_extractor_id: str | None  # None: a bring-your-own vector
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,13 @@ class NamespacePlan:
     feature_extractors: tuple[dict[str, Any], ...]
     vectors: tuple[VectorPlan, ...]
     payload_indexes: tuple[IndexPlan, ...]
-    vector_inference_map: dict[str, str]
+    vector_inference_map: dict[str, str | None]
     infrastructure: dict[str, Any]
+    mode: str = "managed"
+    vector_configs: tuple[dict[str, Any], ...] = ()  # the bring-your-own vectors as the API writes them
+    namespace_id: str | None = None  # the body's namespace_id (adopt a known id)
+    labels: dict[str, Any] = field(default_factory=dict)  # namespace_type, scope, adaptive_indexing, when given
+    warnings: tuple[tuple[str, str], ...] = ()  # (field path, message): set fields that change nothing
 
     def vector_config(self) -> dict[str, dict[str, Any]]:
         """The collection's named vectors as plain data: {name: {size, distance, datatype, on_disk}}."""
@@ -68,6 +73,11 @@ class NamespacePlan:
             "payload_indexes": [asdict(ix) for ix in self.payload_indexes],
             "vector_inference_map": dict(self.vector_inference_map),
             "infrastructure": dict(self.infrastructure),
+            "mode": self.mode,
+            "vector_configs": [dict(vc) for vc in self.vector_configs],
+            "namespace_id": self.namespace_id,
+            **dict(self.labels),
+            "warnings": [{"field": p, "message": m} for p, m in self.warnings],
         }
 
 
@@ -85,7 +95,7 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
     req = parse_request(request, catalogue=catalogue)
     extractors: list[dict[str, Any]] = []
     vectors: list[VectorPlan] = []
-    for fe in req.feature_extractors:
+    for fe in req.feature_extractors or []:
         entry = catalogue.entries[(fe.feature_extractor_name, fe.version)]
         params = entry.resolve_params(fe.params)
         sizes = entry.vector_sizes(params)
@@ -96,13 +106,26 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
                                       distance=spec.distance, datatype=spec.datatype, on_disk=vectors_on_disk,
                                       inference_service=spec.inference_service,
                                       feature_extractor_id=entry.feature_extractor_id))
+    vector_configs = []
+    for vc in req.vector_configs or []:
+        vectors.append(VectorPlan(name=vc.name, size=vc.dimension, distance=vc.distance, datatype="float32",
+                                  on_disk=vectors_on_disk, inference_service=None, feature_extractor_id=None))
+        vector_configs.append({"name": vc.name, "dimension": vc.dimension, "metric": API_METRIC[vc.distance]})
     indexes = [IndexPlan(name, kind, {"type": kind, **schema}, True) for name, kind, schema in SYSTEM_INDEXES]
     indexes += [IndexPlan(ix.field_name, ix.type, ix.resolved_schema(), False) for ix in req.payload_indexes or []]
-    infra = (req.infrastructure or NamespaceInfrastructure()).model_dump(include=set(_INFRA_FIELDS))
+    given = req.infrastructure or NamespaceInfrastructure()
+    infra = given.model_dump(include=set(_INFRA_FIELDS))
     infra = {k: infra[k] for k in _INFRA_FIELDS}
+    infra["compute_tier"] = given.resolved_tier()
+    warnings: list[tuple[str, str]] = []
     if infra["compute_tier"] != "dedicated_gpu":
+        if given.gpu_type:
+            warnings.append(("infrastructure.gpu_type",
+                             f"ignored: the explicit compute_tier {infra['compute_tier']!r} wins and runs no GPU "
+                             "workers; drop compute_tier (or set 'dedicated_gpu') to get GPU workers"))
         infra["gpu_type"] = None
         infra["gpus_per_worker"] = 0
+    labels = {k: getattr(req, k) for k in ("namespace_type", "scope", "adaptive_indexing") if getattr(req, k) is not None}
     return NamespacePlan(
         namespace_name=req.namespace_name,
         description=req.description,
@@ -112,6 +135,11 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
         payload_indexes=tuple(indexes),
         vector_inference_map={v.name: v.inference_service for v in vectors},
         infrastructure=infra,
+        mode=req.resolved_mode(),
+        vector_configs=tuple(vector_configs),
+        namespace_id=req.namespace_id,
+        labels=labels,
+        warnings=tuple(warnings),
     )
 
 
@@ -120,8 +148,8 @@ def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[
     """Namespaces of one stack that resolve to a collection an earlier one already uses on the same Qdrant target.
 
     `namespaces` holds (stack index, plan, stack-entry overrides). A collection is named by
-    `infrastructure.qdrant_collection`, else by a fixed `namespace_id` override (a generated id cannot
-    clash); its target is the request's `infrastructure.qdrant_url`, else the entry's `qdrant`, else
+    `infrastructure.qdrant_collection`, else by a fixed `namespace_id` (the stack entry's override, else
+    the body's own; a generated id cannot clash); its target is the request's `infrastructure.qdrant_url`, else the entry's `qdrant`, else
     `default_qdrant`. Returns (index, field, message); `field` is `infrastructure.qdrant_collection`
     (a request field) or `namespace_id` (a stack-entry field).
     """
@@ -129,7 +157,7 @@ def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[
     conflicts: list[tuple[int, str, str]] = []
     for index, plan, overrides in namespaces:
         explicit = plan.infrastructure.get("qdrant_collection")
-        name = explicit or overrides.get("namespace_id")
+        name = explicit or overrides.get("namespace_id") or plan.namespace_id
         if not isinstance(name, str):
             continue
         key = (_target_key(plan, overrides, default_qdrant), name)

@@ -1,6 +1,8 @@
 """Pydantic models of the documented Mixpeek Create Namespace request and namespace response.
 
-Field names, defaults and constraints follow Mixpeek's OpenAPI (v0.81). Request models are
+Field names, defaults and constraints follow Mixpeek's OpenAPI (v0.81), and the v0.82 body the official
+client (`mixpeek` on PyPI) writes: every v0.82 field is either mapped onto infrastructure, accepted as
+a label, or refused with its reason (docs/api-v0.82.md). Request models are
 strict (no type coercion) and reject unknown fields. Semantic checks that span fields (catalogue,
 protected names, duplicates) run in `CreateNamespaceRequest`'s validator and report each problem
 with its field path; `parse_request` turns any failure into `InvalidRequest`.
@@ -36,9 +38,22 @@ SYSTEM_INDEXES: tuple[tuple[str, str, dict[str, Any]], ...] = (
 PROTECTED_FIELDS = ("internal_id", "namespace_id", "collection_id", "document_id", "bucket_id", "object_id",
                     "root_object_id", "root_bucket_id", "source_object_id", "created_at", "updated_at")
 
-NAMESPACE_NAME_RULE = ("1-63 characters: letters, digits, '_', '-' or '.', starting and ending with a letter or "
-                       "digit (a valid Kubernetes label value)")
-_NAMESPACE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+NAMESPACE_NAME_RULE = ("1-64 characters: ASCII letters, digits, '_', '-' or '.', and not '.' or '..' (the API "
+                       "allows 3-64 characters of any kind; spaces, slashes, control, invisible and non-ASCII "
+                       "look-alike characters are refused because the name is carried into Pulumi resource names, "
+                       "file paths, logs and previews; Kubernetes object names are derived from it with a stable hash)")
+_NAMESPACE_NAME = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,64}$")
+# v0.82 fields that are the hosted service's business, not infrastructure: refused, never dropped.
+HOSTED_ONLY = "set this through the Mixpeek API; it is not infrastructure"
+HOSTED_FIELDS = ("ttl_seconds", "tiering", "trusted_issuers", "spend_budget", "cost_cap_override")
+HOSTED_INFRA_FIELDS = ("s3_vector_bucket", "authorization")
+# The API's metric names (VectorConfigSpec.metric) and Qdrant's, onto the plan's distance names.
+METRICS = {"cosine": "cosine", "euclidean": "euclid", "dot_product": "dot",
+           "Cosine": "cosine", "Euclid": "euclid", "Dot": "dot", "Manhattan": "manhattan",
+           "euclid": "euclid", "dot": "dot", "manhattan": "manhattan"}
+API_METRIC = {"cosine": "cosine", "euclid": "euclidean", "dot": "dot_product", "manhattan": "manhattan"}
+_VECTOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_NAMESPACE_ID_RULE = re.compile(r"^ns_[0-9a-f]{10}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
 _RAY_URL = re.compile(r"^ray://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,253}(:[0-9]{1,5})?/?$")
@@ -168,7 +183,7 @@ class NamespaceInfrastructure(_Request):
     `qdrant_api_key` is held as a secret and never appears in the plan or outputs.
     """
 
-    compute_tier: ComputeTier = "shared"
+    compute_tier: ComputeTier | None = None  # v0.81; removed in v0.82: see `resolved_tier`
     autoscaling_enabled: bool = True
     min_workers: int = Field(1, ge=0, le=100)
     max_workers: int = Field(10, ge=1, le=100)
@@ -185,6 +200,17 @@ class NamespaceInfrastructure(_Request):
     ray_dashboard_url: str | None = None
     s3_plugin_bucket: str = Field("mixpeek-plugins", min_length=1, max_length=255)
     s3_plugin_prefix: str | None = Field(None, max_length=1024)
+    # v0.82 fields: refused with their reason in `request_problems` (see docs/api-v0.82.md).
+    compute_profiles: dict[str, Any] | None = None
+    s3_vector_bucket: Any = None
+    authorization: Any = None
+
+    def resolved_tier(self) -> ComputeTier:
+        """The compute tier: an explicit `compute_tier` wins; without one (v0.82 removed the field) a GPU
+        request (`gpu_type`) means `dedicated_gpu`, else `shared`."""
+        if self.compute_tier is not None:
+            return self.compute_tier
+        return "dedicated_gpu" if self.gpu_type else "shared"
 
     @model_validator(mode="before")
     @classmethod
@@ -195,15 +221,54 @@ class NamespaceInfrastructure(_Request):
         return data
 
 
+class VectorConfig(_Request):
+    """A bring-your-own named vector (v0.82 VectorConfigSpec): name, dimension and metric.
+
+    `metric` takes the API's names (cosine, euclidean, dot_product) or Qdrant's (Cosine, Euclid, Dot,
+    Manhattan)."""
+
+    name: str = Field(min_length=1, max_length=128)
+    dimension: int = Field(ge=1, le=65536)
+    metric: str = "cosine"
+
+    @property
+    def distance(self) -> str | None:
+        """The plan's distance name (cosine, euclid, dot, manhattan); None for an unknown metric."""
+        return METRICS.get(self.metric)
+
+
 class CreateNamespaceRequest(_Request):
-    """The documented Create Namespace request body."""
+    """The documented Create Namespace request body (v0.81, and v0.82 as the official client writes it)."""
 
     namespace_name: str
-    feature_extractors: list[FeatureExtractor] = Field(min_length=1)
+    feature_extractors: list[FeatureExtractor] | None = None
     description: str | None = Field(None, max_length=4096)
     payload_indexes: list[PayloadIndexConfig] | None = None
     auto_create_indexes: bool | None = False
     infrastructure: NamespaceInfrastructure | None = None
+    # v0.82
+    namespace_id: str | None = None
+    mode: Literal["managed", "standalone"] | None = None
+    vector_configs: list[VectorConfig] | None = None
+    namespace_type: Literal["standard", "marketplace"] | None = None
+    scope: Literal["org", "system"] | None = None
+    adaptive_indexing: bool | None = None
+    features: list[str] | None = None
+    # v0.82, the hosted service's business: refused with their reason in `request_problems`.
+    ttl_seconds: Any = None
+    tiering: Any = None
+    trusted_issuers: Any = None
+    spend_budget: Any = None
+    cost_cap_override: Any = None
+
+    def resolved_mode(self) -> str:
+        """`standalone` when asked, or when only `vector_configs` is given (no extractors, no features):
+        the official client always writes `mode: managed`, so that default cannot ask for extractors."""
+        if self.mode == "standalone":
+            return "standalone"
+        if not self.feature_extractors and not self.features and self.vector_configs:
+            return "standalone"
+        return "managed"
 
     @model_validator(mode="after")
     def _semantics(self, info: ValidationInfo) -> "CreateNamespaceRequest":
@@ -241,7 +306,9 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
     problems: list[tuple[str, str]] = []
     if isinstance(req.namespace_name, str) and not _NAMESPACE_NAME.fullmatch(req.namespace_name):
         problems.append(("namespace_name", f"invalid name {_short(req.namespace_name)}: {NAMESPACE_NAME_RULE}"))
+    problems += _v082_problems(req)
     seen_ids: dict[str, int] = {}
+    extractor_vectors: dict[str, str] = {}
     for i, fe in enumerate(req.feature_extractors or []):
         if fe is None:
             continue
@@ -257,6 +324,11 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
         problems += errors
         if entry is not None:
             problems += entry.param_errors(fe.params, f"{path}.params")
+            extractor_vectors.update({f"{entry.feature_extractor_id}_{v.output}": fe.derived_id for v in entry.vectors})
+    for i, vc in enumerate(req.vector_configs or []):
+        if vc is not None and vc.name in extractor_vectors:
+            problems.append((f"vector_configs[{i}].name", f"{vc.name!r} is already a vector of extractor "
+                                                          f"{extractor_vectors[vc.name]}; name it otherwise"))
     seen_fields: dict[str, int] = {}
     for i, ix in enumerate(req.payload_indexes or []):
         if ix is None:
@@ -286,11 +358,24 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             problems.append((f"{path}.field_schema", "an integer index needs lookup or range (both are false)"))
     infra = req.infrastructure
     if infra is not None:
-        if infra.compute_tier == "dedicated_gpu":
+        for name in HOSTED_INFRA_FIELDS:
+            if getattr(infra, name) is not None:
+                problems.append((f"infrastructure.{name}", HOSTED_ONLY))
+        if infra.compute_profiles:
+            problems.append(("infrastructure.compute_profiles",
+                             "per-extractor compute profiles are merged by Mixpeek's batch builder at job time and "
+                             "size no cluster; this project runs no extractor jobs, so they would change nothing: "
+                             "size the Ray workers with min_workers, max_workers, gpu_type and gpus_per_worker"))
+        if infra.compute_tier is None and not infra.gpu_type and infra.gpus_per_worker > 1:
+            problems.append(("infrastructure.gpus_per_worker",
+                             f"{infra.gpus_per_worker} GPUs per worker asks for GPU workers: set gpu_type (e.g. A100, "
+                             "T4), which makes the tier dedicated_gpu"))
+        if infra.resolved_tier() == "dedicated_gpu":
             if not infra.gpu_type:
                 problems.append(("infrastructure.gpu_type", "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
             if infra.gpus_per_worker < 1:
-                problems.append(("infrastructure.gpus_per_worker", "must be at least 1 for compute_tier 'dedicated_gpu'"))
+                problems.append(("infrastructure.gpus_per_worker", "must be at least 1 for compute_tier 'dedicated_gpu'"
+                                 + ("" if infra.compute_tier else " (gpu_type asks for GPU workers)")))
         if infra.max_workers < infra.min_workers:
             problems.append(("infrastructure.max_workers",
                              f"max_workers {infra.max_workers} is below min_workers {infra.min_workers}"))
@@ -307,13 +392,56 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
     return problems
 
 
+def _v082_problems(req: CreateNamespaceRequest) -> list[tuple[str, str]]:
+    """Problems of the v0.82 fields: mode, vector_configs, namespace_id, features, hosted-only fields."""
+    problems: list[tuple[str, str]] = []
+    for name in HOSTED_FIELDS:
+        if getattr(req, name, None) is not None:
+            problems.append((name, HOSTED_ONLY))
+    if req.namespace_id is not None and not _NAMESPACE_ID_RULE.fullmatch(req.namespace_id):
+        problems.append(("namespace_id", f"{_short(req.namespace_id)} is not 'ns_' followed by 10 lowercase hex "
+                                         "characters (the collection is named after it)"))
+    if req.features:
+        problems.append(("features", "Mixpeek resolves feature keys to extractors server-side and documents no fixed "
+                                     "mapping, so the vectors they create cannot be planned: list the extractors in "
+                                     "feature_extractors instead"))
+    mode = req.resolved_mode()
+    if mode == "standalone":
+        if req.feature_extractors:
+            problems.append(("feature_extractors", "not used in mode 'standalone' (bring-your-own vectors): remove "
+                                                   "them, or use mode 'managed'"))
+        if not req.vector_configs:
+            problems.append(("vector_configs", "required in mode 'standalone': vectors created on first upsert "
+                                               "(schema-on-write) are the hosted service's; declare each named vector "
+                                               "with its name, dimension and metric"))
+    elif not req.feature_extractors and not req.features:
+        problems.append(("feature_extractors", "required: at least 1 extractor (Mixpeek's 'standard baseline' for "
+                                               "a body without extractors is not documented), or only vector_configs "
+                                               "for a standalone namespace"))
+    seen: dict[str, int] = {}
+    for i, vc in enumerate(req.vector_configs or []):
+        if vc is None:
+            continue
+        path = f"vector_configs[{i}]"
+        if not _VECTOR_NAME.fullmatch(vc.name):
+            problems.append((f"{path}.name", f"invalid vector name {_short(vc.name)}: letters, digits, '_', '-' or "
+                                             "'.', starting with a letter or digit, at most 128"))
+        if vc.name in seen:
+            problems.append((f"{path}.name", f"duplicate vector name {vc.name!r} (also at vector_configs[{seen[vc.name]}])"))
+        seen.setdefault(vc.name, i)
+        if vc.distance is None:
+            problems.append((f"{path}.metric", f"unknown metric {_short(vc.metric)}; valid choices: cosine, euclidean, "
+                                               "dot_product (or Qdrant's Cosine, Euclid, Dot, Manhattan)"))
+    return problems
+
+
 class NamespaceInfrastructureOut(BaseModel):
     """NamespaceInfrastructure as the response carries it (no API key)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     qdrant_collection: str
-    compute_tier: ComputeTier = "shared"
+    compute_tier: ComputeTier | None = None  # v0.81; removed in v0.82: see `resolved_tier`
     autoscaling_enabled: bool = True
     min_workers: int = 1
     max_workers: int = 10
@@ -357,16 +485,25 @@ class NamespaceModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
+    object: Literal["namespace"] = "namespace"
     namespace_id: str
     namespace_name: str
+    mode: Literal["managed", "standalone"] = "managed"
+    namespace_type: Literal["standard", "marketplace"] | None = None
+    scope: Literal["org", "system"] | None = None
+    adaptive_indexing: bool | None = None
     description: str | None = None
     feature_extractors: list[FeatureExtractorOut] = []
     payload_indexes: list[PayloadIndexOut] | None = None
     vector_inference_map: dict[str, str] | None = None
+    vector_configs: list[dict[str, Any]] | None = None
     auto_create_indexes: bool = False
     infrastructure: NamespaceInfrastructureOut | None = None
     cluster_id: str | None = None
+    payload_index_count: int | None = None
+    namespace_ready: bool = False
     document_count: int | None = None
+    document_count_complete: bool = True
     object_count: int | None = None
     collection_count: int | None = None
     bucket_count: int | None = None
@@ -472,7 +609,13 @@ def _salvaged_problems(data: Mapping[str, Any], catalogue: Catalogue) -> list[tu
 
     name, fes, ixs, infra = (data.get(k) for k in ("namespace_name", "feature_extractors", "payload_indexes",
                                                     "infrastructure"))
+    vcs = data.get("vector_configs")
+    extra = {k: data.get(k) for k in HOSTED_FIELDS}
     partial = CreateNamespaceRequest.model_construct(
+        vector_configs=[part(VectorConfig, x) for x in vcs] if isinstance(vcs, list) else None,
+        mode=data.get("mode") if data.get("mode") in ("managed", "standalone") else None,
+        features=data.get("features") if isinstance(data.get("features"), list) else None,
+        namespace_id=data.get("namespace_id") if isinstance(data.get("namespace_id"), str) else None, **extra,
         namespace_name=name if isinstance(name, str) else None,
         feature_extractors=[part(FeatureExtractor, x) for x in fes] if isinstance(fes, list) else None,
         payload_indexes=[part(PayloadIndexConfig, x) for x in ixs] if isinstance(ixs, list) else None,

@@ -274,8 +274,9 @@ def test_plan_invalid_prints_nothing_on_stdout(capsys, tmp_path):
     path = write(tmp_path, "bad.yaml", "- namespace_name: x\n  feature_extractors: []\n")
     code, out, err = call(capsys, "plan", "--json", str(SEED_PATH), path)
     assert code == 2 and out == ""
-    assert err.strip() == f"{path}: namespace[0]: feature_extractors: List should have at least 1 item after " \
-                          "validation, not 0"
+    # v0.82: feature_extractors may be left out for a standalone namespace, so the message is the request's own.
+    assert err.strip().startswith(f"{path}: namespace[0]: feature_extractors: required: at least 1 extractor")
+    assert err.strip().count("\n") == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,7 +438,9 @@ def test_schema_is_valid_json_schema(capsys):
     assert list(validator.iter_errors(seed)) == []
     for doc in yaml.safe_load(TWO.read_text()):
         assert list(validator.iter_errors(doc)) == []
-    assert set(schema["required"]) == {"namespace_name", "feature_extractors"}
+    # v0.82: extractors, or vector_configs alone (a standalone namespace).
+    assert set(schema["required"]) == {"namespace_name"}
+    assert [a["required"] for a in schema["anyOf"]] == [["feature_extractors"], ["vector_configs"]]
 
 
 @pytest.mark.parametrize("mutate", [

@@ -141,15 +141,17 @@ def test_bad_request_in_config_names_the_field_and_registers_nothing():
     assert mocks.resources == []
 
 
-def test_shared_tier_without_shared_cluster_in_component_is_refused_before_registering():
+def test_shared_tier_component_with_a_non_external_head_is_refused_before_registering():
+    # The bare component (no ray) now runs the program's local shared head: tests/test_api_v082.py.
     from mixpeek_infra.namespace import Namespace, NamespaceArgs
+    from mixpeek_infra.ray.spec import RayHead
     from mixpeek_infra.schema import InvalidRequest
 
     mocks = FakeMocks()
     pulumi.runtime.set_mocks(mocks, project="mixpeek-infra", stack="unit")
     body = json.loads((ROOT / "tests" / "data" / "seed.json").read_text())
     with pytest.raises(InvalidRequest) as info:
-        Namespace("seed", NamespaceArgs(request=body))
+        Namespace("seed", NamespaceArgs(request=body, ray=RayHead.local()))
     assert info.value.problems[0][0] == "infrastructure.compute_tier"
     assert mocks.resources == []
 
