@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,33 +30,51 @@ from bench._common import ROOT, Row, machine, rows_table, table
 
 # (module under bench/, what it measures). Order: cheap first.
 BENCHES: list[tuple[str, str]] = [
-    ("import_cost", "import mixpeek_infra vs import pulumi (goal <= 1.3x)"),
+    ("import_cost", "program import <= 1.3x and provider-host unpickle import <= 1.1x `import pulumi`"),
     ("state_size", "__provider bytes (goal <= 256) and state bytes per namespace"),
     ("preview_cost", "check + diff for 500 namespaces, no change (goal < 2 ms per resource)"),
     ("provisioning", "seed namespace through the providers vs direct calls (goal <= 1.2x)"),
     # Hooks for benches added later (skipped until the module exists):
     ("program_scale", "stack program with 10/100/500 namespaces under mocks (goal: flat per namespace, < 20 ms)"),
     ("ray_local", "local Ray head ready through the provider vs bare `ray start --head --block` (goal <= 1.1x)"),
+    # The real Pulumi CLI (tools/pulumi/install, on PATH); reported "not available" without it.
+    ("engine_preview", "no-change `pulumi preview`, 1/10/50/100 namespaces vs do-nothing dynamic resources (goal <= 1.5x)"),
+    ("engine_up", "`pulumi up` of the dev stack vs empty-program up + direct Edge + bare ray start (goal <= 1.5x)"),
 ]
 
 
+#: Benches that need longer than the default --timeout (seconds).
+LONG: dict[str, float] = {"engine_preview": 2700, "engine_up": 2700}
+
+
 def run_bench(name: str, extra: list[str], timeout: float) -> tuple[list[Row], str]:
-    """Run `python -m bench.<name> --json ...`; returns its rows (or a failure row) and its output."""
+    """Run `python -m bench.<name> --json ...`; returns its rows (or a failure row) and its output.
+
+    On timeout the bench gets SIGTERM first (the engine benches then destroy what they created: Ray heads,
+    stacks) and its process group SIGKILL a minute later.
+    """
     if not (ROOT / "bench" / f"{name}.py").exists():
         return [Row(name, "not present", None, "", "", None, f"bench/{name}.py does not exist yet")], ""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         out_path = Path(fh.name)
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}", "--json", str(out_path), *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--json", str(out_path), *extra], cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
-        output = proc.stdout + (proc.stderr if proc.returncode else "")
+        stdout, stderr = proc.communicate(timeout=timeout)
+        output = stdout + (stderr if proc.returncode else "")
         if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            last = (stderr.strip().splitlines() or ["?"])[-1]
             return [Row(name, "FAILED", None, "", "", False, last[:160])], output
         rows = [Row(**r) for r in json.loads(out_path.read_text())]
         return rows, output
-    except subprocess.TimeoutExpired as exc:
-        return [Row(name, "TIMED OUT", None, "", "", False, f"after {timeout:.0f} s")], str(exc.stdout or "")
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            stdout, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, _ = proc.communicate()
+        return [Row(name, "TIMED OUT", None, "", "", False, f"after {timeout:.0f} s")], stdout or ""
     finally:
         out_path.unlink(missing_ok=True)
 
@@ -82,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.monotonic()
         print(f"\n=== bench/{name}.py ({dict(BENCHES)[name]})", flush=True)
-        bench_rows, output = run_bench(name, extra, args.timeout)
+        bench_rows, output = run_bench(name, extra, max(args.timeout, LONG.get(name, 0)))
         if not args.quiet and output:
             print(output.rstrip())
         print(f"--- {name}: {time.monotonic() - t0:.1f} s", flush=True)
