@@ -1,0 +1,335 @@
+"""A real Kubernetes control plane on loopback for the `kubernetes` tier.
+
+`ControlPlane` starts, from the binaries `tools/k8s/install` builds (its bin directory in
+`MIXPEEK_K8S_BIN_DIR`):
+
+- etcd, client and peer URLs on 127.0.0.1 ports picked here, data in its own directory;
+- kube-apiserver on 127.0.0.1 only, TLS with a CA made for this run, bearer-token auth
+  (`--token-auth-file`), `--anonymous-auth=false`, RBAC;
+- kube-controller-manager (namespaces finish deleting, Deployments get ReplicaSets and Pods,
+  service account "default" exists, garbage collection) and kube-scheduler (pods get a node);
+- KWOK with KWOK's own "fast" stages: fake nodes that are Ready and pods on them marked Running,
+  so pulumi-kubernetes' readiness waits complete for real;
+- the KubeRay RayCluster CRD (`../shared/reference/kuberay/ray.io_rayclusters.yaml`), so the API
+  server validates RayCluster objects against its structural schema.
+
+Everything lives under one directory, and `stop()` ends every process it started (by process
+group) and removes that directory. Without the binaries the tier skips, or fails where CI sets
+`MIXPEEK_REQUIRE_KUBERNETES=1`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "pulumi-resource-kubernetes")
+CRD_PATH = ROOT.parent / "shared" / "reference" / "kuberay" / "ray.io_rayclusters.yaml"
+SERVICE_CIDR = "10.96.0.0/16"
+#: The fake nodes KWOK manages: a CPU node, and a GPU node labelled and tainted as GPU pools are.
+FAKE_NODES = {
+    "kwok-cpu-0": {"labels": {}, "taints": [], "capacity": {}},
+    "kwok-gpu-t4-0": {"labels": {"nvidia.com/gpu.product": "T4"},
+                      "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+                      "capacity": {"nvidia.com/gpu": "8"}},
+}
+
+
+def require_or_skip(reason: str) -> None:
+    if os.environ.get("MIXPEEK_REQUIRE_KUBERNETES") == "1":
+        pytest.fail(reason + " (MIXPEEK_REQUIRE_KUBERNETES=1: this tier must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def k8s_bin_dir() -> Path:
+    """The directory `tools/k8s/install` printed; skips (or fails in CI) without it."""
+    candidate = os.environ.get("MIXPEEK_K8S_BIN_DIR", "")
+    if candidate and all((Path(candidate) / name).exists() for name in BINARIES):
+        return Path(candidate)
+    require_or_skip("the test control plane is not built: run "
+                    "`export MIXPEEK_K8S_BIN_DIR=\"$(tools/k8s/install | tail -n 1)\"`")
+    raise AssertionError("unreachable")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any):
+        super().__init__(f"HTTP {status}: {body}")
+        self.status, self.body = status, body
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KWOK under `root`."""
+
+    def __init__(self, bin_dir: Path, root: Path):
+        self.bin_dir, self.root = bin_dir, root
+        self.pki, self.logs = root / "pki", root / "logs"
+        self.token = secrets.token_urlsafe(32)
+        self.etcd_port, self.etcd_peer_port, self.port = free_port(), free_port(), free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self.kubeconfig = root / "kubeconfig"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "ControlPlane":
+        t0 = time.monotonic()
+        for d in (self.pki, self.logs, self.root / "etcd"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._make_pki()
+        self._write_kubeconfig()
+        self._spawn("etcd", [
+            "--name=test", f"--data-dir={self.root / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{self.etcd_peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{self.etcd_peer_port}",
+            f"--initial-cluster=test=http://127.0.0.1:{self.etcd_peer_port}",
+            "--unsafe-no-fsync", "--log-level=warn"])
+        self._wait(lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"), 60, "etcd /health")
+        self.timings["etcd"] = time.monotonic() - t0
+        self._spawn("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+            f"--cert-dir={self.pki}",
+            f"--tls-cert-file={self.pki / 'apiserver.crt'}", f"--tls-private-key-file={self.pki / 'apiserver.key'}",
+            f"--client-ca-file={self.pki / 'ca.crt'}",
+            f"--token-auth-file={self.pki / 'tokens.csv'}", "--anonymous-auth=false",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={self.pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={self.pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--endpoint-reconciler-type=none", "--enable-priority-and-fairness=false", "--profiling=false"])
+        self._wait(self._ready, 180, "kube-apiserver /readyz")
+        self.timings["kube-apiserver"] = time.monotonic() - t0
+        self._spawn("kube-controller-manager", [
+            f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0",
+            f"--service-account-private-key-file={self.pki / 'sa.key'}", f"--root-ca-file={self.pki / 'ca.crt'}",
+            "--use-service-account-credentials=false", "--concurrent-gc-syncs=5",
+            "--namespace-sync-period=10s"])
+        self._spawn("kube-scheduler", [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0"])
+        self._spawn("kwok", [
+            f"--kubeconfig={self.kubeconfig}", f"--config={self.bin_dir.parent / 'share' / 'kwok-stages.yaml'}",
+            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.244.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40"])
+        for name, extra in FAKE_NODES.items():
+            self.create("/api/v1/nodes", _fake_node(name, extra))
+        self._wait(self._nodes_ready, 120, "KWOK marking the fake nodes Ready")
+        self._wait(lambda: self.get("/api/v1/namespaces/default/serviceaccounts/default") is not None, 120,
+                   "kube-controller-manager creating the default service account")
+        self.timings["controllers and nodes"] = time.monotonic() - t0
+        self.install_kuberay_crd()
+        self.timings["total"] = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        """End every process this control plane started (reverse order), then remove its directory."""
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(timeout=10)
+        self.procs.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def alive(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self.procs.items()}
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        with open(self.logs / f"{name}.log", "wb") as out:
+            self.procs[name] = subprocess.Popen([str(self.bin_dir / name), *args], stdout=out, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead = [n for n, p in self.procs.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{dead[0]} exited ({self.procs[dead[0]].returncode}) while waiting for {what}:\n"
+                                   + self.log(dead[0]))
+            try:
+                if ready():
+                    return
+            except (OSError, ApiError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}\n"
+                           + "\n".join(f"--- {n}\n{self.log(n, 1500)}" for n in self.procs))
+
+    def _ready(self) -> bool:
+        status, _ = self.request("GET", "/readyz", raw=True)
+        return status == 200
+
+    def _nodes_ready(self) -> bool:
+        for name in FAKE_NODES:
+            node = self.get(f"/api/v1/nodes/{name}") or {}
+            conditions = {c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []}
+            if conditions.get("Ready") != "True":
+                return False
+        return True
+
+    # -- PKI and kubeconfig ----------------------------------------------------------------------
+
+    def _make_pki(self) -> None:
+        p = self.pki
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=p)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                "-subj", "/CN=mixpeek-infra-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out", "apiserver.csr",
+                "-subj", "/CN=kube-apiserver")
+        (p / "apiserver.ext").write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1\n"
+            "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+        openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "apiserver.crt", "-days", "2", "-extfile", "apiserver.ext")
+        openssl("genrsa", "-out", "sa.key", "2048")
+        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+        # One admin identity for the tests, pulumi-kubernetes and the controllers (token,user,uid,"groups").
+        (p / "tokens.csv").write_text(f'{self.token},mixpeek-test-admin,mixpeek-test-admin,"system:masters"\n')
+        for f in p.iterdir():
+            f.chmod(0o600)
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "mixpeek-test",
+            "clusters": [{"name": "mixpeek-test", "cluster": {
+                "server": self.server,
+                "certificate-authority-data": base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()}}],
+            "users": [{"name": "mixpeek-test-admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "mixpeek-test", "context": {"cluster": "mixpeek-test", "user": "mixpeek-test-admin"}}],
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    # -- REST --------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, *, token: str | None = "",
+                content_type: str = "application/json", raw: bool = False, timeout: float = 30) -> tuple[int, Any]:
+        """One API call; `token=None` sends no credentials, "" the admin token. Returns (status, body)."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token or self.token}")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        req.add_header("Accept", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        if raw:
+            return status, payload
+        try:
+            return status, json.loads(payload) if payload else None
+        except ValueError:
+            return status, payload.decode(errors="replace")
+
+    def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        status, payload = self.request(method, path, body, **kw)
+        if status >= 400:
+            raise ApiError(status, payload)
+        return payload
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        """The object at `path`, or None when it does not exist."""
+        status, payload = self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ApiError(status, payload)
+        return payload
+
+    def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", path, obj)
+
+    def delete(self, path: str) -> Any:
+        return self.call("DELETE", path)
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.call("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        self._wait(ready, timeout, what)
+
+    # -- KubeRay CRD -------------------------------------------------------------------------------
+
+    def install_kuberay_crd(self) -> None:
+        if not CRD_PATH.exists():
+            require_or_skip(f"the KubeRay CRD is not at {CRD_PATH} (shared/reference/kuberay)")
+        crd = next(d for d in yaml.safe_load_all(CRD_PATH.read_text()) if d)
+        self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+
+        def established() -> bool:
+            got = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}")
+            conds = {c["type"]: c["status"] for c in ((got or {}).get("status") or {}).get("conditions") or []}
+            return conds.get("Established") == "True"
+
+        self._wait(established, 60, "the RayCluster CRD to be Established")
+        # Discovery of the new group can lag a moment behind Established.
+        self._wait(lambda: self.get("/apis/ray.io/v1") is not None, 60, "discovery of ray.io/v1")
+
+
+def _fake_node(name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti", **extra["capacity"]}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", "type": "kwok", **extra["labels"]}},
+        "spec": {"taints": extra["taints"]},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
