@@ -24,13 +24,12 @@ from urllib.parse import unquote, urlsplit
 import pulumi
 import pytest
 
-from enginehost import from_struct, to_struct
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.qdrant import QdrantTarget, restore_snapshot
 from mixpeek_infra.qdrant.resources import CollectionProvider, FinalSnapshotFailed, PayloadIndexProvider
 from mixpeek_infra.qdrant.store import CollectionConflict, forget_stores, install_store, open_store
 from mixpeek_infra.qdrant.store.edge import close_all_shards
-from test_faults_qdrant import FakeQdrant
+from test_faults_qdrant import FakeQdrant, collection_inputs, create, wire
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection:UserWarning"),
               pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")]
@@ -41,24 +40,10 @@ IMAGE = "image_extractor_v1_embedding"
 KEY = "final-snapshot-key-31c7"
 
 
-def wire(props: dict) -> dict:
-    return from_struct(to_struct(props))
-
-
 def checked(provider, news: dict, olds: dict | None = None) -> dict:
     result = provider.check(wire(olds or {}), wire(news))
     assert result.failures == [], [(f.property, f.reason) for f in result.failures]
     return wire(result.inputs)
-
-
-def create(provider, news: dict) -> dict:
-    inputs = checked(provider, news)
-    result = provider.create(inputs)
-    return {"id": result.id, "inputs": inputs, "outputs": wire(result.outs)}
-
-
-def collection_inputs(plan, target, **extra) -> dict:
-    return {"target": target, "vectors": plan.vector_config(), "settings": {}, "deletion_protection": True, **extra}
 
 
 def points() -> list[dict]:
