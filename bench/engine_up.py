@@ -247,11 +247,7 @@ def stack_phases(marks: dict[str, float], calls: dict[str, dict[str, tuple[float
         ("rest of the program (outputs) and its exit", marks.get("run_end")),
         ("engine shutdown: provider host stopped, checkpoint, CLI exit", t_end),
     ]
-    phases, last = [], t0
-    for label, at in points:
-        at = last if at is None else max(at, last)
-        phases.append((label, at - last))
-        last = at
+    phases = _phases(points, t0)
     details = engine_start_details(marks, t0)
     if head_check:
         details.append(("  Check of the LocalRayHead (first call: unpickles, imports mixpeek_infra.ray.local)",
@@ -274,6 +270,16 @@ def stack_phases(marks: dict[str, float], calls: dict[str, dict[str, tuple[float
         details.append(("  sum of the Qdrant Check + Create calls as the engine saw them",
                         sum(e - s for _, (s, e) in qdrant)))
     return phases, details
+
+
+def _phases(points: list[tuple[str, Any]], t0: float) -> list[tuple[str, float]]:
+    """`(label, seconds)` between consecutive time marks; a missing or earlier mark counts as zero."""
+    phases, last = [], t0
+    for label, at in points:
+        at = last if at is None else max(at, last)
+        phases.append((label, at - last))
+        last = at
+    return phases
 
 
 def engine_start_details(marks: dict[str, float], t0: float) -> list[tuple[str, float]]:
@@ -302,11 +308,7 @@ def empty_phases(marks: dict[str, float], t0: float, t_end: float) -> list[tuple
         ("the (empty) program and its exit", marks.get("run_end")),
         ("engine shutdown: checkpoint, CLI exit", t_end),
     ]
-    phases, last = [], t0
-    for label, at in points:
-        at = last if at is None else max(at, last)
-        phases.append((label, at - last))
-        last = at
+    phases = _phases(points, t0)
     return phases
 
 

@@ -27,6 +27,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from test_faults_qdrant import FakeQdrant
 from pulumi.dynamic import ConfigureRequest
 
 from enginehost import from_struct, to_struct
@@ -298,12 +300,7 @@ class HeaderRecorder:
                     status, body = 404, {"status": {"error": "Not found: Collection doesn't exist!"}, "time": 0.0}
                 else:
                     status, body = 200, {"result": True, "status": "ok", "time": 0.0}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                FakeQdrant._reply(self, status, body)
 
             do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _any
 
