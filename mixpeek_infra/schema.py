@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .redact import redact_url
+from .problems import InvalidInput, Problem
 
 ComputeTier = Literal["shared", "dedicated_cpu", "dedicated_gpu"]
 PayloadSchemaType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid"]
@@ -511,14 +512,10 @@ class NamespaceModel(BaseModel):
     updated_at: datetime | None = None
 
 
-class InvalidRequest(ValueError):
-    """A request failed validation; `problems` holds (field path, message) pairs."""
+class InvalidRequest(InvalidInput):
+    """A request failed validation; `problems` lists `Problem(path, message)`."""
 
-    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
-        self.problems = problems
-        self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(where + "invalid namespace request:\n" + "\n".join(f"  {p}: {m}" for p, m in problems))
+    heading = "invalid namespace request"
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -59,14 +59,9 @@ Problems = list[tuple[str, str]]
 
 
 class InvalidRayHead(InvalidRequest):
-    """Ray head settings failed validation; `problems` holds (field path, message) pairs."""
+    """Ray head settings failed validation; `problems` lists `Problem(path, message)`."""
 
-    def __init__(self, problems: Problems, source: str | None = None):
-        self.problems = list(problems)
-        self.source = source
-        where = f"{source}: " if source else ""
-        ValueError.__init__(self, where + "invalid Ray head settings:\n"
-                            + "\n".join(f"  {p}: {m}" for p, m in self.problems))
+    heading = "invalid Ray head settings"
 
 
 # ---------------------------------------------------------------------------------------------

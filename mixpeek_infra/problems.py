@@ -1,0 +1,47 @@
+"""One shape for invalid input: `Problem(path, message)` and the errors that carry a list of them.
+
+`path` names the field as the user wrote it (`infrastructure.max_workers`,
+`config.mixpeek-infra:ray.mode`, `namespaces[0].ray.num_cpus`); `message` says what is wrong and,
+where the field has a fixed set, the valid choices. Pure: imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+
+class Problem(NamedTuple):
+    """One invalid field: where it is and what is wrong with it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+    def under(self, prefix: str) -> "Problem":
+        """The same problem with its path moved under `prefix` (`namespaces[0]` + `ray.mode`)."""
+        if not prefix:
+            return self
+        if self.path in ("", "(body)"):
+            return Problem(prefix, self.message)
+        return Problem(f"{prefix}{'' if self.path.startswith('[') else '.'}{self.path}", self.message)
+
+
+def problems_text(problems: Iterable[Problem], heading: str) -> str:
+    """`heading:` then one indented `path: message` line per problem."""
+    return heading + ":\n" + "\n".join(f"  {p.path}: {p.message}" for p in problems)
+
+
+class InvalidInput(ValueError):
+    """Base of every invalid-input error; `problems` lists `Problem(path, message)`, `source` the input's name."""
+
+    heading = "invalid input"
+
+    def __init__(self, problems: Iterable[tuple[str, str]], source: str | None = None):
+        self.problems = [Problem(*p) for p in problems]
+        self.source = source
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return (f"{self.source}: " if self.source else "") + problems_text(self.problems, self.heading)
