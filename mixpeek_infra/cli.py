@@ -464,8 +464,9 @@ def render_plan(plan: NamespacePlan) -> str:
     else:
         lines.append("    (empty)")
     lines += ["", "  infrastructure"]
-    width = max(len(k) for k in plan.infrastructure)
-    lines += [f"    {k.ljust(width)}  {_fmt(v)}" for k, v in plan.infrastructure.items()]
+    infra = plan.infrastructure.to_dict()
+    width = max(len(k) for k in infra)
+    lines += [f"    {k.ljust(width)}  {_fmt(v)}" for k, v in infra.items()]
     return "\n".join(lines)
 
 

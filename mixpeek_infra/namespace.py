@@ -94,13 +94,13 @@ def _default_shared_head() -> RayHead:
 def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead | None:
     """The namespace's head; None for a shared-tier namespace with no cluster given (the program's default)."""
     infra = plan.infrastructure
-    if infra["ray_head_node_url"]:
+    if infra.ray_head_node_url:
         if args.ray is not None and args.ray.mode != "external":
             raise InvalidRequest([("infrastructure.ray_head_node_url",
                                    f"the request names an existing Ray cluster, but NamespaceArgs.ray asks for a "
                                    f"{args.ray.mode!r} head; use one")])
-        return RayHead.external(infra["ray_head_node_url"])
-    if infra["compute_tier"] == "shared":
+        return RayHead.external(infra.ray_head_node_url)
+    if infra.compute_tier == "shared":
         if args.ray is None:
             return None
         if args.ray.mode != "external":
@@ -156,7 +156,7 @@ class Namespace(pulumi.ComponentResource):
             vectors=plan.vector_config(),
             target=target,
             namespace_id=namespace_id,
-            collection_name=plan.infrastructure["qdrant_collection"],
+            collection_name=plan.infrastructure.qdrant_collection,
             settings=dict(args.collection_settings) if args.collection_settings else None,
             deletion_protection=args.deletion_protection,
             final_snapshot=args.final_snapshot,
@@ -228,7 +228,7 @@ def _known(value: Any) -> pulumi.Output[Any]:
 def _infrastructure(plan: NamespacePlan, collection: str, ray_url: str | None, dashboard: str | None,
                     qdrant_url: str | None) -> dict[str, Any]:
     """The documented NamespaceInfrastructure of the namespace (never the API key)."""
-    infra = dict(plan.infrastructure)
+    infra = plan.infrastructure.to_dict()
     infra.update(qdrant_collection=collection, ray_head_node_url=ray_url,
                  ray_dashboard_url=dashboard or infra["ray_dashboard_url"], qdrant_url=qdrant_url)
     return infra

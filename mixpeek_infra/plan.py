@@ -7,7 +7,7 @@ inputs and the CLI all render this plan. Imports nothing from Pulumi, Qdrant or 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -39,6 +39,37 @@ class IndexPlan:
 
 
 @dataclass(frozen=True)
+class InfrastructurePlan:
+    """The namespace's effective infrastructure settings (never the Qdrant API key); defaults come from
+    the request schema (`schema.NamespaceInfrastructure`)."""
+
+    compute_tier: str
+    autoscaling_enabled: bool
+    min_workers: int
+    max_workers: int
+    max_concurrent_jobs: int
+    max_custom_models: int
+    max_custom_plugins: int
+    gpu_type: str | None
+    gpus_per_worker: int
+    qdrant_collection: str | None
+    qdrant_url: str | None
+    ray_cluster_id: str | None
+    ray_head_node_url: str | None
+    ray_dashboard_url: str | None
+    s3_plugin_bucket: str | None
+    s3_plugin_prefix: str | None
+
+    @property
+    def uses_shared_head(self) -> bool:
+        """Shared tier without its own `ray_head_node_url`: served by a shared Ray head."""
+        return self.compute_tier == "shared" and not self.ray_head_node_url
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class NamespacePlan:
     """Everything a namespace needs, derived from its request."""
 
@@ -49,7 +80,7 @@ class NamespacePlan:
     vectors: tuple[VectorPlan, ...]
     payload_indexes: tuple[IndexPlan, ...]
     vector_inference_map: dict[str, str | None]
-    infrastructure: dict[str, Any]
+    infrastructure: InfrastructurePlan
     mode: str = "managed"
     vector_configs: tuple[dict[str, Any], ...] = ()  # the bring-your-own vectors as the API writes them
     namespace_id: str | None = None  # the body's namespace_id (adopt a known id)
@@ -72,20 +103,13 @@ class NamespacePlan:
                         for vec in self.vectors],
             "payload_indexes": [asdict(ix) for ix in self.payload_indexes],
             "vector_inference_map": dict(self.vector_inference_map),
-            "infrastructure": dict(self.infrastructure),
+            "infrastructure": self.infrastructure.to_dict(),
             "mode": self.mode,
             "vector_configs": [dict(vc) for vc in self.vector_configs],
             "namespace_id": self.namespace_id,
             **dict(self.labels),
             "warnings": [{"field": p, "message": m} for p, m in self.warnings],
         }
-
-
-# The effective infrastructure fields the plan carries (never the API key).
-_INFRA_FIELDS = ("compute_tier", "autoscaling_enabled", "min_workers", "max_workers", "max_concurrent_jobs",
-                 "max_custom_models", "max_custom_plugins", "gpu_type", "gpus_per_worker", "qdrant_collection",
-                 "qdrant_url", "ray_cluster_id", "ray_head_node_url", "ray_dashboard_url", "s3_plugin_bucket",
-                 "s3_plugin_prefix")
 
 
 def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catalogue: Catalogue | None = None,
@@ -113,18 +137,7 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
         vector_configs.append({"name": vc.name, "dimension": vc.dimension, "metric": API_METRIC[vc.distance]})
     indexes = [IndexPlan(name, kind, {"type": kind, **schema}, True) for name, kind, schema in SYSTEM_INDEXES]
     indexes += [IndexPlan(ix.field_name, ix.type, ix.resolved_schema(), False) for ix in req.payload_indexes or []]
-    given = req.infrastructure or NamespaceInfrastructure()
-    infra = given.model_dump(include=set(_INFRA_FIELDS))
-    infra = {k: infra[k] for k in _INFRA_FIELDS}
-    infra["compute_tier"] = given.resolved_tier()
-    warnings: list[tuple[str, str]] = []
-    if infra["compute_tier"] != "dedicated_gpu":
-        if given.gpu_type:
-            warnings.append(("infrastructure.gpu_type",
-                             f"ignored: the explicit compute_tier {infra['compute_tier']!r} wins and runs no GPU "
-                             "workers; drop compute_tier (or set 'dedicated_gpu') to get GPU workers"))
-        infra["gpu_type"] = None
-        infra["gpus_per_worker"] = 0
+    infra, warnings = plan_infrastructure(req.infrastructure or NamespaceInfrastructure())
     labels = {k: getattr(req, k) for k in ("namespace_type", "scope", "adaptive_indexing") if getattr(req, k) is not None}
     return NamespacePlan(
         namespace_name=req.namespace_name,
@@ -143,6 +156,22 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
     )
 
 
+def plan_infrastructure(given: NamespaceInfrastructure) -> tuple[InfrastructurePlan, list[tuple[str, str]]]:
+    """The effective infrastructure of a validated infrastructure block, and warnings for set fields that
+    change nothing."""
+    tier = given.resolved_tier()
+    warnings: list[tuple[str, str]] = []
+    gpu = tier == "dedicated_gpu"
+    if not gpu and given.gpu_type:
+        warnings.append(("infrastructure.gpu_type",
+                         f"ignored: the explicit compute_tier {tier!r} wins and runs no GPU "
+                         "workers; drop compute_tier (or set 'dedicated_gpu') to get GPU workers"))
+    infra = InfrastructurePlan(**{
+        **given.model_dump(include={f.name for f in fields(InfrastructurePlan)}), "compute_tier": tier,
+        "gpu_type": given.gpu_type if gpu else None, "gpus_per_worker": given.gpus_per_worker if gpu else 0})
+    return infra, warnings
+
+
 def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[str, Any]]],
                          default_qdrant: Mapping[str, Any] | None = None) -> list[tuple[int, str, str]]:
     """Namespaces of one stack that resolve to a collection an earlier one already uses on the same Qdrant target.
@@ -156,7 +185,7 @@ def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[
     used: dict[tuple[str, str], int] = {}
     conflicts: list[tuple[int, str, str]] = []
     for index, plan, overrides in namespaces:
-        explicit = plan.infrastructure.get("qdrant_collection")
+        explicit = plan.infrastructure.qdrant_collection
         name = explicit or overrides.get("namespace_id") or plan.namespace_id
         if not isinstance(name, str):
             continue
@@ -181,7 +210,7 @@ def _target_key(plan: NamespacePlan, overrides: Mapping[str, Any], default_qdran
     """Which Qdrant a namespace's collection lives on: `host:port/prefix` of a server, or an embedded directory."""
     settings = overrides["qdrant"] if "qdrant" in overrides else default_qdrant
     settings = settings if isinstance(settings, Mapping) else {}
-    url = plan.infrastructure.get("qdrant_url") or settings.get("url")
+    url = plan.infrastructure.qdrant_url or settings.get("url")
     if isinstance(url, str) and url:
         try:
             parts = urlsplit(url.strip())

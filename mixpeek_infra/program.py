@@ -148,10 +148,9 @@ def run() -> dict[str, Any]:
         except ValueError as exc:
             raise StackConfigError(f"config {where}: {exc}") from None
 
-    needs_shared = [e for e in entries if e.plan.infrastructure["compute_tier"] == "shared"
-                    and not e.plan.infrastructure["ray_head_node_url"] and "ray" not in e.overrides]
-    needs_default = any(e.plan.infrastructure["compute_tier"] != "shared" and not e.plan.infrastructure[
-        "ray_head_node_url"] and "ray" not in e.overrides for e in entries)
+    needs_shared = [e for e in entries if e.plan.infrastructure.compute_tier == "shared"
+                    and not e.plan.infrastructure.ray_head_node_url and "ray" not in e.overrides]
+    needs_default = any(e.plan.infrastructure.compute_tier != "shared" and not e.plan.infrastructure.ray_head_node_url and "ray" not in e.overrides for e in entries)
     # The default head spec is built (and checked) only when a namespace or the shared head uses it.
     default_ray = ray_spec(ray_settings, "ray") if needs_default or (needs_shared and not shared_url) else None
     shared_external = ray_spec({"mode": "external", "url": shared_url}, "ray.shared_url") \
@@ -163,7 +162,7 @@ def run() -> dict[str, Any]:
         if "ray" in entry.overrides:
             return ray_spec(entry.overrides["ray"], f"namespaces[{i}].ray")
         infra = entry.plan.infrastructure
-        return None if infra["ray_head_node_url"] or infra["compute_tier"] == "shared" else default_ray
+        return None if infra.ray_head_node_url or infra.compute_tier == "shared" else default_ray
 
     rays = [own_ray(i, entry) for i, entry in enumerate(entries)]
     heads = [_KubernetesHead(i, e.key, f"{e.key}-ray", ray, e.plan.namespace_name,
@@ -192,12 +191,12 @@ def run() -> dict[str, Any]:
     namespaces: dict[str, Any] = {}
     for entry, ray in zip(entries, rays):
         o = entry.overrides
-        if ray is None and entry.plan.infrastructure["compute_tier"] == "shared":
+        if ray is None and entry.plan.infrastructure.compute_tier == "shared":
             ray = shared_head
         target = qdrant_target(o["qdrant"], api_key) if "qdrant" in o else default_target
         qdrant_settings = o["qdrant"] if "qdrant" in o else config.get_object("qdrant")
         final_snapshot = dict(qdrant_settings or {}).get("final_snapshot")
-        if entry.plan.infrastructure["qdrant_url"]:
+        if entry.plan.infrastructure.qdrant_url:
             target = None  # the request's own infrastructure.qdrant_url wins
         ns = Namespace(entry.key, NamespaceArgs(
             request=entry.request, qdrant=target, ray=ray, catalogue=catalogue,

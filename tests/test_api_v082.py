@@ -68,7 +68,7 @@ def test_the_clients_seed_body_is_accepted_with_mode_managed():
     assert {v.name for v in plan.vectors} == {"multimodal_extractor_v1_multimodal_embedding",
                                               "multimodal_extractor_v1_transcription_embedding",
                                               "image_extractor_v1_embedding"}
-    assert plan.infrastructure["compute_tier"] == "shared"
+    assert plan.infrastructure.compute_tier == "shared"
     assert plan.warnings == ()
 
 
@@ -87,22 +87,22 @@ def test_the_clients_default_infrastructure_block_is_the_shared_tier():
     data = body(feature_extractors=[fe("text_extractor")], infrastructure=NamespaceInfrastructure())
     assert data["infrastructure"]["gpus_per_worker"] == 1  # written by the client as a default
     plan = plan_namespace(data)
-    assert plan.infrastructure["compute_tier"] == "shared" and plan.infrastructure["gpu_type"] is None
+    assert plan.infrastructure.compute_tier == "shared" and plan.infrastructure.gpu_type is None
     assert plan.warnings == ()
 
 
 def test_a_gpu_request_without_a_tier_means_dedicated_gpu():
     plan = plan_namespace(body(feature_extractors=[fe("text_extractor")],
                                infrastructure=NamespaceInfrastructure(gpu_type="T4", gpus_per_worker=1)))
-    assert plan.infrastructure["compute_tier"] == "dedicated_gpu"
-    assert (plan.infrastructure["gpu_type"], plan.infrastructure["gpus_per_worker"]) == ("T4", 1)
+    assert plan.infrastructure.compute_tier == "dedicated_gpu"
+    assert (plan.infrastructure.gpu_type, plan.infrastructure.gpus_per_worker) == ("T4", 1)
 
 
 def test_an_explicit_tier_wins_over_a_gpu_and_the_dropped_gpu_is_warned_about():
     data = body(feature_extractors=[fe("text_extractor")], infrastructure=NamespaceInfrastructure(gpu_type="T4"))
     data["infrastructure"]["compute_tier"] = "dedicated_cpu"  # v0.81 field, still accepted
     plan = plan_namespace(data)
-    assert plan.infrastructure["compute_tier"] == "dedicated_cpu" and plan.infrastructure["gpu_type"] is None
+    assert plan.infrastructure.compute_tier == "dedicated_cpu" and plan.infrastructure.gpu_type is None
     assert [p for p, _ in plan.warnings] == ["infrastructure.gpu_type"]
 
 

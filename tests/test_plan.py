@@ -167,7 +167,7 @@ DEFAULTS = {"autoscaling_enabled": True, "min_workers": 1, "max_workers": 10, "m
 
 
 def test_infrastructure_defaults_without_a_block(seed):
-    infra = plan_namespace(seed).infrastructure
+    infra = plan_namespace(seed).infrastructure.to_dict()
     assert infra == {"compute_tier": "shared", "gpu_type": None, "gpus_per_worker": 0, **DEFAULTS}
 
 
@@ -182,7 +182,7 @@ def test_infrastructure_defaults_without_a_block(seed):
 ])
 def test_infrastructure_defaults_per_tier(seed, block, expected):
     seed["infrastructure"] = block
-    infra = plan_namespace(seed).infrastructure
+    infra = plan_namespace(seed).infrastructure.to_dict()
     assert infra == {**DEFAULTS, **expected}
     assert list(infra)[0] == "compute_tier"
 
@@ -194,10 +194,10 @@ def test_infrastructure_values_carry_through(seed):
                               "ray_cluster_id": "ray_prod_cluster", "ray_head_node_url": "ray://ray-head.ml:10001"}
     plan = plan_namespace(seed)
     infra = plan.infrastructure
-    assert (infra["autoscaling_enabled"], infra["min_workers"], infra["max_workers"], infra["max_concurrent_jobs"]) == (
+    assert (infra.autoscaling_enabled, infra.min_workers, infra.max_workers, infra.max_concurrent_jobs) == (
         False, 2, 4, 50)
-    assert infra["qdrant_collection"] == "ns_custom" and infra["ray_head_node_url"] == "ray://ray-head.ml:10001"
-    assert "qdrant_api_key" not in infra
+    assert infra.qdrant_collection == "ns_custom" and infra.ray_head_node_url == "ray://ray-head.ml:10001"
+    assert "qdrant_api_key" not in infra.to_dict()
     assert "top-secret-key" not in json.dumps(plan.to_dict()) and "top-secret-key" not in repr(plan)
 
 

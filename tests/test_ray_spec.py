@@ -179,8 +179,8 @@ def _deploy_under_mocks(spec, plan, *, preview=True):
                                           lambda: RayHead.kubernetes("deployment")])
 def test_gpu_tier_without_gpu_type_is_refused_at_preview(seed, spec_factory):
     plan = _plan(seed)
-    bad = dataclasses.replace(plan, infrastructure={**plan.infrastructure, "compute_tier": "dedicated_gpu",
-                                                    "gpu_type": None, "gpus_per_worker": 1})
+    bad = dataclasses.replace(plan, infrastructure=dataclasses.replace(
+        plan.infrastructure, compute_tier="dedicated_gpu", gpu_type=None, gpus_per_worker=1))
     mocks, program = _deploy_under_mocks(spec_factory(), bad)
     with pytest.raises(InvalidRayHead) as exc:
         program()
@@ -190,7 +190,8 @@ def test_gpu_tier_without_gpu_type_is_refused_at_preview(seed, spec_factory):
 
 def test_max_workers_below_min_workers_is_refused_at_preview(seed):
     plan = _plan(seed)
-    bad = dataclasses.replace(plan, infrastructure={**plan.infrastructure, "min_workers": 5, "max_workers": 2})
+    bad = dataclasses.replace(plan, infrastructure=dataclasses.replace(
+        plan.infrastructure, min_workers=5, max_workers=2))
     mocks, program = _deploy_under_mocks(RayHead.kubernetes("kuberay"), bad)
     with pytest.raises(InvalidRayHead) as exc:
         program()

@@ -258,9 +258,9 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
                            namespace_id: pulumi.Input[str]) -> RenderedHead:
     """The manifests of the Ray head of `plan` (pure; `namespace_id` may be an Output)."""
     infra = plan.infrastructure
-    gpu = infra.get("compute_tier") == "dedicated_gpu"
-    gpus = int(infra.get("gpus_per_worker") or 0) if gpu else 0
-    scheduling = _gpu_scheduling(settings, str(infra["gpu_type"])) if gpu else None
+    gpu = infra.compute_tier == "dedicated_gpu"
+    gpus = int(infra.gpus_per_worker or 0) if gpu else 0
+    scheduling = _gpu_scheduling(settings, str(infra.gpu_type)) if gpu else None
     namespace, base = head_names(name, settings, plan.namespace_name)
     service = f"{base}-head"
     token = settings.auth_token is not None
@@ -328,8 +328,8 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
             },
         })
     else:
-        autoscaling = bool(infra.get("autoscaling_enabled"))
-        min_workers, max_workers = int(infra.get("min_workers") or 0), int(infra.get("max_workers") or 0)
+        autoscaling = bool(infra.autoscaling_enabled)
+        min_workers, max_workers = int(infra.min_workers or 0), int(infra.max_workers or 0)
         head_params = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORT),
                        "dashboard-agent-listen-port": str(AGENT_PORT)}
         if autoscaling or min_workers > 0:

@@ -26,9 +26,9 @@ from typing import Any, Literal, Mapping
 
 import pulumi
 
-from ..plan import NamespacePlan
+from ..plan import NamespacePlan, plan_infrastructure
 from ..redact import redact_url
-from ..schema import InvalidRequest
+from ..schema import InvalidRequest, NamespaceInfrastructure
 
 RayMode = Literal["external", "local", "kubernetes"]
 KubernetesMode = Literal["deployment", "kuberay"]
@@ -406,13 +406,13 @@ class RayHead:
         """What is inconsistent between this head and the namespace's infrastructure plan."""
         infra = plan.infrastructure
         problems: Problems = []
-        tier = infra.get("compute_tier")
-        min_workers, max_workers = infra.get("min_workers"), infra.get("max_workers")
+        tier = infra.compute_tier
+        min_workers, max_workers = infra.min_workers, infra.max_workers
         if isinstance(min_workers, int) and isinstance(max_workers, int) and max_workers < min_workers:
             problems.append(("infrastructure.max_workers",
                              f"max_workers {max_workers} is below min_workers {min_workers}"))
         if tier == "dedicated_gpu":
-            gpu_type = infra.get("gpu_type")
+            gpu_type = infra.gpu_type
             if not gpu_type:
                 problems.append(("infrastructure.gpu_type",
                                  "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
@@ -420,7 +420,7 @@ class RayHead:
                 problems.append(("infrastructure.gpu_type", f"{gpu_type!r} cannot be matched against the node label "
                                                             f"{self.k8s.gpu_node_label if self.k8s else ''}: use "
                                                             "letters, digits, '-', '_' and '.' (at most 63)"))
-            gpus = infra.get("gpus_per_worker")
+            gpus = infra.gpus_per_worker
             if not isinstance(gpus, int) or gpus < 1:
                 problems.append(("infrastructure.gpus_per_worker",
                                  f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}"))
@@ -490,10 +490,7 @@ def deploy_ray_head(name: str, spec: RayHead, plan: NamespacePlan, namespace_id:
     return _deploy(name, spec, plan, namespace_id, parent)
 
 
-SHARED_HEAD_INFRASTRUCTURE: dict[str, Any] = {
-    "compute_tier": "dedicated_cpu", "autoscaling_enabled": True, "min_workers": 1, "max_workers": 10,
-    "gpu_type": None, "gpus_per_worker": 0,
-}
+SHARED_HEAD_INFRASTRUCTURE: dict[str, Any] = {"compute_tier": "dedicated_cpu", "min_workers": 1, "max_workers": 10}
 
 
 def deploy_shared_ray_head(name: str, spec: RayHead, parent: pulumi.Resource | None = None,
@@ -507,7 +504,8 @@ def deploy_shared_ray_head(name: str, spec: RayHead, parent: pulumi.Resource | N
         raise InvalidRayHead([("ray", f"expected a RayHead, got {type(spec).__name__}")])
     plan = NamespacePlan(namespace_name=name, description=None, auto_create_indexes=False, feature_extractors=(),
                          vectors=(), payload_indexes=(), vector_inference_map={},
-                         infrastructure={**SHARED_HEAD_INFRASTRUCTURE, **(infrastructure or {})})
+                         infrastructure=plan_infrastructure(NamespaceInfrastructure(
+                             **{**SHARED_HEAD_INFRASTRUCTURE, **(infrastructure or {})}))[0])
     problems = spec.plan_problems(plan)
     if problems:
         raise InvalidRayHead(problems)
