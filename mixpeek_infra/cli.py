@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
-from .plan import NamespacePlan, collection_conflicts, plan_namespace
-from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
-                     CreateNamespaceRequest, InvalidRequest, _FIELD_NAME, _NAMESPACE_NAME, clip)
+from .plan import NamespacePlan, plan_namespace
+from .json_schema import request_json_schema, stack_config_json_schema
+from .schema import InvalidRequest, clip
+from .stackconfig import NamespaceEntry, StackConfig, parse_stack_config, project_values
+from .vocabulary import STACK_PROJECT
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -49,15 +51,6 @@ EXIT_INVALID = 2
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_VALUES = 200_000  # values in one file after expanding YAML aliases
 MAX_TEXT = 300  # characters of a path or message echoed to the terminal
-
-# Keys of a stack-config namespace entry in its `{request: body, ...}` form (the stack program,
-# mixpeek_infra.program, checks entries with `override_problems` too). `key` is the namespace's
-# stable Pulumi resource name (default: its namespace_name), so a rename touches no resource.
-STACK_ENTRY_KEYS = frozenset({"request", "key", "qdrant", "ray", "deletion_protection", "namespace_id", "cluster_id",
-                              "collection_settings", "vectors_on_disk"})
-_RESOURCE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-STACK_PROJECT = "mixpeek-infra"
-_NAMESPACE_ID = re.compile(r"ns_[0-9a-f]{10}")
 
 
 class InputError(Exception):
@@ -238,91 +231,95 @@ def register_entries(catalogue: Catalogue, entries: list[Any], where: str = "ext
 
 
 class Body:
-    """One namespace body found in a file, with its position and stack-config overrides."""
+    """One namespace found in a file: its position, its plan when valid, and its problems."""
 
-    def __init__(self, index: int, data: Any, overrides: Mapping[str, Any] | None = None,
-                 problems: list[tuple[str, str]] | None = None, prefix: str = "",
-                 stack_config: Mapping[str, Any] | None = None):
+    def __init__(self, index: int, plan: NamespacePlan | None = None, problems: list[tuple[str, str]] | None = None,
+                 entry: NamespaceEntry | None = None, stack: StackConfig | None = None):
         self.index = index
-        self.data = data
-        self.overrides = dict(overrides or {})
+        self.plan = plan
         self.problems = problems or []
-        self.prefix = prefix  # "request." for a stack entry in its {request: body, ...} form
-        self.stack_config = stack_config  # the `config` block of the stack file the body is from
+        self.entry = entry  # the stack entry, for a namespace of a stack config file
+        self.stack = stack
 
     @property
     def label(self) -> str:
         return f"namespace[{self.index}]"
 
 
-def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
-    """The namespace bodies of a file and its file-level problems (stack-config extractors)."""
-    raw: list[tuple[Any, Mapping[str, Any] | None]] = []  # (item, its stack config)
+def _stack_bodies(config: Mapping[str, Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
+    """The namespaces of a stack config file, parsed as the stack program parses them."""
+    values, secure = project_values(config)
+    stack = parse_stack_config(values, secure=secure, catalogue=catalogue)
+    bodies = {e.index: Body(e.index, e.plan, entry=e, stack=stack) for e in stack.namespaces}
     file_problems: list[str] = []
-    stack = False
+    for problem in stack.problems:
+        match = _ENTRY_PATH.match(problem.path)
+        if match is None:
+            file_problems.append(f"config.{STACK_PROJECT}:{problem.path}: {problem.message}")
+            continue
+        index = int(match["index"])
+        body = bodies.setdefault(index, Body(index, stack=stack))
+        body.problems.append((match["rest"] or "(body)", problem.message))
+    return [bodies[i] for i in sorted(bodies)], file_problems
+
+
+_ENTRY_PATH = re.compile(r"namespaces\[(?P<index>[0-9]+)\](?:\.(?P<rest>.*))?")
+
+
+def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
+    """The namespaces of a file, validated and planned, and its file-level problems."""
+    bodies: list[Body] = []
+    file_problems: list[str] = []
+    plain: list[Any] = []
     for doc in documents:
         if doc is None:
             continue
         config = _stack_config(doc)
         if config is not None:
-            stack = True
-            key, extractors = _config_value(config, "extractors")
-            if extractors is not None:
-                if isinstance(extractors, list):
-                    file_problems += register_entries(catalogue, extractors, f"config.{key}")
-                else:
-                    file_problems.append(f"config.{key}: expected a list of {{name, version, vectors}} entries")
-            key, namespaces = _config_value(config, "namespaces")
-            if namespaces is None:
-                continue
-            if not isinstance(namespaces, list):
-                file_problems.append(f"config.{key}: expected a list of Create Namespace request bodies")
-                continue
-            raw += [(item, config) for item in namespaces]
+            found, problems = _stack_bodies(config, catalogue)
+            bodies += [_renumbered(b, len(bodies)) for b in found]
+            file_problems += problems
         elif isinstance(doc, list):
-            raw += [(item, None) for item in doc]
+            plain += doc
         else:
-            raw.append((doc, None))
-    bodies = []
-    for i, (item, config) in enumerate(raw):
-        if stack and isinstance(item, Mapping) and "request" in item:
-            overrides = {k: v for k, v in item.items() if k != "request"}
-            bodies.append(Body(i, item["request"], overrides, override_problems(overrides), prefix="request.",
-                               stack_config=config))
-        else:
-            bodies.append(Body(i, item, stack_config=config))
+            plain.append(doc)
+    names: dict[str, int] = {}
+    for item in plain:
+        body = Body(len(bodies))
+        try:
+            body.plan = plan_namespace(item, catalogue=catalogue)
+        except InvalidRequest as exc:
+            body.problems += exc.problems
+        if body.plan is not None:
+            first = names.setdefault(body.plan.namespace_name, body.index)
+            if first != body.index:
+                body.problems.append(("namespace_name", f"duplicate namespace_name {body.plan.namespace_name!r} "
+                                                        f"(also namespace[{first}])"))
+        bodies.append(body)
     return bodies, file_problems
 
 
-def override_problems(overrides: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Typos and wrong types in a stack entry's per-namespace overrides."""
-    problems = [(str(k), f"unknown key; valid keys: {', '.join(sorted(STACK_ENTRY_KEYS))}")
-                for k in sorted(set(overrides) - STACK_ENTRY_KEYS, key=str)]
-    for key in ("deletion_protection", "vectors_on_disk"):
-        if key in overrides and not isinstance(overrides[key], bool):
-            problems.append((key, f"expected true or false, got {_short(overrides[key])}"))
-    key = overrides.get("key")
-    if key is not None and not (isinstance(key, str) and _RESOURCE_KEY.fullmatch(key)):
-        problems.append(("key", f"{_short(key)} is not a resource name: 1-63 letters, digits, '_', '.' or '-', "
-                                "starting with a letter or digit"))
-    namespace_id = overrides.get("namespace_id")
-    if namespace_id is not None and not (isinstance(namespace_id, str) and _NAMESPACE_ID.fullmatch(namespace_id)):
-        problems.append(("namespace_id",
-                         f"{_short(namespace_id)} is not 'ns_' followed by 10 lowercase hex characters"))
-    return problems
+def _renumbered(body: Body, offset: int) -> Body:
+    body.index += offset
+    return body
 
 
 class Result:
-    """The outcome of one file: the plans of its valid namespaces and every problem."""
+    """The outcome of one file: its namespaces (valid or not) and its file-level problems."""
 
     def __init__(self, path: str):
         self.path = path
-        self.plans: list[tuple[Body, NamespacePlan]] = []
+        self.bodies: list[Body] = []
         self.problems: list[str] = []  # already formatted, without the FILE prefix
 
     @property
+    def plans(self) -> list[Body]:
+        """The valid namespaces."""
+        return [b for b in self.bodies if b.plan is not None and not b.problems]
+
+    @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and all(not b.problems for b in self.bodies)
 
 
 def process_file(path: str, catalogue: Catalogue) -> Result:
@@ -333,53 +330,11 @@ def process_file(path: str, catalogue: Catalogue) -> Result:
     except InputError as exc:
         result.problems.append(str(exc))
         return result
-    catalogue = catalogue.copy()  # a stack file's own extractors stay with that file
-    bodies, file_problems = _bodies(documents, catalogue)
-    result.problems += file_problems
-    if not bodies and not file_problems:
+    result.bodies, result.problems = _bodies(documents, catalogue)
+    if not result.bodies and not result.problems:
         result.problems.append("no namespace request found (expected a request body, a list of them, "
-                               "or a stack config with mixpeek-infra:namespaces)")
-    names: dict[str, int] = {}
-    checked: list[tuple[Body, NamespacePlan | None, list[tuple[str, str]]]] = []
-    for body in bodies:
-        problems = list(body.problems)
-        plan = None
-        try:
-            plan = plan_namespace(body.data, catalogue=catalogue,
-                                  vectors_on_disk=body.overrides.get("vectors_on_disk") is True)
-        except InvalidRequest as exc:
-            problems += [(body.prefix + p if p != "(body)" else (body.prefix.rstrip(".") or p), m)
-                         for p, m in exc.problems]
-        if plan is not None:
-            if plan.namespace_name in names:
-                problems.append((body.prefix + "namespace_name", f"duplicate namespace_name {plan.namespace_name!r} "
-                                                                 f"(also namespace[{names[plan.namespace_name]}])"))
-            else:
-                names[plan.namespace_name] = body.index
-        checked.append((body, plan, problems))
-    _add_collection_conflicts(checked)
-    for body, plan, problems in checked:
-        if problems:
-            result.problems += [f"{body.label}: {_clean(p)}: {_clean(m)}" for p, m in problems]
-        else:
-            result.plans.append((body, plan))
+                               f"or a stack config with {STACK_PROJECT}:namespaces)")
     return result
-
-
-def _add_collection_conflicts(checked: list[tuple[Body, NamespacePlan | None, list[tuple[str, str]]]]) -> None:
-    """Add to each stack body's problems the collections it would share (as the stack program refuses them)."""
-    stacks: dict[int, list[tuple[Body, NamespacePlan, list[tuple[str, str]]]]] = {}
-    for body, plan, problems in checked:
-        # (the stack program checks only entries whose overrides are valid, so this does too)
-        if plan is not None and not body.problems and body.stack_config is not None:
-            stacks.setdefault(id(body.stack_config), []).append((body, plan, problems))
-    for group in stacks.values():
-        by_index = {body.index: (body, problems) for body, _, problems in group}
-        default_qdrant = _config_value(group[0][0].stack_config, "qdrant")[1]
-        for index, field, message in collection_conflicts([(b.index, p, b.overrides) for b, p, _ in group],
-                                                          default_qdrant):
-            body, problems = by_index[index]
-            problems.append((field if field == "namespace_id" else body.prefix + field, message))
 
 
 def _catalogue(args: argparse.Namespace, err: TextIO) -> Catalogue | None:
@@ -434,12 +389,18 @@ def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> lis
     return lines
 
 
-def render_plan(plan: NamespacePlan) -> str:
-    """A namespace plan as human-readable tables."""
+def render_plan(plan: NamespacePlan, deployment: Mapping[str, Any] | None = None) -> str:
+    """A namespace plan as human-readable tables; `deployment` (a stack file's namespace) adds what the
+    stack deploys: key, protection, Qdrant target, Ray head."""
     lines = [f"namespace {_fmt(plan.namespace_name)}"]
     if plan.description:
         lines.append(f"  description: {_fmt(plan.description)}")
+    lines.append(f"  mode: {_fmt(plan.mode)}")
     lines.append(f"  auto_create_indexes: {_fmt(plan.auto_create_indexes)}")
+    for name, value in plan.labels.items():
+        lines.append(f"  {name}: {_fmt(value)}")
+    if plan.warnings:
+        lines += ["", "  warnings"] + [f"    {_clean(p)}: {_clean(m)}" for p, m in plan.warnings]
     lines += ["", "  feature extractors"]
     rows = [[_fmt(fe["feature_extractor_id"]), _fmt(fe["feature_extractor_name"]), _fmt(fe["version"]),
              ", ".join(f"{_fmt(k)}={_fmt(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-"]
@@ -467,7 +428,24 @@ def render_plan(plan: NamespacePlan) -> str:
     infra = plan.infrastructure.to_dict()
     width = max(len(k) for k in infra)
     lines += [f"    {k.ljust(width)}  {_fmt(v)}" for k, v in infra.items()]
+    if deployment is not None:
+        lines += ["", "  stack"] + _settings_lines(deployment, "    ")
     return "\n".join(lines)
+
+
+def _settings_lines(settings: Mapping[str, Any], indent: str) -> list[str]:
+    """Nested settings as aligned `key  value` lines; empty values are left out."""
+    shown = {k: v for k, v in settings.items() if v not in (None, [], {})}
+    width = max((len(k) for k in shown), default=0)
+    lines: list[str] = []
+    for key, value in shown.items():
+        if isinstance(value, Mapping):
+            lines += [f"{indent}{key}"] + _settings_lines(value, indent + "  ")
+        elif isinstance(value, list):
+            lines.append(f"{indent}{key.ljust(width)}  {', '.join(_fmt(v) for v in value)}")
+        else:
+            lines.append(f"{indent}{key.ljust(width)}  {_fmt(value)}")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +459,10 @@ def _run_files(args: argparse.Namespace, err: TextIO) -> list[Result] | None:
     results = [process_file(path, catalogue) for path in args.files]
     for result in results:
         for problem in result.problems:
-            print(f"{_clean(result.path)}: {problem}", file=err)
+            print(f"{_clean(result.path)}: {_clean(problem)}", file=err)
+        for body in result.bodies:
+            for path, message in body.problems:
+                print(f"{_clean(result.path)}: {body.label}: {_clean(path)}: {_clean(message)}", file=err)
     return results
 
 
@@ -491,10 +472,13 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if results is None:
         return EXIT_INVALID
     for result in results:
-        for body, plan in result.plans:
+        for body in result.plans:
+            plan = body.plan
+            system = sum(ix.is_protected for ix in plan.payload_indexes)
             print(f"{_clean(result.path)}: {body.label} {_fmt(plan.namespace_name)}: ok "
                   f"({_count(plan.feature_extractors, 'feature extractor')}, {_count(plan.vectors, 'vector')}, "
-                  f"{_count(plan.payload_indexes, 'payload index', 'payload indexes')})", file=out)
+                  f"{_count(plan.payload_indexes[system:], 'payload index', 'payload indexes')} "
+                  f"+ {system} system)", file=out)
     return EXIT_OK if all(r.ok for r in results) else EXIT_INVALID
 
 
@@ -503,13 +487,23 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     results = _run_files(args, err)
     if results is None or not all(r.ok for r in results):
         return EXIT_INVALID
-    plans = [plan for r in results for _, plan in r.plans]
+    bodies = [body for r in results for body in r.plans]
     if args.json:
-        json.dump([p.to_dict() for p in plans], out, indent=2, allow_nan=False)
+        json.dump([_plan_data(b) for b in bodies], out, indent=2, allow_nan=False)
         out.write("\n")
     else:
-        out.write("\n\n".join(render_plan(p) for p in plans) + "\n")
+        out.write("\n\n".join(render_plan(b.plan, _deployment(b)) for b in bodies) + "\n")
     return EXIT_OK
+
+
+def _deployment(body: Body) -> dict[str, Any] | None:
+    return body.stack.deployment(body.entry) if body.stack is not None and body.entry is not None else None
+
+
+def _plan_data(body: Body) -> dict[str, Any]:
+    data = body.plan.to_dict()
+    deployment = _deployment(body)
+    return data if deployment is None else {**data, "stack": deployment}
 
 
 def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -521,118 +515,6 @@ def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     json.dump(schema, out, indent=2, allow_nan=False)
     out.write("\n")
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON Schema
-
-
-def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of the Create Namespace request, from the pydantic model.
-
-    On top of the model's own schema it states what the model checks in code, so an editor can
-    flag it too: the namespace name rule, field name rule and protected names, `field_schema`
-    tied to `type`, the extractor names, versions and params of `catalogue`.
-    """
-    catalogue = catalogue or DEFAULT_CATALOGUE
-    schema = CreateNamespaceRequest.model_json_schema(mode="validation")
-    defs = schema["$defs"]
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-              "title": "Mixpeek Create Namespace request", **{k: v for k, v in schema.items() if k != "title"}}
-
-    name = schema["properties"]["namespace_name"]
-    name.update(minLength=1, maxLength=64, pattern=_NAMESPACE_NAME.pattern, description=NAMESPACE_NAME_RULE)
-    # v0.82: extractors, or bring-your-own vector_configs alone (standalone); hosted-only fields are refused.
-    props = schema["properties"]
-    schema["anyOf"] = [{"required": ["feature_extractors"], "properties": {"feature_extractors": {"minItems": 1}}},
-                       {"required": ["vector_configs"], "properties": {"vector_configs": {"minItems": 1}}}]
-    for field in HOSTED_FIELDS:
-        props[field] = {"type": "null", "default": None, "description": HOSTED_ONLY}
-    props["features"] = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}], "default": None,
-                         "description": "refused: list the extractors in feature_extractors"}
-    infra_props = defs["NamespaceInfrastructure"]["properties"]
-    for field in HOSTED_INFRA_FIELDS:
-        infra_props[field] = {"type": "null", "default": None, "description": HOSTED_ONLY}
-    infra_props["compute_profiles"] = {"anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}],
-                                       "default": None, "description": "refused: size workers with min_workers, "
-                                                                       "max_workers, gpu_type, gpus_per_worker"}
-
-    index = defs["PayloadIndexConfig"]
-    index["properties"]["field_name"].update(
-        pattern=_FIELD_NAME.pattern, **{"not": {"enum": list(PROTECTED_FIELDS)}},
-        description="letters, digits, '_' and '-', with '.' between path segments; not a protected system field")
-    index["properties"]["is_protected"]["const"] = False
-    variants = {"text": "TextIndexParams", "keyword": "KeywordIndexParams", "integer": "IntegerIndexParams",
-                "float": "FloatIndexParams", "bool": "BoolIndexParams", "geo": "GeoIndexParams",
-                "datetime": "DatetimeIndexParams", "uuid": "UuidIndexParams"}
-    index["properties"]["field_schema"] = {
-        "anyOf": [{"$ref": f"#/$defs/{d}"} for d in variants.values()] + [{"type": "null"}],
-        "default": None, "title": "Field Schema",
-        "description": "the index parameters; its `type` (defaulted from `type`) must equal `type`"}
-    index["allOf"] = [{"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
-                       "then": {"properties": {"field_schema": {
-                           "anyOf": [{"$ref": f"#/$defs/{d}"}, {"type": "null"}]}}}}
-                      for kind, d in variants.items()]
-    for field in ("min_token_len", "max_token_len"):
-        defs["TextIndexParams"]["properties"][field].update(minimum=1, maximum=1024)
-    defs["IntegerIndexParams"]["not"] = {"properties": {"lookup": {"const": False}, "range": {"const": False}},
-                                         "required": ["lookup", "range"]}
-
-    fe = defs["FeatureExtractor"]
-    names = catalogue.names()
-    fe["properties"]["feature_extractor_name"]["enum"] = names
-    fe["properties"]["version"]["enum"] = sorted({v for n in names for v in catalogue.versions(n)})
-    rules: list[dict[str, Any]] = []
-    for n in names:
-        rules.append({"if": {"properties": {"feature_extractor_name": {"const": n}},
-                             "required": ["feature_extractor_name"]},
-                      "then": {"properties": {"version": {"enum": catalogue.versions(n)}}}})
-        for v in catalogue.versions(n):
-            entry = catalogue.entries[(n, v)]
-            params = {"type": "object", "additionalProperties": False,
-                      "properties": {p.name: {"enum": list(p.choices), "default": p.default} for p in entry.params}}
-            rules.append({"if": {"properties": {"feature_extractor_name": {"const": n}, "version": {"const": v}},
-                                 "required": ["feature_extractor_name", "version"]},
-                          "then": {"properties": {"params": {"anyOf": [params, {"type": "null"}]},
-                                                  "feature_extractor_id": {"anyOf": [
-                                                      {"const": entry.feature_extractor_id}, {"type": "null"}]}}}})
-    fe["allOf"] = rules
-    return schema
-
-
-def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
-    """JSON Schema of a Pulumi stack config file (`Pulumi.<stack>.yaml`) of the mixpeek-infra project."""
-    request = request_json_schema(catalogue)
-    defs = request.pop("$defs")
-    request.pop("$schema")
-    defs["CreateNamespaceRequest"] = request
-    vector = {"type": "object", "additionalProperties": False, "required": ["output", "size", "inference_service"],
-              "properties": {"output": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-                             "size": {"type": "integer", "minimum": 1, "maximum": 65536},
-                             "inference_service": {"type": "string", "minLength": 1, "maxLength": 256},
-                             "distance": {"enum": ["cosine", "dot", "euclid", "manhattan"], "default": "cosine"},
-                             "datatype": {"enum": ["float32", "float16", "uint8"], "default": "float32"}}}
-    defs["UserExtractor"] = {
-        "type": "object", "additionalProperties": False, "required": ["name", "version"],
-        "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-                       "version": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-                       "vectors": {"type": "array", "items": vector}}}
-    entry = {"type": "object", "additionalProperties": False, "required": ["request"],
-             "properties": {"request": {"$ref": "#/$defs/CreateNamespaceRequest"},
-                            **{k: {} for k in sorted(STACK_ENTRY_KEYS - {"request"})},
-                            "deletion_protection": {"type": "boolean"}, "vectors_on_disk": {"type": "boolean"},
-                            "namespace_id": {"type": "string", "pattern": "^ns_[0-9a-f]{10}$"}}}
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "mixpeek-infra Pulumi stack config",
-        "type": "object",
-        "properties": {"config": {"type": "object", "properties": {
-            f"{STACK_PROJECT}:namespaces": {"type": "array", "minItems": 1, "items": {
-                "anyOf": [{"$ref": "#/$defs/CreateNamespaceRequest"}, {"$ref": "#/$defs/StackNamespaceEntry"}]}},
-            f"{STACK_PROJECT}:extractors": {"type": "array", "items": {"$ref": "#/$defs/UserExtractor"}},
-        }}},
-        "$defs": {**defs, "StackNamespaceEntry": entry},
-    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,21 +7,19 @@ exports what the documented Create Namespace response carries.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import pulumi
 
 from .extractors import Catalogue
-from .plan import NamespacePlan, plan_namespace
+from .plan import NamespacePlan, namespace_id_problem, plan_namespace, ray_head_problem
 from .qdrant.resources import Collection, PayloadIndex
 from .qdrant.target import QdrantTarget
 from .ray.spec import RayHead, deploy_ray_head
 from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
 
 NAMESPACE_TYPE = "mixpeek:index:Namespace"
-_NAMESPACE_ID = re.compile(r"^ns_[0-9a-f]{10}$")
 
 
 @dataclass
@@ -94,21 +92,11 @@ def _default_shared_head() -> RayHead:
 def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead | None:
     """The namespace's head; None for a shared-tier namespace with no cluster given (the program's default)."""
     infra = plan.infrastructure
+    if (problem := ray_head_problem(infra, args.ray.mode if args.ray is not None else None)) is not None:
+        raise InvalidRequest([problem])
     if infra.ray_head_node_url:
-        if args.ray is not None and args.ray.mode != "external":
-            raise InvalidRequest([("infrastructure.ray_head_node_url",
-                                   f"the request names an existing Ray cluster, but NamespaceArgs.ray asks for a "
-                                   f"{args.ray.mode!r} head; use one")])
         return RayHead.external(infra.ray_head_node_url)
     if infra.compute_tier == "shared":
-        if args.ray is None:
-            return None
-        if args.ray.mode != "external":
-            raise InvalidRequest([("infrastructure.compute_tier",
-                                   f"'shared' uses a shared Ray cluster and creates no head of its own, but "
-                                   f"NamespaceArgs.ray asks for a {args.ray.mode!r} head: pass "
-                                   "RayHead.external(url), or leave ray out for the program's local shared head, or "
-                                   "choose 'dedicated_cpu' or 'dedicated_gpu' for a head of its own")])
         return args.ray
     return args.ray or RayHead.local()
 
@@ -134,12 +122,8 @@ class Namespace(pulumi.ComponentResource):
         # Everything that can be wrong with the input is found here, before any resource exists.
         request = parse_request(args.request, catalogue=args.catalogue)
         plan = plan_namespace(request, catalogue=args.catalogue, vectors_on_disk=args.vectors_on_disk)
-        if args.namespace_id is not None and not _NAMESPACE_ID.fullmatch(args.namespace_id):
-            raise InvalidRequest([("namespace_id", f"{args.namespace_id!r} is not 'ns_' followed by 10 lowercase "
-                                                   "hex characters")])
-        if args.namespace_id is not None and plan.namespace_id is not None and args.namespace_id != plan.namespace_id:
-            raise InvalidRequest([("namespace_id", f"the body's namespace_id {plan.namespace_id!r} disagrees with "
-                                                   f"NamespaceArgs.namespace_id {args.namespace_id!r}; give one")])
+        if (problem := namespace_id_problem(plan, args.namespace_id)) is not None:
+            raise InvalidRequest([problem])
         namespace_id = args.namespace_id or plan.namespace_id
         target = _qdrant_target(args, request)
         ray_spec = _ray_head(args, plan)

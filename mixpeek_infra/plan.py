@@ -12,7 +12,9 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
+from .problems import Problem
 from .schema import API_METRIC, SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
+from .vocabulary import DEFAULT_QDRANT_PATH, NAMESPACE_ID, NAMESPACE_ID_RULE
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,33 @@ def plan_infrastructure(given: NamespaceInfrastructure) -> tuple[InfrastructureP
     return infra, warnings
 
 
+def namespace_id_problem(plan: NamespacePlan, namespace_id: str | None) -> Problem | None:
+    """A given `namespace_id` (stack entry or NamespaceArgs) that is malformed or disagrees with the body's own."""
+    if namespace_id is None:
+        return None
+    if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
+        return Problem("namespace_id", f"{namespace_id!r} is not {NAMESPACE_ID_RULE}")
+    if plan.namespace_id is not None and namespace_id != plan.namespace_id:
+        return Problem("namespace_id", f"the body's namespace_id {plan.namespace_id!r} disagrees with the given "
+                                       f"namespace_id {namespace_id!r}; give one")
+    return None
+
+
+def ray_head_problem(infra: InfrastructurePlan, mode: str | None) -> Problem | None:
+    """A Ray head of `mode` given for a namespace whose request rules it out (None: no head given)."""
+    if mode is None or mode == "external":
+        return None
+    if infra.ray_head_node_url:
+        return Problem("infrastructure.ray_head_node_url",
+                       f"the request names an existing Ray cluster, but a {mode!r} head is given too; use one")
+    if infra.compute_tier == "shared":
+        return Problem("infrastructure.compute_tier",
+                       f"'shared' uses a shared Ray cluster and creates no head of its own, but a {mode!r} head is "
+                       "given: give an external head (its URL), or none for the shared head, or choose "
+                       "'dedicated_cpu' or 'dedicated_gpu' for a head of its own")
+    return None
+
+
 def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[str, Any]]],
                          default_qdrant: Mapping[str, Any] | None = None) -> list[tuple[int, str, str]]:
     """Namespaces of one stack that resolve to a collection an earlier one already uses on the same Qdrant target.
@@ -218,4 +247,4 @@ def _target_key(plan: NamespacePlan, overrides: Mapping[str, Any], default_qdran
         except ValueError:
             return f"url {url}"
     path = settings.get("path")
-    return f"path {posixpath.normpath(path if isinstance(path, str) and path else '.mixpeek/qdrant')}"
+    return f"path {posixpath.normpath(path if isinstance(path, str) and path else DEFAULT_QDRANT_PATH)}"

@@ -62,7 +62,7 @@ def test_validate_seed_subprocess():
     proc = run("validate", str(SEED_PATH))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
-        f"{SEED_PATH}: namespace[0] spotify_playlists_dev: ok (2 feature extractors, 3 vectors, 7 payload indexes)"]
+        f"{SEED_PATH}: namespace[0] spotify_playlists_dev: ok (2 feature extractors, 3 vectors, 2 payload indexes + 5 system)"]
     assert proc.stderr == ""
 
 
@@ -109,8 +109,8 @@ def test_validate_yaml_list_of_bodies(capsys):
     code, out, err = call(capsys, "validate", str(TWO))
     assert code == 0, err
     assert out.splitlines() == [
-        f"{TWO}: namespace[0] spotify_playlists_dev: ok (2 feature extractors, 3 vectors, 7 payload indexes)",
-        f"{TWO}: namespace[1] video_archive_prod: ok (1 feature extractor, 2 vectors, 6 payload indexes)"]
+        f"{TWO}: namespace[0] spotify_playlists_dev: ok (2 feature extractors, 3 vectors, 2 payload indexes + 5 system)",
+        f"{TWO}: namespace[1] video_archive_prod: ok (1 feature extractor, 2 vectors, 1 payload index + 5 system)"]
 
 
 def test_validate_several_files_and_documents(capsys, tmp_path):
@@ -134,7 +134,7 @@ def test_validate_reports_every_error_with_paths_and_choices(capsys, tmp_path):
     path = write(tmp_path, "mixed.yaml", yaml.safe_dump([good, bad]))
     code, out, err = call(capsys, "validate", path)
     assert code == 2
-    assert out.splitlines() == [f"{path}: namespace[0] fine: ok (1 feature extractor, 1 vector, 5 payload indexes)"]
+    assert out.splitlines() == [f"{path}: namespace[0] fine: ok (1 feature extractor, 1 vector, 0 payload indexes + 5 system)"]
     lines = err.splitlines()
     prefix = f"{path}: namespace[1]: "
     assert all(line.startswith(prefix) for line in lines)
@@ -324,7 +324,8 @@ def test_bad_extractors_file(capsys, tmp_path, content, message):
     ("empty.yaml", "", "empty file"),
     ("blank.json", "  \n", "empty file"),
     ("comment.yaml", "# nothing\n", "no namespace request found"),
-    ("stack-without-namespaces.yaml", "config:\n  mixpeek-infra:qdrant: {path: x}\n", "no namespace request found"),
+    ("stack-without-namespaces.yaml", "config:\n  mixpeek-infra:qdrant: {path: x}\n",
+     "config.mixpeek-infra:namespaces: required"),
     ("broken.yaml", "namespace_name: [x\n", "invalid YAML: "),
     ("tabs.yaml", "a:\n\t- b\n", "invalid YAML: "),
     ("broken.json", '{"namespace_name": ', "invalid JSON: "),
@@ -529,5 +530,6 @@ def test_any_file_content_ends_in_a_result(tmp_path_factory, content, suffix):
     path = tmp_path_factory.mktemp("fuzz") / f"body{suffix}"
     path.write_text(content, encoding="utf-8", errors="surrogatepass")
     result = cli.process_file(str(path), cli.DEFAULT_CATALOGUE)
-    assert result.ok == (not result.problems)
-    assert all(isinstance(p, str) and p for p in result.problems)
+    problems = result.problems + [m for b in result.bodies for _, m in b.problems]
+    assert result.ok == (not problems)
+    assert all(isinstance(p, str) and p for p in problems)

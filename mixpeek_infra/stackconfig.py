@@ -1,0 +1,543 @@
+"""The stack config of the `mixpeek-infra` project, parsed once into typed, validated settings.
+
+Both the stack program (`mixpeek_infra.program`) and the CLI (`mixpeek-infra validate/plan` on a
+`Pulumi.<stack>.yaml`) parse with `parse_stack_config`, so `validate` passes exactly the stack
+files the program deploys without a configuration error. Every problem is a `Problem` whose
+path is relative to the project's config (`ray.mode`, `namespaces[0].ray.num_cpus`,
+`namespaces[1].request.feature_extractors[0].version`); readers prefix it as they show it.
+
+Keys (all under the `mixpeek-infra:` project prefix):
+  namespaces   a list of Create Namespace bodies, or of entries {request: body, key, renamed_from,
+               protect, deletion_protection, namespace_id, cluster_id, qdrant, ray,
+               collection_settings, vectors_on_disk}
+  qdrant       the default Qdrant target: {path} (embedded Qdrant Edge; default `.mixpeek/qdrant`) or
+               {url, timeout, prefer_grpc}; plus final_snapshot (a directory)
+  ray          the default Ray head ({mode: local|kubernetes|external, ...}) and `shared_url`, the
+               shared cluster of shared-tier namespaces
+  extractors   user extractor versions [{name, version, vectors: [...]}]
+  qdrantApiKey, rayAuthToken   secrets: set with `pulumi config set --secret`
+
+Pure: imports no Pulumi, Qdrant or Ray. (The Ray head and Qdrant target rules it applies are the
+ones `RayHead` and `QdrantTarget` apply; see `_ray_problems` and `_qdrant_problems`.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Collection, Mapping
+
+from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
+from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_namespace, ray_head_problem
+from .problems import InvalidInput, Problem
+from .redact import redact_url
+from .schema import InvalidRequest
+from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
+                         STACK_PROJECT)
+
+SECRET_KEYS = ("qdrantApiKey", "rayAuthToken")
+OBJECT_KEYS = ("namespaces", "qdrant", "ray", "extractors")
+KEYS = OBJECT_KEYS + SECRET_KEYS
+ENTRY_KEYS = ("request", "key", "renamed_from", "protect", "deletion_protection", "namespace_id", "cluster_id",
+              "qdrant", "ray", "collection_settings", "vectors_on_disk")
+QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+SHARED_RAY_NAME = "shared-ray"  # the stack's own shared Ray head
+
+
+class InvalidStackConfig(InvalidInput):
+    """The stack config cannot be deployed; `problems` holds every problem with its config path."""
+
+    heading = "invalid stack config"
+
+
+@dataclass(frozen=True)
+class QdrantSettings:
+    """A validated Qdrant target from config: a server `url`, or an embedded `path`."""
+
+    url: str | None = None
+    path: str | None = None
+    timeout: float = QDRANT_TIMEOUT
+    prefer_grpc: bool = False
+    final_snapshot: str | None = None
+
+    def target_key(self) -> Mapping[str, Any]:
+        """The settings as `plan.collection_conflicts` reads them."""
+        return {"url": self.url, "path": self.path}
+
+
+@dataclass(frozen=True)
+class NamespaceEntry:
+    """One namespace of the stack: its body, plan and per-namespace settings."""
+
+    index: int
+    request: Mapping[str, Any]
+    plan: NamespacePlan
+    key: str  # the Namespace component's resource name (default: namespace_name)
+    request_path: str  # `namespaces[i]` or `namespaces[i].request`: where its body is
+    renamed_from: tuple[str, ...] = ()  # earlier keys: Pulumi aliases, so a rename replaces nothing
+    protect: bool = False  # Pulumi's `protect` on the component and every child
+    deletion_protection: bool = True
+    namespace_id: str | None = None
+    cluster_id: str | None = None
+    qdrant: QdrantSettings | None = None  # its own target (replaces the stack's `qdrant`)
+    ray: Mapping[str, Any] | None = None  # its own Ray head settings (replaces the stack's `ray`)
+    collection_settings: Mapping[str, Any] | None = None
+    vectors_on_disk: bool = False
+
+    @property
+    def ray_path(self) -> str:
+        return f"namespaces[{self.index}].ray" if self.ray is not None else "ray"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The whole stack config, validated; `problems` is empty when it deploys."""
+
+    namespaces: tuple[NamespaceEntry, ...] = ()
+    qdrant: QdrantSettings = field(default_factory=lambda: QdrantSettings(path=DEFAULT_QDRANT_PATH))
+    ray: Mapping[str, Any] = field(default_factory=lambda: {"mode": "local"})
+    shared_url: str | None = None
+    catalogue: Catalogue = field(default_factory=DEFAULT_CATALOGUE.copy)
+    secrets: frozenset[str] = frozenset()  # which of SECRET_KEYS are set
+    problems: tuple[Problem, ...] = ()
+
+    def target_of(self, entry: NamespaceEntry) -> QdrantSettings | None:
+        """The entry's Qdrant target; None when its request names one (`infrastructure.qdrant_url`)."""
+        if entry.plan.infrastructure.qdrant_url:
+            return None
+        return entry.qdrant or self.qdrant
+
+    def head_of(self, entry: NamespaceEntry) -> tuple[str, Mapping[str, Any] | None]:
+        """Which Ray head the entry uses: ("own", settings), ("default", settings), ("request", None) for its
+        `ray_head_node_url`, ("shared", None) for the stack's shared head."""
+        if entry.ray is not None:
+            return "own", entry.ray
+        infra = entry.plan.infrastructure
+        if infra.ray_head_node_url:
+            return "request", None
+        if infra.compute_tier == "shared":
+            return "shared", None
+        return "default", self.ray
+
+    @property
+    def runs_shared_head(self) -> bool:
+        """Whether the stack runs its own shared Ray head (shared-tier namespaces and no `ray.shared_url`)."""
+        return self.shared_url is None and any(self.head_of(e)[0] == "shared" for e in self.namespaces)
+
+    def deployment(self, entry: NamespaceEntry) -> dict[str, Any]:
+        """What the stack deploys for `entry` beyond its plan: its resource key and protection, the
+        effective Qdrant target and Ray head (credentials never included)."""
+        infra = entry.plan.infrastructure
+        target = self.target_of(entry)
+        if target is None:
+            qdrant: dict[str, Any] = {"url": redact_url(infra.qdrant_url), "from": "request"}
+        elif target.url:
+            qdrant = {"url": redact_url(target.url), "timeout": target.timeout, "prefer_grpc": target.prefer_grpc,
+                      "api_key": "qdrantApiKey (secret)" if "qdrantApiKey" in self.secrets else None}
+        else:
+            qdrant = {"path": target.path}
+        if target is not None:
+            qdrant["from"] = f"namespaces[{entry.index}].qdrant" if entry.qdrant is not None else "qdrant"
+            qdrant["final_snapshot"] = target.final_snapshot
+        return {"key": entry.key, "renamed_from": list(entry.renamed_from), "protect": entry.protect,
+                "deletion_protection": entry.deletion_protection,
+                "namespace_id": entry.namespace_id or entry.plan.namespace_id,
+                "cluster_id": entry.cluster_id, "qdrant": qdrant,
+                "collection_settings": dict(entry.collection_settings or {}), "ray": self._head(entry)}
+
+    def _head(self, entry: NamespaceEntry) -> dict[str, Any]:
+        use, settings = self.head_of(entry)
+        if use == "request":
+            return {"mode": "external", "url": redact_url(entry.plan.infrastructure.ray_head_node_url),
+                    "from": "request"}
+        if use == "shared":
+            if self.shared_url is not None:
+                return {"mode": "external", "url": redact_url(self.shared_url), "from": "ray.shared_url"}
+            return {**_head_settings(self.ray, SHARED_RAY_NAME, SHARED_RAY_NAME, self.secrets),
+                    "head": SHARED_RAY_NAME,
+                    "from": "ray (the stack's shared head)"}
+        return {**_head_settings(settings or {}, f"{entry.key}-ray", entry.plan.namespace_name, self.secrets),
+                "from": entry.ray_path}
+
+    def raise_for_problems(self) -> "StackConfig":
+        if self.problems:
+            raise InvalidStackConfig(self.problems)
+        return self
+
+
+def _head_settings(settings: Mapping[str, Any], name: str, namespace_name: str,
+                   secrets: frozenset[str]) -> dict[str, Any]:
+    """A head's mode and where it runs, from its (valid) settings."""
+    mode = settings.get("mode")
+    if mode == "external":
+        return {"mode": mode, "url": redact_url(settings.get("url"))}
+    if mode == "local":
+        return {"mode": mode, "state_dir": settings.get("state_dir", DEFAULT_RAY_STATE_DIR),
+                "num_cpus": settings.get("num_cpus")}
+    from .ray.kubernetes import head_names
+    from .ray.spec import RayHead
+
+    spec = RayHead.from_config(settings)
+    namespace, base = head_names(name, spec.k8s, namespace_name)
+    return {"mode": mode, "kubernetes_mode": spec.k8s.mode, "kubernetes_namespace": namespace,
+            "objects": f"{base}-*", "auth_token": "ray.kubernetes.auth_token" if spec.k8s.auth_token is not None
+            else "rayAuthToken (secret)" if "rayAuthToken" in secrets else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def is_secure(value: Any) -> bool:
+    """Whether a stack file value is an encrypted one (`{secure: v1:...}`)."""
+    return isinstance(value, Mapping) and set(value) == {"secure"} and isinstance(value["secure"], str)
+
+
+def project_values(config: Mapping[str, Any], project: str = STACK_PROJECT) -> tuple[dict[str, Any], set[str]]:
+    """The project's values of a stack file's `config:` block, without the `project:` prefix, and which are secure."""
+    values: dict[str, Any] = {}
+    secure: set[str] = set()
+    for full, value in config.items():
+        if not isinstance(full, str) or ":" not in full:
+            continue
+        prefix, _, name = full.partition(":")
+        if prefix != project:
+            continue
+        values[name] = value
+        if is_secure(value):
+            secure.add(name)
+    return values, secure
+
+
+def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (),
+                       catalogue: Catalogue | None = None) -> StackConfig:
+    """Parse the project's config `values` (keys without the `mixpeek-infra:` prefix; object values as
+    data or JSON text, as the engine passes them); `secure` names the keys that were set encrypted.
+    Never raises for bad input: the result's `problems` lists everything wrong."""
+    problems: list[Problem] = []
+    for name in sorted(set(values) - set(KEYS), key=str):
+        problems.append(Problem(str(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
+    for name in SECRET_KEYS:
+        if name in values and name not in secure:
+            problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
+                                          f"--secret {STACK_PROJECT}:{name} <value>` (it is then stored encrypted)"))
+    objects = {}
+    for name in OBJECT_KEYS:
+        if name in values:
+            objects[name] = _object(values[name], name, problems)
+    catalogue = (catalogue or DEFAULT_CATALOGUE).copy()
+    extractors = objects.get("extractors")
+    if extractors is not None:
+        if not isinstance(extractors, list):
+            problems.append(Problem("extractors", "expected a list of {name, version, vectors: [...]} entries"))
+        else:
+            for i, item in enumerate(extractors):
+                try:
+                    catalogue.register(extractor_from_config(item))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    problems.append(Problem(f"extractors[{i}]", str(exc)))
+    qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems, key_set="qdrantApiKey" in values)
+    ray, shared_url = _default_ray(objects.get("ray"), problems, token="rayAuthToken" in values)
+    if "namespaces" not in values:
+        problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
+        entries: list[NamespaceEntry] = []
+    else:
+        entries = _entries(objects.get("namespaces"), catalogue, problems, token="rayAuthToken" in values)
+    config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
+                         ray=ray or {"mode": "local"}, shared_url=shared_url, catalogue=catalogue,
+                         secrets=frozenset(k for k in SECRET_KEYS if k in values))
+    problems += _stack_problems(config)
+    return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
+
+
+def _object(value: Any, name: str, problems: list[Problem]) -> Any:
+    """An object-valued key as data: the engine passes JSON text, a stack file parsed YAML."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            problems.append(Problem(name, "expected an object or list, got a plain string"))
+            return None
+    return value
+
+
+def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool) -> list[NamespaceEntry]:
+    if not isinstance(items, list) or not items:
+        problems.append(Problem("namespaces", "expected a non-empty list of Create Namespace request bodies"))
+        return []
+    entries: list[NamespaceEntry] = []
+    for i, item in enumerate(items):
+        where = f"namespaces[{i}]"
+        entry_problems: list[Problem] = []
+        if isinstance(item, Mapping) and "request" in item:
+            body, request_path = item["request"], f"{where}.request"
+            settings = _entry_settings(item, where, entry_problems, token=token)
+        else:
+            body, request_path, settings = item, where, {}
+        try:
+            plan = plan_namespace(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
+        except InvalidRequest as exc:
+            entry_problems += [p.under(request_path) for p in exc.problems]
+            plan = None
+        if plan is not None and (p := namespace_id_problem(plan, settings.get("namespace_id"))) is not None:
+            entry_problems.append(p.under(where))
+        problems += entry_problems
+        if plan is None or entry_problems:
+            continue
+        entries.append(NamespaceEntry(index=i, request=body, plan=plan, request_path=request_path,
+                                      key=settings.pop("key", None) or plan.namespace_name, **settings))
+    return entries
+
+
+def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem], *, token: bool) -> dict[str, Any]:
+    """An entry's settings beside its request, checked; keys as `NamespaceEntry` fields."""
+    out: dict[str, Any] = {}
+    for name in sorted(set(item) - set(ENTRY_KEYS), key=str):
+        problems.append(Problem(f"{where}.{name}", f"unknown key; valid keys: {', '.join(ENTRY_KEYS)}"))
+    for name in ("protect", "deletion_protection", "vectors_on_disk"):
+        if name in item:
+            if isinstance(item[name], bool):
+                out[name] = item[name]
+            else:
+                problems.append(Problem(f"{where}.{name}", f"expected true or false, got {_short(item[name])}"))
+    if "key" in item:
+        if isinstance(item["key"], str) and RESOURCE_NAME.fullmatch(item["key"]):
+            out["key"] = item["key"]
+        else:
+            problems.append(Problem(f"{where}.key", f"{_short(item['key'])} is not a resource name: "
+                                                    f"{RESOURCE_NAME_RULE}"))
+    if "renamed_from" in item:
+        old = item["renamed_from"]
+        names = [old] if isinstance(old, str) else old
+        if isinstance(names, list) and names and all(isinstance(n, str) and RESOURCE_NAME.fullmatch(n) for n in names):
+            out["renamed_from"] = tuple(names)
+        else:
+            problems.append(Problem(f"{where}.renamed_from", f"{_short(old)} is not an earlier key or namespace_name "
+                                                             f"(or a list of them): {RESOURCE_NAME_RULE}"))
+    if "namespace_id" in item:
+        value = item["namespace_id"]
+        if isinstance(value, str) and NAMESPACE_ID.fullmatch(value):
+            out["namespace_id"] = value
+        else:
+            problems.append(Problem(f"{where}.namespace_id", f"{_short(value)} is not {NAMESPACE_ID_RULE}"))
+    if "cluster_id" in item:
+        if isinstance(item["cluster_id"], str) and item["cluster_id"]:
+            out["cluster_id"] = item["cluster_id"]
+        else:
+            problems.append(Problem(f"{where}.cluster_id", f"expected a non-empty string, got {_short(item['cluster_id'])}"))
+    if "qdrant" in item:
+        out["qdrant"] = _qdrant(item["qdrant"], f"{where}.qdrant", problems, key_set=False, required=True)
+    if "ray" in item:
+        if (found := _ray_problems(item["ray"], f"{where}.ray", token=token)):
+            problems += found
+        else:
+            out["ray"] = dict(item["ray"])
+    if "collection_settings" in item:
+        from .qdrant.store import normalize_settings, InvalidSpec
+
+        try:
+            out["collection_settings"] = normalize_settings(item["collection_settings"], "collection_settings")
+        except InvalidSpec as exc:
+            problems += [p.under(where) for p in _spec_problems(exc)]
+    return out
+
+
+def _qdrant(value: Any, where: str, problems: list[Problem], *, key_set: bool,
+            required: bool = False) -> QdrantSettings | None:
+    """A Qdrant target from config, checked by the rules `QdrantTarget` applies."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(Problem(where, f"expected a mapping with `path` or `url`, got {_short(value)}"))
+        return None
+    found = [Problem(f"{where}.{k}", f"unknown key; valid keys: {', '.join(QDRANT_KEYS)}")
+             for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
+    snapshot = value.get("final_snapshot")
+    if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
+        found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
+    if not found:
+        from .qdrant.target import InvalidTarget, QdrantTarget
+
+        try:
+            target = QdrantTarget(url=value.get("url") or None, path=value.get("path"),
+                                  timeout=value.get("timeout", QDRANT_TIMEOUT),
+                                  prefer_grpc=value.get("prefer_grpc", False))
+        except InvalidTarget as exc:
+            found += [Problem(f"{where}.{p.path.removeprefix('QdrantTarget.')}", p.message)
+                      for p in _target_problems(exc)]
+        else:
+            problems += found
+            return QdrantSettings(url=target.url, path=None if target.url else target.path,
+                                  timeout=float(target.timeout), prefer_grpc=target.prefer_grpc,
+                                  final_snapshot=snapshot)
+    problems += found
+    return None
+
+
+def _default_ray(value: Any, problems: list[Problem], *, token: bool) -> tuple[Mapping[str, Any] | None, str | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, Mapping):
+        problems.append(Problem("ray", f"expected a mapping with a 'mode' key, got {_short(value)}"))
+        return None, None
+    settings = dict(value)
+    shared_url = settings.pop("shared_url", None)
+    if shared_url is not None:
+        from .ray.spec import ray_url_problem
+
+        if (p := ray_url_problem(shared_url, "ray.shared_url")) is not None:
+            problems.append(Problem(*p))
+            shared_url = None
+    if not settings:
+        return None, shared_url
+    if settings.get("mode") == "external" and "url" not in settings and shared_url is not None:
+        settings["url"] = shared_url  # `{mode: external, shared_url: U}`: every head is the cluster at U
+    found = _ray_problems(settings, "ray", token=token)
+    problems += found
+    return (None if found else settings), shared_url
+
+
+def _ray_problems(settings: Any, where: str, *, token: bool) -> list[Problem]:
+    """What `RayHead.from_config` refuses in `settings`, with paths under `where`."""
+    from .ray.spec import InvalidRayHead, RayHead
+
+    k8s = settings.get("kubernetes") if isinstance(settings, Mapping) else None
+    if isinstance(k8s, Mapping) and "auth_token" in k8s:
+        return [Problem(f"{where}.kubernetes.auth_token", "a secret must not be stored in plain text: run `pulumi "
+                                                         f"config set --secret {STACK_PROJECT}:rayAuthToken <value>` "
+                                                         "(every Kubernetes head of the stack then uses it)")]
+    try:
+        RayHead.from_config(settings, auth_token="(set)" if token else None)
+    except InvalidRayHead as exc:
+        return [Problem(where + p.path.removeprefix("ray"), p.message) for p in exc.problems]
+    return []
+
+
+def _stack_problems(config: StackConfig) -> list[Problem]:
+    """Problems between namespaces: names, keys, shared collections, Ray heads and their Kubernetes names."""
+    problems: list[Problem] = []
+    names: dict[str, int] = {}
+    for entry in config.namespaces:
+        for field_name, value in (("namespace_name", entry.plan.namespace_name), ("key", entry.key),
+                                  *(("renamed_from", old) for old in entry.renamed_from)):
+            if names.get(value, entry.index) != entry.index:  # an entry's key may equal its own namespace_name
+                path = (f"{entry.request_path}.namespace_name" if field_name == "namespace_name"
+                        else f"namespaces[{entry.index}].{field_name}")
+                problems.append(Problem(path, f"{value!r} is already used by namespaces[{names[value]}]"))
+            names.setdefault(value, entry.index)
+    by_index = {e.index: e for e in config.namespaces}
+    for i, field_name, message in collection_conflicts(
+            [(e.index, e.plan, {"namespace_id": e.namespace_id} | ({"qdrant": e.qdrant.target_key()} if e.qdrant else {}))
+             for e in config.namespaces], config.qdrant.target_key()):
+        path = f"namespaces[{i}].{field_name}" if field_name == "namespace_id" \
+            else f"{by_index[i].request_path}.{field_name}"
+        problems.append(Problem(path, message))
+    problems += _head_problems(config)
+    for entry in config.namespaces:
+        problems += _collection_problems(entry, config.target_of(entry))
+    return problems
+
+
+def _head_problems(config: StackConfig) -> list[Problem]:
+    """Each namespace's Ray head against its plan, and Kubernetes heads whose objects would collide."""
+    from .ray.spec import RayHead
+
+    problems: list[Problem] = []
+    heads = []  # (entry or None for the shared head, settings, config path)
+    for entry in config.namespaces:
+        use, settings = config.head_of(entry)
+        mode = settings.get("mode") if settings else ("external" if use == "request" else None)
+        if use == "own" and (p := ray_head_problem(entry.plan.infrastructure, mode)) is not None:
+            problems.append(p.under(entry.request_path))
+            continue
+        if settings is None:
+            continue
+        spec = RayHead.from_config(settings, auth_token="(set)" if "rayAuthToken" in config.secrets else None)
+        problems += [Problem(*p).under(entry.request_path) for p in spec.plan_problems(entry.plan)]
+        if spec.mode == "kubernetes":
+            heads.append((entry, spec, entry.ray_path))
+    if config.runs_shared_head and config.ray.get("mode") == "kubernetes":
+        heads.insert(0, (None, RayHead.from_config(config.ray), "ray"))
+    return problems + _kubernetes_name_problems(heads)
+
+
+def _kubernetes_name_problems(heads: list[tuple[NamespaceEntry | None, Any, str]]) -> list[Problem]:
+    """Kubernetes heads that would render one object name, or share a head's own (default) namespace."""
+    from .ray.kubernetes import head_names
+
+    problems: list[Problem] = []
+    objects: dict[tuple[str, str], str] = {}
+    users: dict[str, tuple[str, Any]] = {}
+    for entry, spec, ray_path in heads:
+        label = "the shared Ray head" if entry is None else f"namespaces[{entry.index}]"
+        name = SHARED_RAY_NAME if entry is None else f"{entry.key}-ray"
+        namespace_name = SHARED_RAY_NAME if entry is None else entry.plan.namespace_name
+        namespace, base = head_names(name, spec.k8s, namespace_name)
+        first = objects.setdefault((namespace, base), label)
+        if first != label:
+            problems.append(Problem(f"namespaces[{entry.index}].key" if entry is not None else ray_path,
+                                    f"its Ray head's Kubernetes objects ({base}-*) in namespace {namespace!r} would "
+                                    f"be {first}'s; set a `key` that names it differently"))
+        first_label, first_spec = users.setdefault(namespace, (label, spec))
+        if first_label != label and not (first_spec.k8s.namespace and spec.k8s.namespace):
+            problems.append(Problem(f"{ray_path}.kubernetes.namespace",
+                                    f"Kubernetes namespace {namespace!r} is also {first_label}'s, and a head's default "
+                                    "namespace is its own (created and deleted with it): set another namespace, or "
+                                    "the same explicit ray.kubernetes.namespace for both so the stack owns it"))
+    return problems
+
+
+def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None) -> list[Problem]:
+    """What the namespace's Collection would refuse in the program (its inputs as the component passes them)."""
+    from .qdrant.resources import normalize_collection_inputs
+    from .qdrant.store import InvalidSpec
+
+    spec = None
+    if target is not None:
+        spec = ({"kind": "server", "url": target.url, "timeout": target.timeout, "prefer_grpc": target.prefer_grpc}
+                if target.url else {"kind": "embedded", "path": target.path, "timeout": target.timeout})
+    props = {"target": spec, "vectors": entry.plan.vector_config(), "settings": dict(entry.collection_settings or {}),
+             "namespace_id": entry.namespace_id or entry.plan.namespace_id,
+             "collection_name": entry.plan.infrastructure.qdrant_collection,
+             "deletion_protection": entry.deletion_protection,
+             "final_snapshot": target.final_snapshot if target is not None else None}
+    try:
+        normalize_collection_inputs({k: v for k, v in props.items() if v is not None})
+    except InvalidSpec as exc:
+        return [Problem(_collection_path(p.path, entry), p.message) for p in _spec_problems(exc)]
+    return []
+
+
+def _collection_path(path: str, entry: NamespaceEntry) -> str:
+    """A Collection input's path as the stack config names it."""
+    head, dot, rest = path.partition(".")
+    own = f"namespaces[{entry.index}]."
+    if head == "settings":
+        return f"{own}collection_settings{dot}{rest}"
+    if head in ("target", "final_snapshot"):
+        where = f"{own}qdrant" if entry.qdrant is not None else "qdrant"
+        return f"{where}.{rest or 'final_snapshot'}" if head == "final_snapshot" or rest else where
+    return own + path
+
+
+def _spec_problems(exc: Exception) -> list[Problem]:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return [Problem(*p) for p in problems]
+    return [Problem(getattr(exc, "path", ""), getattr(exc, "reason", str(exc)))]
+
+
+def _target_problems(exc: Exception) -> list[Problem]:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return [Problem(*p) for p in problems]
+    path, _, message = str(exc).partition(": ")
+    return [Problem(path, message)]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
