@@ -14,6 +14,7 @@ from .stackconfig import ENTRY_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
 from .vocabulary import DATATYPES, DISTANCES, NAMESPACE_ID, STACK_PROJECT
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"  # 1-65535
 
 
 def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
     defs["QdrantSettings"] = {
         "type": "object", "additionalProperties": False,
         "description": "a Qdrant server (url) or embedded Qdrant Edge (path; default .mixpeek/qdrant)",
-        "properties": {"url": {"type": "string", "pattern": "^https?://[^\\s/?#@]+(:[0-9]{1,5})?(/[^\\s?#]*)?$"},
+        "properties": {"url": {"type": "string", "pattern": f"^https?://(\\[[0-9A-Fa-f:.]+\\]|[^\\s/?#@:\\[\\]]+)(:{PORT})?(/[^\\s?#]*)?$"},
                        "path": directory, "timeout": seconds, "prefer_grpc": {"type": "boolean"},
                        "final_snapshot": {**directory, "description": "a directory; each collection is "
                                                                        "snapshotted there before delete/replace"}},
@@ -141,7 +142,7 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
                        "image_pull_policy": {"enum": list(PULL_POLICIES), "default": "IfNotPresent"},
                        "gpu_node_label": {"type": "string", "minLength": 1},
                        "client_cidrs": {"type": "array", "items": {"type": "string"}}}}
-    ray_url = {"type": "string", "pattern": "^ray://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[0-9]{1,5}$"}
+    ray_url = {"type": "string", "pattern": f"^ray://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:{PORT}$"}
     heads = [
         {"properties": {"mode": {"const": "external"}, "url": ray_url}, "required": ["mode"]},
         {"properties": {"mode": {"const": "local"}, "state_dir": directory,

@@ -16,7 +16,8 @@ from .extractors import Catalogue
 from .plan import NamespacePlan, namespace_id_problem, plan_namespace, ray_head_problem
 from .qdrant.resources import Collection, PayloadIndex
 from .qdrant.target import QdrantTarget
-from .ray.spec import RayHead, deploy_ray_head
+from .ray.deploy import deploy_ray_head
+from .ray.spec import RayHead
 from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
 
 NAMESPACE_TYPE = "mixpeek:index:Namespace"
@@ -75,7 +76,7 @@ _SHARED_HEADS: dict[int, tuple[Any, Any]] = {}
 
 def _default_shared_head() -> RayHead:
     """The program's local shared Ray head (created on first use), as an external head of its URL."""
-    from .ray.spec import deploy_shared_ray_head
+    from .ray.deploy import deploy_shared_ray_head
 
     monitor = pulumi.runtime.settings.get_monitor()
     found = _SHARED_HEADS.get(id(monitor))

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .problems import Problem
-from .schema import API_METRIC, SYSTEM_INDEXES, CreateNamespaceRequest, NamespaceInfrastructure, parse_request
+from .schema import (API_METRIC, SYSTEM_INDEXES, CreateNamespaceRequest, InvalidRequest, NamespaceInfrastructure,
+                     parse_request)
 from .vocabulary import DEFAULT_QDRANT_PATH, NAMESPACE_ID, NAMESPACE_ID_RULE
 
 
@@ -139,6 +140,12 @@ def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catal
         vector_configs.append({"name": vc.name, "dimension": vc.dimension, "metric": API_METRIC[vc.distance]})
     indexes = [IndexPlan(name, kind, {"type": kind, **schema}, True) for name, kind, schema in SYSTEM_INDEXES]
     indexes += [IndexPlan(ix.field_name, ix.type, ix.resolved_schema(), False) for ix in req.payload_indexes or []]
+    if not vectors:
+        names = ", ".join(f"{fe['feature_extractor_name']} {fe['version']}" for fe in extractors)
+        raise InvalidRequest([("feature_extractors",
+                               f"the extractors ({names}) create no vectors, and a collection needs at least one "
+                               "named vector: declare the extractor's vectors, add one that has some, or give "
+                               "vector_configs")])
     infra, warnings = plan_infrastructure(req.infrastructure or NamespaceInfrastructure())
     labels = {k: getattr(req, k) for k in ("namespace_type", "scope", "adaptive_indexing") if getattr(req, k) is not None}
     return NamespacePlan(

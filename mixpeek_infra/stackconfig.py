@@ -239,7 +239,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
                     catalogue.register(extractor_from_config(item))
                 except (ValueError, TypeError, AttributeError) as exc:
                     problems.append(Problem(f"extractors[{i}]", str(exc)))
-    qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems, key_set="qdrantApiKey" in values)
+    qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems)
     ray, shared_url = _default_ray(objects.get("ray"), problems, token="rayAuthToken" in values)
     if "namespaces" not in values:
         problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
@@ -329,7 +329,7 @@ def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]
         else:
             problems.append(Problem(f"{where}.cluster_id", f"expected a non-empty string, got {_short(item['cluster_id'])}"))
     if "qdrant" in item:
-        out["qdrant"] = _qdrant(item["qdrant"], f"{where}.qdrant", problems, key_set=False, required=True)
+        out["qdrant"] = _qdrant(item["qdrant"], f"{where}.qdrant", problems, required=True)
     if "ray" in item:
         if (found := _ray_problems(item["ray"], f"{where}.ray", token=token)):
             problems += found
@@ -345,8 +345,7 @@ def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]
     return out
 
 
-def _qdrant(value: Any, where: str, problems: list[Problem], *, key_set: bool,
-            required: bool = False) -> QdrantSettings | None:
+def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool = False) -> QdrantSettings | None:
     """A Qdrant target from config, checked by the rules `QdrantTarget` applies."""
     if value is None and not required:
         return None
@@ -421,7 +420,8 @@ def _stack_problems(config: StackConfig) -> list[Problem]:
     problems: list[Problem] = []
     names: dict[str, int] = {}
     for entry in config.namespaces:
-        for field_name, value in (("namespace_name", entry.plan.namespace_name), ("key", entry.key),
+        given_key = () if entry.key == entry.plan.namespace_name else (("key", entry.key),)
+        for field_name, value in (("namespace_name", entry.plan.namespace_name), *given_key,
                                   *(("renamed_from", old) for old in entry.renamed_from)):
             if names.get(value, entry.index) != entry.index:  # an entry's key may equal its own namespace_name
                 path = (f"{entry.request_path}.namespace_name" if field_name == "namespace_name"
@@ -437,7 +437,7 @@ def _stack_problems(config: StackConfig) -> list[Problem]:
         problems.append(Problem(path, message))
     problems += _head_problems(config)
     for entry in config.namespaces:
-        problems += _collection_problems(entry, config.target_of(entry))
+        problems += _collection_problems(entry, config.target_of(entry), "qdrantApiKey" in config.secrets)
     return problems
 
 
@@ -490,8 +490,9 @@ def _kubernetes_name_problems(heads: list[tuple[NamespaceEntry | None, Any, str]
     return problems
 
 
-def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None) -> list[Problem]:
-    """What the namespace's Collection would refuse in the program (its inputs as the component passes them)."""
+def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, key_set: bool) -> list[Problem]:
+    """What the namespace's Collection would refuse (its inputs as the component passes them; `key_set`: the
+    stack's qdrantApiKey goes with a server target)."""
     from .qdrant.resources import normalize_collection_inputs
     from .qdrant.store import InvalidSpec
 
@@ -503,7 +504,8 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None) -
              "namespace_id": entry.namespace_id or entry.plan.namespace_id,
              "collection_name": entry.plan.infrastructure.qdrant_collection,
              "deletion_protection": entry.deletion_protection,
-             "final_snapshot": target.final_snapshot if target is not None else None}
+             "final_snapshot": target.final_snapshot if target is not None else None,
+             "api_key": "(the stack's qdrantApiKey)" if key_set and target is not None and target.url else None}
     try:
         normalize_collection_inputs({k: v for k, v in props.items() if v is not None})
     except InvalidSpec as exc:
@@ -517,9 +519,11 @@ def _collection_path(path: str, entry: NamespaceEntry) -> str:
     own = f"namespaces[{entry.index}]."
     if head == "settings":
         return f"{own}collection_settings{dot}{rest}"
-    if head in ("target", "final_snapshot"):
+    if head in ("target", "final_snapshot", "api_key"):
         where = f"{own}qdrant" if entry.qdrant is not None else "qdrant"
-        return f"{where}.{rest or 'final_snapshot'}" if head == "final_snapshot" or rest else where
+        if head == "final_snapshot":
+            return f"{where}.final_snapshot"
+        return f"{where}.{rest}" if rest else where
     return own + path
 
 

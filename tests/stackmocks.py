@@ -155,21 +155,24 @@ class ProviderMocks(pulumi.runtime.Mocks):
                 rec.provider.delete(rec.id, rec.outputs)
 
 
-def set_stack_config(config: dict[str, Any], project: str = "mixpeek-infra") -> None:
-    """Stack config as the engine passes it: `project:key` -> string (objects JSON-encoded)."""
+def set_stack_config(config: dict[str, Any], project: str = "mixpeek-infra", secret_keys: Any = None) -> None:
+    """Stack config as the engine passes it: `project:key` -> string (objects JSON-encoded).
+    `secret_keys` (unprefixed) were set with `--secret`; default: every `*ApiKey` and `*Token` key."""
     values = {f"{project}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    pulumi.runtime.set_all_config(values, [k for k in values if k.endswith(("ApiKey", "Token"))])
+    secret = [k for k in config if k.endswith(("ApiKey", "Token"))] if secret_keys is None else list(secret_keys)
+    pulumi.runtime.set_all_config(values, [f"{project}:{k}" for k in secret])
 
 
 def run_program(config: dict[str, Any], mocks: pulumi.runtime.Mocks, *, stack: str = "dev",
-                preview: bool = False, logger: Any = None) -> tuple[dict[str, Any], RecordingMonitor]:
+                preview: bool = False, logger: Any = None,
+                secret_keys: Any = None) -> tuple[dict[str, Any], RecordingMonitor]:
     """Run `mixpeek_infra.program.run` under `mocks`; returns each namespace's resolved outputs."""
     from mixpeek_infra.program import run
 
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mixpeek-infra", stack=stack, preview=preview, monitor=monitor,
                              logger=logger)
-    set_stack_config(config)
+    set_stack_config(config, secret_keys=secret_keys)
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test

@@ -63,9 +63,17 @@ def test_catalogue_holds_exactly_the_documented_extractors():
 
 
 def test_passthrough_creates_no_vectors():
-    plan = plan_namespace(body(fe("passthrough_extractor")))
-    assert plan.vectors == () and plan.vector_inference_map == {}
+    plan = plan_namespace(body(fe("passthrough_extractor"), fe("text_extractor")))
+    assert [v.feature_extractor_id for v in plan.vectors] == ["text_extractor_v1"]
     assert plan.feature_extractors[0]["feature_extractor_id"] == "passthrough_extractor_v1"
+
+
+def test_a_namespace_without_any_vector_is_refused_naming_its_extractors():
+    # A Qdrant collection of this project needs a named vector; say so at plan time, not at create.
+    with pytest.raises(InvalidRequest) as exc:
+        plan_namespace(body(fe("passthrough_extractor")))
+    assert exc.value.problems[0].path == "feature_extractors"
+    assert "passthrough_extractor v1" in exc.value.problems[0].message
 
 
 def test_image_model_defaults_to_siglip_base():
