@@ -158,7 +158,8 @@ class Namespace(pulumi.ComponentResource):
                 field_type=ix.type,
                 field_schema=dict(ix.field_schema),
                 target=target,
-                opts=pulumi.ResourceOptions(parent=collection),
+                opts=pulumi.ResourceOptions(parent=collection, aliases=_earlier_index_names(
+                    name, opts, f"-index-{ix.field_name}") or None),
             )
             for ix in plan.payload_indexes
         ]
@@ -192,6 +193,18 @@ class Namespace(pulumi.ComponentResource):
             "feature_extractors": self.feature_extractors,
             "namespace": self.namespace,
         })
+
+
+def _earlier_index_names(name: str, opts: pulumi.ResourceOptions | None, suffix: str) -> list[pulumi.Alias]:
+    """An index's aliases under the namespace's earlier names (`aliases=[Alias(name=old)]`, e.g. the stack's
+    `renamed_from`). The engine derives a child's alias only when the child's name starts with its parent's;
+    an index's (`<name>-index-<field>`) does not start with its collection's, so they are given here."""
+    earlier = [a.name for a in (opts.aliases or []) if isinstance(a, pulumi.Alias) and isinstance(a.name, str)] \
+        if opts is not None else []
+    collection_type = f"pulumi-python:{Collection._resource_type_name}"
+    return [pulumi.Alias(name=f"{old}{suffix}", parent=pulumi.resource.create_urn(
+        f"{old}-collection", collection_type, parent=pulumi.resource.create_urn(old, NAMESPACE_TYPE, parent=opts.parent)))
+            for old in earlier]
 
 
 def _ints(value: Any) -> Any:

@@ -37,7 +37,8 @@ def read_stack_config() -> StackConfig:
     prefix = f"{STACK_PROJECT}:"
     every = {**get_config_env(), **CONFIG.get()}  # what `pulumi.Config().get` reads, in its order
     values = {k[len(prefix):]: v for k, v in every.items() if k.startswith(prefix)}
-    secure = {k for k in values if is_config_secret(prefix + k) or prefix + k in get_config_secret_keys_env()}
+    env_secrets = set(get_config_secret_keys_env() or ())  # the engine may pass `null`
+    secure = {k for k in values if is_config_secret(prefix + k) or prefix + k in env_secrets}
     config = parse_stack_config(values, secure=secure)
     if config.problems:
         raise StackConfigError(list(config.problems))

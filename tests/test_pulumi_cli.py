@@ -378,3 +378,38 @@ def test_cli_import_cannot_read_dynamic_resources_and_namespace_id_adopts_instea
     forget_stores()
     assert state.points_count == 1
     project.run("preview", "--expect-no-changes", "-s", "dev")
+
+
+def test_renamed_from_makes_a_rename_a_label_change_and_protect_holds(project):
+    """`renamed_from` (aliases): renaming a namespace without a fixed key replaces nothing, indexes included;
+    `protect: true` is Pulumi's protect on the namespace and every child."""
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+    config = project.read_stack("dev")
+    [body] = config["config"]["mixpeek-infra:namespaces"]
+    body = copy.deepcopy(body["request"] if "request" in body else body)
+
+    # Without renamed_from the rename would replace the collection and every index (the old key goes).
+    body["namespace_name"] = "spotify_playlists"
+    _write_entry(project, {"request": body})
+    ops = _changed(ops_by_name(project.preview_steps("dev")))
+    assert ops.get(COLLECTION) == "delete" and ops.get("spotify_playlists-collection") == "create", ops
+
+    _write_entry(project, {"request": body, "renamed_from": NS})
+    assert _changed(ops_by_name(project.preview_steps("dev"))) == {}  # every resource: same, under its new name
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    out = project.outputs("dev")
+    assert out["spotify_playlists"]["namespace_id"] == ns_id
+    assert all(not r["urn"].split("::")[-1].startswith(NS) for r in project.resources("dev")), "old names left"
+
+    _write_entry(project, {"request": body, "renamed_from": NS, "protect": True})
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    protected = {r["urn"].split("::")[-1] for r in project.resources("dev") if r.get("protect")}
+    assert {"spotify_playlists", "spotify_playlists-collection", "spotify_playlists-index-metadata.title"} <= protected
+    assert "shared-ray" not in protected  # the stack's shared head is no namespace's child
+    refused = project.run("destroy", "--yes", "--skip-preview", "-s", "dev", check=False)
+    assert refused.returncode != 0 and "protected" in (refused.stdout + refused.stderr)
+    assert _store(project).read_collection(ns_id) is not None
+    forget_stores()
+    _write_entry(project, {"request": body, "renamed_from": NS})
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")  # protection off again, for the fixture's destroy
