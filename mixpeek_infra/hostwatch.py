@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+from .processes import lineage, lineage_alive
+
 _started = False
 _lock = threading.Lock()
 
@@ -31,8 +33,6 @@ def watch(interval: float = 1.0) -> None:
         if _started or not _in_dynamic_host():
             return
         _started = True
-    from .ray._process import lineage, lineage_alive
-
     chain = lineage(os.getpid())
 
     def run() -> None:

@@ -23,12 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from mixpeek_infra.ray import local
-from mixpeek_infra.ray.local import (MAX_TEMP_DIR, LocalRayHeadProvider, leader_alive, port_is_free, process_info,
-                                     session_members)
+from mixpeek_infra.processes import process_info
+from mixpeek_infra.ray import _process, head_process, local
+from mixpeek_infra.ray._process import leader_alive, session_members
+from mixpeek_infra.ray.head_process import MAX_TEMP_DIR
+from mixpeek_infra.ray.local import LocalRayHeadProvider
+from mixpeek_infra.ray.ports import port_is_free
 
 URN = "urn:pulumi:dev::mixpeek-infra::pulumi-python:dynamic/mixpeek:LocalRayHead::{}"
 RAY_AVAILABLE = importlib.util.find_spec("ray") is not None
+#: `serialize_provider(LocalRayHeadProvider())` as the code before the split of ray/local.py wrote it into
+#: every stack's state (`__provider`); it must keep loading.
+PICKLED_PROVIDER = Path(__file__).parent / "data" / "provider_local_ray_head.b64"
 
 needs_ray = pytest.mark.skipif(not RAY_AVAILABLE, reason="Ray is not installed (pip install 'mixpeek-infra[local]')")
 
@@ -186,7 +192,7 @@ def test_heads_are_ready_on_distinct_free_ports(heads):
           f"{heads['wall_seconds']:.1f} s)")
     for outs in (a, b):
         ports = {k: int(v) for k, v in outs["ports"].items()}
-        assert set(ports) == set(local.PORT_FLAGS) and len(set(ports.values())) == len(ports)
+        assert set(ports) == set(head_process.PORT_FLAGS) and len(set(ports.values())) == len(ports)
         assert outs["ray_head_node_url"] == f"ray://127.0.0.1:{ports['client']}"
         assert outs["gcs_address"] == f"127.0.0.1:{ports['gcs']}"
         assert outs["pid"] == outs["pgid"] == outs["sid"]
@@ -314,13 +320,13 @@ def test_head_killed_during_start_fails_clearly_and_the_next_run_completes(tmp_p
     nothing of that session is left, and a following create (the next `pulumi up`) succeeds."""
     provider = LocalRayHeadProvider()
     news = provider.check({}, inputs(str(tmp_path / "ray"))).inputs
-    before = set(local._CHILDREN)
+    before = set(_process._CHILDREN)
     killed: list[int] = []
 
     def kill_when_started() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            fresh = set(local._CHILDREN) - before
+            fresh = set(_process._CHILDREN) - before
             if fresh:
                 pid = fresh.pop()
                 time.sleep(1.0)  # mid-start: the client port is not serving yet
@@ -331,7 +337,7 @@ def test_head_killed_during_start_fails_clearly_and_the_next_run_completes(tmp_p
 
     killer = threading.Thread(target=kill_when_started)
     killer.start()
-    with pytest.raises(local.RayHeadError) as info:
+    with pytest.raises(head_process.RayHeadError) as info:
         provider.create(news)
     killer.join()
     assert killed and "ray://127.0.0.1:" in str(info.value)
@@ -387,11 +393,50 @@ def test_serialized_provider_is_small_and_importable():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_provider_pickled_by_earlier_code_still_loads_and_checks():
+    """A `__provider` from a stack's state, written before ray/local.py was split, unpickles in a fresh
+    interpreter as the SDK's provider host does it, and its check and create work as today's."""
+    blob = PICKLED_PROVIDER.read_text().strip()
+    code = ("import base64, sys, dill\n"
+            f"p = dill.loads(base64.b64decode({blob!r}))\n"
+            "cls = type(p)\n"
+            "assert (cls.__module__, cls.__qualname__) == ('mixpeek_infra.ray.local', 'LocalRayHeadProvider'), cls\n"
+            "assert callable(p.create) and callable(p.check) and callable(p.delete) and vars(p) == {}\n"
+            "r = p.check({}, {'state_dir': '.mixpeek/ray', 'num_cpus': 2.0, 'ready_timeout': 30})\n"
+            "assert not r.failures, r.failures\n"
+            "assert (r.inputs['num_cpus'], r.inputs['ready_timeout'], r.inputs['stop_timeout']) == (2, 30.0, 20.0)\n"
+            "bad = p.check({}, {'state_dir': 5, 'num_cpus': -3})\n"
+            "assert sorted(f.property for f in bad.failures) == ['num_cpus', 'state_dir'], bad.failures\n"
+            "assert not {'ray', 'pydantic'} & set(sys.modules), 'loading the provider stays light'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_and_the_spec_share_one_normaliser():
+    """`RayHead.local` and the provider's check refuse the same values with the same messages."""
+    from mixpeek_infra.ray.spec import InvalidRayHead, RayHead
+
+    bad = [{"num_cpus": -3}, {"num_cpus": True}, {"num_cpus": 1.5}, {"num_cpus": "2"}, {"state_dir": 5},
+           {"state_dir": "  "}, {"ready_timeout": True}, {"ready_timeout": 0}, {"stop_timeout": -1},
+           {"stop_timeout": float("inf")}, {"ready_timeout": "soon"}]
+    for values in bad:
+        with pytest.raises(InvalidRayHead) as exc:
+            RayHead.local(**values)
+        checked = LocalRayHeadProvider().check({}, {"state_dir": ".mixpeek/ray", **values})
+        assert [(f"ray.{f.property}", f.reason) for f in checked.failures] == list(exc.value.problems), values
+
+
+def test_check_passes_unknown_values_at_preview():
+    unknown = local.UNKNOWN
+    result = LocalRayHeadProvider().check({}, {"state_dir": unknown, "num_cpus": unknown, "ready_timeout": unknown})
+    assert not result.failures
+    assert result.inputs["state_dir"] == result.inputs["num_cpus"] == result.inputs["ready_timeout"] == unknown
+
+
 def _fake_session(head_id: str) -> tuple[int, float]:
     """A session leader with a child, both carrying `head_id` like a head's processes (no Ray needed)."""
     proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60; wait"], start_new_session=True,
-                            env={**os.environ, local.MARKER_ENV: head_id})
-    local._CHILDREN[proc.pid] = proc  # reaped like a head started by this process
+                            env={**os.environ, _process.MARKER_ENV: head_id})
+    _process._CHILDREN[proc.pid] = proc  # reaped like a head started by this process
     deadline = time.monotonic() + 5
     while len(session_members(proc.pid, process_info(proc.pid).start)) < 3:
         assert time.monotonic() < deadline
@@ -412,4 +457,4 @@ def test_stop_session_spares_processes_of_another_head():
 
 
 def stop_session_for(pid, start, head_id):
-    return local.stop_session(pid, start, timeout=2.0, head_id=head_id)
+    return _process.stop_session(pid, start, timeout=2.0, head_id=head_id)

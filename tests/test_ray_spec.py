@@ -12,10 +12,11 @@ import pulumi
 import pytest
 
 from mixpeek_infra.plan import plan_namespace
-from mixpeek_infra.ray.spec import (InvalidRayHead, RayHead, default_ray_image, deploy_ray_head, dns_label,
-                                    parse_quantity)
+from mixpeek_infra.ray.deploy import deploy_ray_head, deploy_shared_ray_head
+from mixpeek_infra.ray.spec import InvalidRayHead, RayHead, default_ray_image, parse_quantity
 from mixpeek_infra.schema import InvalidRequest, parse_request
 from stackmocks import RecordingMocks
+
 
 
 class Parent(pulumi.ComponentResource):
@@ -60,12 +61,23 @@ def test_local_defaults():
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"state_dir": ""}, "ray.state_dir"), ({"num_cpus": -1}, "ray.num_cpus"), ({"num_cpus": 1.5}, "ray.num_cpus"),
-    ({"ready_timeout": 0}, "ray.ready_timeout"), ({"stop_timeout": "soon"}, "ray.stop_timeout")])
+    ({"state_dir": ""}, "ray.state_dir"), ({"state_dir": 5}, "ray.state_dir"), ({"state_dir": None}, "ray.state_dir"),
+    ({"num_cpus": -1}, "ray.num_cpus"), ({"num_cpus": 1.5}, "ray.num_cpus"), ({"num_cpus": True}, "ray.num_cpus"),
+    ({"num_cpus": "2"}, "ray.num_cpus"), ({"num_cpus": float("nan")}, "ray.num_cpus"),
+    ({"ready_timeout": 0}, "ray.ready_timeout"), ({"ready_timeout": True}, "ray.ready_timeout"),
+    ({"ready_timeout": float("inf")}, "ray.ready_timeout"), ({"stop_timeout": "soon"}, "ray.stop_timeout"),
+    ({"stop_timeout": -5}, "ray.stop_timeout"), ({"stop_timeout": False}, "ray.stop_timeout")])
 def test_local_refuses_bad_settings(kwargs, field):
     with pytest.raises(InvalidRayHead) as exc:
         RayHead.local(**kwargs)
     assert fields(exc) == [field]
+
+
+def test_local_normalises_numbers():
+    spec = RayHead.local(num_cpus=2.0, ready_timeout=30, stop_timeout=5)
+    assert (spec.num_cpus, spec.ready_timeout, spec.stop_timeout) == (2, 30.0, 5.0)
+    assert type(spec.num_cpus) is int and type(spec.ready_timeout) is float
+    assert RayHead.local(num_cpus=0).num_cpus == 0
 
 
 def test_unknown_mode_lists_choices():
@@ -120,13 +132,10 @@ def test_kubernetes_repr_never_shows_the_token():
     assert "hunter2" not in repr(spec) and "hunter2" not in str(spec)
 
 
-def test_quantities_and_names():
+def test_quantities():
     assert parse_quantity("500m") == 0.5 and parse_quantity("4Gi") == 4 * 2 ** 30 and parse_quantity("2") == 2
     with pytest.raises(ValueError):
         parse_quantity("2 cores")
-    assert dns_label("mixpeek-spotify_playlists_dev") == "mixpeek-spotify-playlists-dev"
-    long = dns_label("x" * 100, 40)
-    assert len(long) == 40 and long == dns_label("x" * 100, 40)
 
 
 # --- stack config -----------------------------------------------------------------------------
@@ -143,6 +152,23 @@ def test_from_config_each_mode():
 
 @pytest.mark.parametrize("config, field, hint", [
     ({}, "ray.mode", "external, local, kubernetes"),
+    ({"mode": "local", "num_cpus": -3}, "ray.num_cpus", "whole number >= 0"),
+    ({"mode": "local", "num_cpus": True}, "ray.num_cpus", "whole number >= 0"),
+    ({"mode": "local", "state_dir": 5}, "ray.state_dir", "string"),
+    ({"mode": "local", "ready_timeout": True}, "ray.ready_timeout", "seconds > 0"),
+    ({"mode": "local", "stop_timeout": 0}, "ray.stop_timeout", "seconds > 0"),
+    ({"mode": "external", "url": "ray://h:99999"}, "ray.url", "outside 1-65535"),
+    ({"mode": "external", "url": "ray://h:0"}, "ray.url", "outside 1-65535"),
+    ({"mode": "external", "url": 5}, "ray.url", "ray://host:port"),
+    ({"mode": "kubernetes", "kubernetes": {"create_namespace": "yes"}}, "ray.kubernetes.create_namespace", "false"),
+    ({"mode": "kubernetes", "kubernetes": {"create_namespace": 1}}, "ray.kubernetes.create_namespace", "false"),
+    ({"mode": "kubernetes", "kubernetes": {"client_cidrs": "10.0.0.0/8"}}, "ray.kubernetes.client_cidrs", "a list"),
+    ({"mode": "kubernetes", "kubernetes": {"client_cidrs": True}}, "ray.kubernetes.client_cidrs", "a list"),
+    ({"mode": "kubernetes", "kubernetes": {"client_cidrs": False}}, "ray.kubernetes.client_cidrs", "a list"),
+    ({"mode": "kubernetes", "kubernetes": {"client_cidrs": [5]}}, "ray.kubernetes.client_cidrs[0]", "CIDR"),
+    ({"mode": "kubernetes", "kubernetes": {"auth_token": 12345}}, "ray.kubernetes.auth_token", "a string"),
+    ({"mode": "kubernetes", "kubernetes": False}, "ray.kubernetes", "a mapping"),
+    ({"mode": "kubernetes", "kubernetes": ["deployment"]}, "ray.kubernetes", "a mapping"),
     ({"mode": "cloud"}, "ray.mode", "external, local, kubernetes"),
     ({"mode": "local", "url": "ray://x:1"}, "ray.url", "state_dir"),
     ({"mode": "external", "url": "http://x:1"}, "ray.url", "ray://host:port"),
@@ -273,7 +299,7 @@ def test_imports_stay_lazy():
     """Specs, the local provider and the Kubernetes renderer import neither Ray nor pulumi_kubernetes."""
     code = ("import sys, mixpeek_infra\n"
             "from mixpeek_infra.ray.spec import RayHead\n"
-            "import mixpeek_infra.ray.local, mixpeek_infra.ray.kubernetes\n"
+            "import mixpeek_infra.ray.local, mixpeek_infra.ray.kubernetes, mixpeek_infra.ray.deploy\n"
             "RayHead.local(); RayHead.kubernetes('kuberay'); RayHead.external('ray://h:1')\n"
             "print(__import__('json').dumps(sorted(m for m in ('ray', 'pulumi_kubernetes', 'qdrant_client', "
             "'qdrant_edge') if m in sys.modules)))\n")
@@ -300,8 +326,6 @@ def test_from_config_takes_the_stack_token_for_kubernetes_heads_only():
     (lambda: RayHead.external("ray://ray.example.internal:10001"), []),
 ])
 def test_shared_head_for_the_stack(spec_factory, expected):
-    from mixpeek_infra.ray.spec import deploy_shared_ray_head
-
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, preview=True)
     urls = {}

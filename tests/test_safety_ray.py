@@ -25,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from mixpeek_infra.ray import local
-from mixpeek_infra.ray.local import LocalRayHeadProvider, RayHeadError, process_table, session_members
+from mixpeek_infra.processes import process_table
+from mixpeek_infra.ray import head_process
+from mixpeek_infra.ray._process import MARKER_ENV, session_members
+from mixpeek_infra.ray.head_process import RayHeadError
+from mixpeek_infra.ray.local import LocalRayHeadProvider
 from mixpeek_infra.ray.spec import InvalidRayHead, RayHead, ray_url_problem
 from test_ray_local import RAY_AVAILABLE, inputs, run_task
 
@@ -71,7 +74,7 @@ def processes_of(head_id: str) -> list[int]:
             environ = Path(f"/proc/{info.pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"{local.MARKER_ENV}={head_id}".encode() in environ and not info.zombie:
+        if f"{MARKER_ENV}={head_id}".encode() in environ and not info.zombie:
             found.append(info.pid)
     return found
 
@@ -100,16 +103,16 @@ def first_ports(monkeypatch) -> Ports:
     """The next create's first port choice uses the ports put here, e.g. `first_ports["node_manager"] = port`."""
     forced = Ports()
     forced.calls = []
-    real = local.free_ports
+    real = head_process.free_ports
 
     def choose(count: int) -> list[int]:
-        ports = dict(zip(local.PORT_FLAGS, real(count)))
+        ports = dict(zip(head_process.PORT_FLAGS, real(count)))
         if not forced.calls:
             ports.update(forced)
         forced.calls.append(ports)
         return list(ports.values())
 
-    monkeypatch.setattr(local, "free_ports", choose)
+    monkeypatch.setattr(head_process, "free_ports", choose)  # start_head looks it up there
     return forced
 
 
@@ -174,7 +177,7 @@ def test_ray_url_credentials_never_reach_the_error():
 @needs_ray
 def test_local_head_errors_never_show_url_credentials():
     with pytest.raises(RayHeadError) as info:
-        local.wait_for_ray_client("ray://user:s3cret@127.0.0.1:1", 1.0)
+        head_process.wait_for_ray_client("ray://user:s3cret@127.0.0.1:1", 1.0)
     assert "s3cret" not in str(info.value) and "ray://***@127.0.0.1:1" in str(info.value)
     assert "s3cret" not in str(RayHeadError("ray start said: see http://user:s3cret@proxy.example:3128"))
 
@@ -273,13 +276,13 @@ def test_a_head_whose_creator_died_mid_create_is_stopped_by_the_next_create(tmp_
     import json
     import multiprocessing
 
-    from mixpeek_infra.ray.local import PENDING_FILE, stop_orphaned_heads
+    from mixpeek_infra.ray.head_process import PENDING_FILE, stop_orphaned_heads
 
     root = tmp_path / "ray"
     head_dir = root / "rayhead-0123456789ab"
     head_dir.mkdir(parents=True)
     # A stand-in for the half-started head: a session leader carrying the head id, as `ray start` is.
-    from mixpeek_infra.ray._process import MARKER_ENV, process_info
+    from mixpeek_infra.processes import process_info
     env = {**os.environ, MARKER_ENV: head_dir.name}
     head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], env=env, start_new_session=True)
     # Its update: this process and one that has exited (as the killed engine has).

@@ -1,9 +1,9 @@
-"""The processes of a local Ray head: the process table, the head's session, stopping it, its listening sockets.
+"""The processes of a local Ray head: its session, stopping it, its listening sockets.
 
 A head is `ray start --head --block` started as the leader of a new session; every process it starts
 stays in that session and inherits `MIXPEEK_RAY_HEAD_ID`. Linux reads `/proc` (session ids, start
 ticks, boot id, environments, sockets); other POSIX systems fall back to `ps` and `lsof`, with the
-process group standing in for the session.
+process group standing in for the session. The process table itself is `mixpeek_infra.processes`.
 """
 
 from __future__ import annotations
@@ -14,82 +14,15 @@ import socket
 import struct
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from ..processes import ProcInfo, current_boot_id, on_linux as _linux, process_info, process_table
+from ..processes import same_start as _same_start
+from ..vocabulary import RAY_STOP_TIMEOUT
+
 MARKER_ENV = "MIXPEEK_RAY_HEAD_ID"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # leaders started by this process, so they can be reaped
-
-
-@dataclass(frozen=True)
-class ProcInfo:
-    """One process as the OS reports it. `start` is clock ticks since boot on Linux, epoch seconds elsewhere."""
-
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    state: str
-    start: float
-
-    @property
-    def zombie(self) -> bool:
-        return self.state.startswith("Z")
-
-
-def _linux() -> bool:
-    return os.path.isdir("/proc/self")
-
-
-def _read_proc(pid: int) -> Optional[ProcInfo]:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return ProcInfo(pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]),
-                    start=float(rest[19]))
-
-
-def _ps_table() -> list[ProcInfo]:
-    # Non-Linux POSIX fallback: no session ids, so the process group stands in for the session.
-    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,state=,lstart="], capture_output=True, text=True,
-                         check=False).stdout
-    table = []
-    for line in out.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 5:
-            continue
-        try:
-            start = time.mktime(time.strptime(parts[4].strip(), "%a %b %d %H:%M:%S %Y"))
-            table.append(ProcInfo(pid=int(parts[0]), ppid=int(parts[1]), pgid=int(parts[2]), sid=int(parts[2]),
-                                  state=parts[3], start=start))
-        except ValueError:
-            continue
-    return table
-
-
-def process_info(pid: int) -> Optional[ProcInfo]:
-    """The process `pid`, or None when there is no such process."""
-    if _linux():
-        return _read_proc(pid)
-    return next((p for p in _ps_table() if p.pid == pid), None)
-
-
-def process_table() -> list[ProcInfo]:
-    """Every process visible to this user."""
-    if not _linux():
-        return _ps_table()
-    table = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := _read_proc(int(entry))) is not None:
-            table.append(info)
-    return table
-
-
-def _same_start(a: float, b: float) -> bool:
-    return a == b if _linux() else abs(a - b) < 1.5
 
 
 def _reap(pid: int) -> None:
@@ -117,14 +50,6 @@ def _marker(pid: int) -> Optional[str]:
     return ""
 
 
-def current_boot_id() -> Optional[str]:
-    """This boot's id on Linux (pids and start ticks restart with every boot), else None."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
 def _ours(info: ProcInfo, head_id: Optional[str]) -> bool:
     # `ray start` and its children inherit MIXPEEK_RAY_HEAD_ID. Processes that rename themselves
     # (ray::DashboardAgent, ray::IDLE, ...) overwrite their environment, so a missing id proves
@@ -140,31 +65,6 @@ def _ours(info: ProcInfo, head_id: Optional[str]) -> bool:
 
 def _same_boot(boot_id: Optional[str]) -> bool:
     return boot_id is None or boot_id == current_boot_id()
-
-
-def lineage(pid: int, depth: int = 3) -> list[tuple[int, float]]:
-    """`(pid, start)` of `pid` and up to `depth - 1` ancestors, stopping before init.
-
-    For a dynamic provider host that is the host, the plugin script that started it, and the Pulumi
-    engine: the update it serves runs while all three do.
-    """
-    chain = []
-    while pid > 1 and len(chain) < depth:
-        info = process_info(pid)
-        if info is None:
-            break
-        chain.append((pid, info.start))
-        pid = info.ppid
-    return chain
-
-
-def lineage_alive(chain: Iterable[Iterable[float]]) -> bool:
-    """Whether every process of a recorded `lineage` still runs (zombies count as dead)."""
-    for pid, start in chain:
-        info = process_info(int(pid))
-        if info is None or info.zombie or not _same_start(info.start, float(start)):
-            return False
-    return True
 
 
 def leader_alive(pid: int, start: float, head_id: Optional[str] = None, boot_id: Optional[str] = None) -> bool:
@@ -207,7 +107,7 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def stop_session(pid: int, start: float, timeout: float = 20.0, head_id: Optional[str] = None,
+def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, head_id: Optional[str] = None,
                  boot_id: Optional[str] = None) -> list[int]:
     """Stop the head session led by `pid`; return the pids that survived (empty on success).
 

@@ -1,8 +1,8 @@
 """A namespace's Ray head on Kubernetes, through pulumi-kubernetes.
 
-`render_kubernetes_head` is pure: it turns the settings and the plan into manifests (plain dicts,
-camelCase as the Kubernetes API spells them; only the namespace id label and the token may be
-Pulumi Outputs). `deploy_kubernetes_head` registers them as resources parented to the namespace
+`render_kubernetes_head` is pure: it turns the settings and the infrastructure plan into manifests
+(plain dicts, camelCase as the Kubernetes API spells them; only the namespace id label and the token
+may be Pulumi Outputs). `deploy_kubernetes_head` registers them as resources parented to the namespace
 component. pulumi_kubernetes is imported only inside `deploy_kubernetes_head`.
 
 mode "deployment": a head-only Deployment (one replica, Recreate, memory-backed /dev/shm, probes,
@@ -26,12 +26,14 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pulumi
 
-from ..plan import NamespacePlan
 from .spec import KubernetesRayHead, RayHead, RayHeadOutputs, default_ray_image, installed_ray_version, parse_quantity
+
+if TYPE_CHECKING:
+    from ..plan import InfrastructurePlan
 
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
@@ -254,14 +256,16 @@ def image_mismatch(image: str) -> str | None:
     return None
 
 
-def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: NamespacePlan,
+def render_kubernetes_head(name: str, settings: KubernetesRayHead, infra: InfrastructurePlan, namespace_name: str,
                            namespace_id: pulumi.Input[str]) -> RenderedHead:
-    """The manifests of the Ray head of `plan` (pure; `namespace_id` may be an Output)."""
-    infra = plan.infrastructure
+    """The manifests of the Ray head `name` of namespace `namespace_name`, sized by `infra`.
+
+    Pure; `namespace_id` (a label value) may be an Output.
+    """
     gpu = infra.compute_tier == "dedicated_gpu"
     gpus = int(infra.gpus_per_worker or 0) if gpu else 0
     scheduling = _gpu_scheduling(settings, str(infra.gpu_type)) if gpu else None
-    namespace, base = head_names(name, settings, plan.namespace_name)
+    namespace, base = head_names(name, settings, namespace_name)
     service = f"{base}-head"
     token = settings.auth_token is not None
     secret_name = f"{base}-auth" if token else None
@@ -274,7 +278,7 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, plan: Namespa
         **selector,
         "app.kubernetes.io/managed-by": "pulumi",
         "mixpeek.io/namespace-id": namespace_id,
-        "mixpeek.io/namespace-name": plan.namespace_name,
+        "mixpeek.io/namespace-name": namespace_name,
     }
     head_labels = {**labels, "app.kubernetes.io/component": "head"}
     head_selector = {**selector, "app.kubernetes.io/component": "head"}
@@ -404,12 +408,12 @@ def _with_namespace(manifest: dict[str, Any], namespace: pulumi.Input[str]) -> d
     return {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
 
 
-def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, plan: NamespacePlan,
+def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, infra: InfrastructurePlan, namespace_name: str,
                            namespace_id: pulumi.Input[str], parent: pulumi.Resource | None) -> RayHeadOutputs:
     """Register the Kubernetes resources of the Ray head, children of `parent`, named `<name>-...`."""
     import pulumi_kubernetes as k8s
 
-    rendered = render_kubernetes_head(name, settings, plan, namespace_id)
+    rendered = render_kubernetes_head(name, settings, infra, namespace_name, namespace_id)
     image = settings.image or default_ray_image()
     if (warning := image_mismatch(image)) is not None:
         pulumi.log.warn(warning, resource=parent)

@@ -1,34 +1,33 @@
-"""Which Ray head a namespace gets, and `deploy_ray_head`, which turns that choice into resources.
-
-`RayHead` is a frozen value object with three modes:
+"""Which Ray head a namespace gets: `RayHead`, a frozen value object with three modes.
 
 - `RayHead.external(url)`: an existing cluster (the shared tier). No resource; the URL passes through.
 - `RayHead.local(state_dir=...)`: a head process on this machine (`LocalRayHead`, a dynamic resource).
 - `RayHead.kubernetes(mode="deployment" | "kuberay", ...)`: pulumi-kubernetes resources.
 
-Every constructor validates its arguments and raises `InvalidRayHead` (a `ValueError`, and an
-`InvalidRequest`, so the CLI and the component report it like any request problem) naming the field
-(`ray.url`, `ray.kubernetes.service_type`, ...) and the valid choices. `deploy_ray_head` checks the
-spec against the namespace plan (`infrastructure.gpu_type`, `infrastructure.max_workers`, ...) before
-it registers any resource, so bad input fails at preview.
-
-This module imports neither `ray` nor `pulumi_kubernetes`; the Ray version for image pinning is read
-from package metadata.
+Every constructor validates its arguments and raises `InvalidRayHead` (a `ValueError` and an
+`InvalidRequest`) naming the field (`ray.url`, `ray.kubernetes.service_type`, ...) and the valid
+choices. `infrastructure_problems` checks a spec against an infrastructure plan; `deploy.py` turns
+specs into resources. Pure: imports neither `ray`, `pulumi_kubernetes` nor the deployers.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import pulumi
 
-from ..plan import NamespacePlan, plan_infrastructure
+from ..problems import Problem
 from ..redact import redact_url
-from ..schema import InvalidRequest, NamespaceInfrastructure
+from ..schema import InvalidRequest
+from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
+from .local_settings import normalize_local_head
+
+if TYPE_CHECKING:
+    from ..plan import InfrastructurePlan, NamespacePlan
 
 RayMode = Literal["external", "local", "kubernetes"]
 KubernetesMode = Literal["deployment", "kuberay"]
@@ -39,7 +38,7 @@ SERVICE_TYPES: tuple[str, ...] = ("ClusterIP", "NodePort", "LoadBalancer")
 PULL_POLICIES: tuple[str, ...] = ("IfNotPresent", "Always", "Never")
 RESOURCE_NAMES: tuple[str, ...] = ("cpu", "memory", "ephemeral-storage")
 
-DEFAULT_STATE_DIR = ".mixpeek/ray"
+DEFAULT_STATE_DIR = DEFAULT_RAY_STATE_DIR  # the name callers used before vocabulary.py
 DEFAULT_HEAD_RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "2", "memory": "4Gi"},
                                                      "limits": {"cpu": "2", "memory": "4Gi"}}
 DEFAULT_WORKER_RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "2", "memory": "4Gi"},
@@ -55,7 +54,8 @@ _QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<unit>m|k|M|G|T|P|E|Ki|Mi
 _UNITS = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
           "Ki": 2.0 ** 10, "Mi": 2.0 ** 20, "Gi": 2.0 ** 30, "Ti": 2.0 ** 40, "Pi": 2.0 ** 50, "Ei": 2.0 ** 60}
 
-Problems = list[tuple[str, str]]
+Problems = list[Problem]
+LOCAL_FIELDS = ("state_dir", "num_cpus", "ready_timeout", "stop_timeout")  # RayHead's local head settings
 
 
 class InvalidRayHead(InvalidRequest):
@@ -76,19 +76,19 @@ def parse_quantity(value: str) -> float:
     return float(match["num"]) * _UNITS[match["unit"]]
 
 
-def ray_url_problem(url: str, path: str = "ray.url") -> tuple[str, str] | None:
+def ray_url_problem(url: str, path: str = "ray.url") -> Problem | None:
     """The problem with a Ray client URL, or None when it is `ray://host:port`. Never quotes credentials."""
     if not isinstance(url, str):
-        return path, f"expected a string 'ray://host:port', got {type(url).__name__}"
+        return Problem(path, f"expected a string 'ray://host:port', got {type(url).__name__}")
     shown = redact_url(url)
     if shown != url:
-        return path, (f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate with "
-                      "Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)")
+        return Problem(path, f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate "
+                             "with Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)")
     match = _RAY_URL.fullmatch(url)
     if not match:
-        return path, f"{url!r} is not a ray://host:port URL (e.g. ray://ray-head.example.internal:10001)"
+        return Problem(path, f"{url!r} is not a ray://host:port URL (e.g. ray://ray-head.example.internal:10001)")
     if not 1 <= int(match["port"]) <= 65535:
-        return path, f"port {match['port']} of {url!r} is outside 1-65535"
+        return Problem(path, f"port {match['port']} of {url!r} is outside 1-65535")
     return None
 
 
@@ -110,40 +110,30 @@ def default_ray_image(gpu: bool = False, ray_version: str | None = None) -> str:
     """
     version = ray_version or installed_ray_version()
     if version is None:
-        raise InvalidRayHead([("ray.kubernetes.image", "Ray is not installed here, so the image cannot be pinned to "
-                                                       "the client's Ray version; install 'mixpeek-infra[local]' or "
-                                                       "pass image='rayproject/ray:<version>-py<NN>'")])
+        raise InvalidRayHead([Problem("ray.kubernetes.image",
+                                      "Ray is not installed here, so the image cannot be pinned to the client's Ray "
+                                      "version; install 'mixpeek-infra[local]' or pass "
+                                      "image='rayproject/ray:<version>-py<NN>'")])
     tag = f"{version}-py{sys.version_info.major}{sys.version_info.minor}"
     return f"rayproject/ray:{tag}{'-gpu' if gpu else ''}"
 
 
-def dns_label(text: str, max_length: int = 63) -> str:
-    """`text` as a DNS-1123 label (lowercase alphanumerics and '-'), shortened with a stable hash suffix."""
-    import hashlib
-
-    slug = re.sub(r"[^a-z0-9-]+", "-", text.lower())
-    slug = re.sub(r"-{2,}", "-", slug).strip("-") or "ray"
-    if len(slug) > max_length:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:6]
-        slug = slug[: max_length - 7].rstrip("-") + "-" + digest
-    return slug
-
-
-def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> tuple[str, str] | None:
+def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> Problem | None:
     if value not in choices:
-        return path, f"{value!r} is not one of the valid choices: {', '.join(choices)}"
+        return Problem(path, f"{value!r} is not one of the valid choices: {', '.join(choices)}")
     return None
 
 
 def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str, dict[str, str]]:
     """{"cpu", "memory"} (requests = limits) or {"requests": {...}, "limits": {...}} -> the full form."""
     if not isinstance(value, Mapping):
-        problems.append((path, f"expected a mapping like {{'cpu': '2', 'memory': '4Gi'}}, got {type(value).__name__}"))
+        problems.append(Problem(path, f"expected a mapping like {{'cpu': '2', 'memory': '4Gi'}}, "
+                                      f"got {type(value).__name__}"))
         return {}
     if set(value) & {"requests", "limits"}:
         extra = sorted(set(value) - {"requests", "limits"})
         if extra:
-            problems.append((f"{path}.{extra[0]}", "unknown field; valid fields: requests, limits"))
+            problems.append(Problem(f"{path}.{extra[0]}", "unknown field; valid fields: requests, limits"))
         parts = {"requests": value.get("requests"), "limits": value.get("limits")}
     else:
         parts = {"requests": value, "limits": value}
@@ -151,17 +141,18 @@ def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str,
     for part, entries in parts.items():
         where = f"{path}.{part}" if set(value) & {"requests", "limits"} else path
         if not isinstance(entries, Mapping):
-            problems.append((where, "required: a mapping with cpu and memory"))
+            problems.append(Problem(where, "required: a mapping with cpu and memory"))
             continue
         out[part] = {}
         for key, quantity in entries.items():
             if key not in RESOURCE_NAMES:
                 hint = " (GPUs come from infrastructure.gpus_per_worker)" if "gpu" in str(key) else ""
-                problems.append((f"{where}.{key}",
-                                 f"unknown resource{hint}; valid choices: {', '.join(RESOURCE_NAMES)}"))
+                problems.append(Problem(f"{where}.{key}",
+                                        f"unknown resource{hint}; valid choices: {', '.join(RESOURCE_NAMES)}"))
                 continue
             if isinstance(quantity, bool) or not isinstance(quantity, (str, int, float)):
-                problems.append((f"{where}.{key}", f"expected a quantity string like '2' or '4Gi', got {quantity!r}"))
+                problems.append(Problem(f"{where}.{key}",
+                                        f"expected a quantity string like '2' or '4Gi', got {quantity!r}"))
                 continue
             if isinstance(quantity, float) and quantity.is_integer():
                 quantity = int(quantity)
@@ -170,17 +161,18 @@ def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str,
                 if parse_quantity(text) <= 0:
                     raise ValueError(f"{text!r} must be greater than zero")
             except ValueError as exc:
-                problems.append((f"{where}.{key}", str(exc)))
+                problems.append(Problem(f"{where}.{key}", str(exc)))
                 continue
             out[part][key] = text
         for key in ("cpu", "memory"):
             if key not in entries:
-                problems.append((f"{where}.{key}",
-                                 "required: every Ray container gets cpu and memory requests and limits"))
+                problems.append(Problem(f"{where}.{key}",
+                                        "required: every Ray container gets cpu and memory requests and limits"))
     requests, limits = out.get("requests", {}), out.get("limits", {})
     for key in set(requests) & set(limits):
         if parse_quantity(requests[key]) > parse_quantity(limits[key]):
-            problems.append((f"{path}.requests.{key}", f"request {requests[key]} exceeds limit {limits[key]}"))
+            problems.append(Problem(f"{path}.requests.{key}",
+                                    f"request {requests[key]} exceeds limit {limits[key]}"))
     return out
 
 
@@ -206,10 +198,6 @@ class KubernetesRayHead:
     client_cidrs: tuple[str, ...] = ()
     provider: Any = None  # pulumi.ProviderResource
 
-    def namespace_for(self, namespace_name: str) -> str:
-        """The Kubernetes namespace to deploy into: the given one, else `mixpeek-<namespace name>`."""
-        return self.namespace or dns_label(f"mixpeek-{namespace_name}")
-
     def __repr__(self) -> str:  # never show the token, even a plain string one
         token = "None" if self.auth_token is None else "'***'"
         return (f"KubernetesRayHead(mode={self.mode!r}, namespace={self.namespace!r}, image={self.image!r}, "
@@ -230,10 +218,10 @@ class RayHead:
 
     mode: RayMode
     url: Any = None  # pulumi.Input[str]
-    state_dir: str = DEFAULT_STATE_DIR
+    state_dir: str = DEFAULT_RAY_STATE_DIR
     num_cpus: int | None = None
-    ready_timeout: float = 120.0
-    stop_timeout: float = 20.0
+    ready_timeout: float = RAY_READY_TIMEOUT
+    stop_timeout: float = RAY_STOP_TIMEOUT
     k8s: KubernetesRayHead | None = None
 
     def __post_init__(self) -> None:
@@ -242,21 +230,17 @@ class RayHead:
             raise InvalidRayHead([p])
         if self.mode == "external":
             if self.url is None:
-                problems.append(("ray.url", "required for mode 'external': the shared cluster's ray://host:port"))
+                problems.append(Problem("ray.url",
+                                        "required for mode 'external': the shared cluster's ray://host:port"))
             elif not isinstance(self.url, pulumi.Output) and (p := ray_url_problem(self.url)) is not None:
                 problems.append(p)
         if self.mode == "local":
-            if not isinstance(self.state_dir, str) or not self.state_dir.strip():
-                problems.append(("ray.state_dir", "required: a directory for the head's temp dir and logs"))
-            if self.num_cpus is not None and (isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, int)
-                                              or self.num_cpus < 0):
-                problems.append(("ray.num_cpus", f"expected a whole number >= 0, got {self.num_cpus!r}"))
-            for name in ("ready_timeout", "stop_timeout"):
-                value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-                    problems.append((f"ray.{name}", f"expected a number of seconds > 0, got {value!r}"))
+            settings, local_problems = normalize_local_head({k: getattr(self, k) for k in LOCAL_FIELDS})
+            problems += local_problems
+            for key in LOCAL_FIELDS:  # 2.0 CPUs -> 2, a 30 s timeout -> 30.0
+                object.__setattr__(self, key, settings[key])
         if self.mode == "kubernetes" and self.k8s is None:
-            problems.append(("ray.kubernetes", "required for mode 'kubernetes'; use RayHead.kubernetes(...)"))
+            problems.append(Problem("ray.kubernetes", "required for mode 'kubernetes'; use RayHead.kubernetes(...)"))
         if problems:
             raise InvalidRayHead(problems)
 
@@ -268,8 +252,8 @@ class RayHead:
         return cls(mode="external", url=url)
 
     @classmethod
-    def local(cls, state_dir: str = DEFAULT_STATE_DIR, *, num_cpus: int | None = None, ready_timeout: float = 120.0,
-              stop_timeout: float = 20.0) -> "RayHead":
+    def local(cls, state_dir: str = DEFAULT_RAY_STATE_DIR, *, num_cpus: int | None = None,
+              ready_timeout: float = RAY_READY_TIMEOUT, stop_timeout: float = RAY_STOP_TIMEOUT) -> "RayHead":
         """A head process on this machine (`ray start --head --block`), with its files under `state_dir`.
 
         num_cpus: CPUs the head offers to tasks (default: Ray detects them).
@@ -312,29 +296,41 @@ class RayHead:
             if p is not None:
                 problems.append(p)
         if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace)):
-            problems.append(("ray.kubernetes.namespace", f"{namespace!r} is not a Kubernetes namespace name "
-                                                         "(lowercase letters, digits and '-', at most 63)"))
+            problems.append(Problem("ray.kubernetes.namespace", f"{namespace!r} is not a Kubernetes namespace "
+                                                                "name (lowercase letters, digits and '-', at most 63)"))
         if not isinstance(create_namespace, bool):
-            problems.append(("ray.kubernetes.create_namespace", f"expected true or false, got {create_namespace!r}"))
+            problems.append(Problem("ray.kubernetes.create_namespace",
+                                    f"expected true or false, got {create_namespace!r}"))
         for name, value in (("image", image), ("gpu_image", gpu_image)):
             if value is not None and (not isinstance(value, str) or not value.strip()
                                       or any(c.isspace() for c in value)):
-                problems.append((f"ray.kubernetes.{name}", f"{value!r} is not an image reference"))
+                problems.append(Problem(f"ray.kubernetes.{name}", f"{value!r} is not an image reference"))
         if not isinstance(gpu_node_label, str) or not _LABEL_KEY.fullmatch(gpu_node_label):
-            problems.append(("ray.kubernetes.gpu_node_label", f"{gpu_node_label!r} is not a Kubernetes label key"))
+            problems.append(Problem("ray.kubernetes.gpu_node_label",
+                                    f"{gpu_node_label!r} is not a Kubernetes label key"))
         if isinstance(auth_token, str) and not auth_token:
-            problems.append(("ray.kubernetes.auth_token", "empty; omit it to disable token auth"))
-        cidrs = tuple(client_cidrs or ())
-        for i, cidr in enumerate(cidrs):
-            if not _is_cidr(cidr):
-                problems.append((f"ray.kubernetes.client_cidrs[{i}]", f"{cidr!r} is not a CIDR like 10.0.0.0/8"))
+            problems.append(Problem("ray.kubernetes.auth_token", "empty; omit it to disable token auth"))
+        elif auth_token is not None and not isinstance(auth_token, (str, pulumi.Output)) \
+                and not inspect.isawaitable(auth_token):
+            problems.append(Problem("ray.kubernetes.auth_token",
+                                    f"expected a string (or a Pulumi secret), got {type(auth_token).__name__}"))
+        cidrs: tuple[str, ...] = ()
+        if isinstance(client_cidrs, (list, tuple)):
+            cidrs = tuple(client_cidrs)
+            for i, cidr in enumerate(cidrs):
+                if not _is_cidr(cidr):
+                    problems.append(Problem(f"ray.kubernetes.client_cidrs[{i}]",
+                                            f"{cidr!r} is not a CIDR like 10.0.0.0/8"))
+        elif client_cidrs is not None:
+            problems.append(Problem("ray.kubernetes.client_cidrs",
+                                    f"expected a list of CIDRs like ['10.0.0.0/8'], got {client_cidrs!r}"))
         head = _normalize_resources(DEFAULT_HEAD_RESOURCES if head_resources is None else head_resources,
                                     "ray.kubernetes.head_resources", problems)
         worker = _normalize_resources(DEFAULT_WORKER_RESOURCES if worker_resources is None else worker_resources,
                                       "ray.kubernetes.worker_resources", problems)
         if provider is not None and not isinstance(provider, pulumi.ProviderResource):
-            problems.append(("ray.kubernetes.provider", f"expected a pulumi_kubernetes.Provider, got "
-                                                        f"{type(provider).__name__}"))
+            problems.append(Problem("ray.kubernetes.provider",
+                                    f"expected a pulumi_kubernetes.Provider, got {type(provider).__name__}"))
         if problems:
             raise InvalidRayHead(problems)
         resolved_image = image or default_ray_image()
@@ -358,11 +354,11 @@ class RayHead:
         `provider` is passed to Kubernetes resources (it cannot come from config).
         """
         if not isinstance(config, Mapping):
-            raise InvalidRayHead([("ray", f"expected a mapping with a 'mode' key, got {type(config).__name__}")],
-                                 source)
+            raise InvalidRayHead([Problem("ray", f"expected a mapping with a 'mode' key, "
+                                                 f"got {type(config).__name__}")], source)
         mode = config.get("mode")
         if mode is None:
-            raise InvalidRayHead([("ray.mode", f"required; valid choices: {', '.join(MODES)}")], source)
+            raise InvalidRayHead([Problem("ray.mode", f"required; valid choices: {', '.join(MODES)}")], source)
         if (p := _choice_problem(mode, MODES, "ray.mode")) is not None:
             raise InvalidRayHead([p], source)
         allowed = {"external": ("mode", "url"),
@@ -370,30 +366,27 @@ class RayHead:
                    "kubernetes": ("mode", "kubernetes")}[mode]
         unknown = [k for k in config if k not in allowed]
         if unknown:
-            raise InvalidRayHead([(f"ray.{k}", f"unknown field for mode {mode!r}; valid fields: {', '.join(allowed)}")
+            raise InvalidRayHead([Problem(f"ray.{k}",
+                                          f"unknown field for mode {mode!r}; valid fields: {', '.join(allowed)}")
                                   for k in unknown], source)
         try:
             if mode == "external":
                 return cls.external(config.get("url"))
             if mode == "local":
-                kwargs = {k: config[k] for k in allowed[1:] if k in config}
-                if isinstance(kwargs.get("num_cpus"), float) and kwargs["num_cpus"].is_integer():
-                    kwargs["num_cpus"] = int(kwargs["num_cpus"])
-                return cls.local(**kwargs)
-            k8s = config.get("kubernetes") or {}
+                return cls.local(**{k: config[k] for k in allowed[1:] if k in config})
+            k8s = {} if config.get("kubernetes") is None else config["kubernetes"]
             if not isinstance(k8s, Mapping):
-                raise InvalidRayHead([("ray.kubernetes", f"expected a mapping, got {type(k8s).__name__}")])
+                raise InvalidRayHead([Problem("ray.kubernetes", f"expected a mapping, got {type(k8s).__name__}")])
             k8s_allowed = ("mode", "namespace", "create_namespace", "image", "gpu_image", "service_type", "auth_token",
                            "head_resources", "worker_resources", "image_pull_policy", "gpu_node_label", "client_cidrs")
             unknown = [k for k in k8s if k not in k8s_allowed]
             if unknown:
-                raise InvalidRayHead([(f"ray.kubernetes.{k}", f"unknown field; valid fields: {', '.join(k8s_allowed)}")
+                raise InvalidRayHead([Problem(f"ray.kubernetes.{k}",
+                                              f"unknown field; valid fields: {', '.join(k8s_allowed)}")
                                       for k in unknown])
             kwargs = dict(k8s)
             if kwargs.get("auth_token") is None and auth_token is not None:
                 kwargs["auth_token"] = auth_token
-            if "client_cidrs" in kwargs:
-                kwargs["client_cidrs"] = tuple(kwargs["client_cidrs"] or ())
             return cls.kubernetes(provider=provider, **kwargs)
         except InvalidRayHead as exc:
             if source is None:
@@ -403,31 +396,32 @@ class RayHead:
     # -- checks against the plan ---------------------------------------------------------------
 
     def plan_problems(self, plan: NamespacePlan) -> Problems:
-        """What is inconsistent between this head and the namespace's infrastructure plan."""
-        infra = plan.infrastructure
+        """What is inconsistent between this head and a namespace's plan (see `infrastructure_problems`)."""
+        return self.infrastructure_problems(plan.infrastructure, plan.namespace_name)
+
+    def infrastructure_problems(self, infra: InfrastructurePlan, namespace_name: str) -> Problems:
+        """What is inconsistent between this head and the infrastructure plan of the head `namespace_name`."""
         problems: Problems = []
-        tier = infra.compute_tier
         min_workers, max_workers = infra.min_workers, infra.max_workers
         if isinstance(min_workers, int) and isinstance(max_workers, int) and max_workers < min_workers:
-            problems.append(("infrastructure.max_workers",
-                             f"max_workers {max_workers} is below min_workers {min_workers}"))
-        if tier == "dedicated_gpu":
+            problems.append(Problem("infrastructure.max_workers",
+                                    f"max_workers {max_workers} is below min_workers {min_workers}"))
+        if infra.compute_tier == "dedicated_gpu":
             gpu_type = infra.gpu_type
             if not gpu_type:
-                problems.append(("infrastructure.gpu_type",
-                                 "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
+                problems.append(Problem("infrastructure.gpu_type",
+                                        "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
             elif self.mode == "kubernetes" and not _LABEL_VALUE.fullmatch(str(gpu_type)):
-                problems.append(("infrastructure.gpu_type", f"{gpu_type!r} cannot be matched against the node label "
-                                                            f"{self.k8s.gpu_node_label if self.k8s else ''}: use "
-                                                            "letters, digits, '-', '_' and '.' (at most 63)"))
+                label = self.k8s.gpu_node_label if self.k8s else ""
+                problems.append(Problem("infrastructure.gpu_type",
+                                        f"{gpu_type!r} cannot be matched against the node label {label}: use "
+                                        "letters, digits, '-', '_' and '.' (at most 63)"))
             gpus = infra.gpus_per_worker
             if not isinstance(gpus, int) or gpus < 1:
-                problems.append(("infrastructure.gpus_per_worker",
-                                 f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}"))
-        if self.mode == "kubernetes":
-            if not _LABEL_VALUE.fullmatch(plan.namespace_name):
-                problems.append(("namespace_name",
-                                 f"{plan.namespace_name!r} is not usable as a Kubernetes label value"))
+                problems.append(Problem("infrastructure.gpus_per_worker",
+                                        f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}"))
+        if self.mode == "kubernetes" and not _LABEL_VALUE.fullmatch(namespace_name):
+            problems.append(Problem("namespace_name", f"{namespace_name!r} is not usable as a Kubernetes label value"))
         return problems
 
     def __repr__(self) -> str:
@@ -452,7 +446,7 @@ def _is_cidr(value: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Deployment
+# What a deployed head gives its namespace
 
 
 @dataclass
@@ -463,68 +457,3 @@ class RayHeadOutputs:
     ray_dashboard_url: pulumi.Output[Any]
     resources: list[pulumi.Resource] = field(default_factory=list)
     kubernetes_namespace: pulumi.Output[str] | None = None
-
-
-def _checked_url(url: Any) -> str:
-    problem = ray_url_problem(url)
-    if problem is not None:
-        raise InvalidRayHead([problem])
-    return url
-
-
-def deploy_ray_head(name: str, spec: RayHead, plan: NamespacePlan, namespace_id: pulumi.Input[str],
-                    parent: pulumi.Resource) -> RayHeadOutputs:
-    """Register the Ray head of one namespace as children of `parent`, named from `name`.
-
-    external: no resource; the URL passes through (checked again when it is an Output).
-    local: one `LocalRayHead` dynamic resource.
-    kubernetes: Namespace (unless given), optional token Secret, Deployment + Service or a
-    RayCluster, and a NetworkPolicy (see `mixpeek_infra.ray.kubernetes`).
-    Raises `InvalidRayHead` before registering anything when the spec and the plan disagree.
-    """
-    if not isinstance(spec, RayHead):
-        raise InvalidRayHead([("ray", f"expected a RayHead, got {type(spec).__name__}")])
-    problems = spec.plan_problems(plan)
-    if problems:
-        raise InvalidRayHead(problems)
-    return _deploy(name, spec, plan, namespace_id, parent)
-
-
-SHARED_HEAD_INFRASTRUCTURE: dict[str, Any] = {"compute_tier": "dedicated_cpu", "min_workers": 1, "max_workers": 10}
-
-
-def deploy_shared_ray_head(name: str, spec: RayHead, parent: pulumi.Resource | None = None,
-                           infrastructure: Mapping[str, Any] | None = None) -> RayHeadOutputs:
-    """Register one Ray head that several namespaces share (the `shared` compute tier of a stack).
-
-    Not tied to a namespace: it is named `name`, labelled `mixpeek.io/namespace-id: shared`, and a
-    KubeRay cluster is sized by `infrastructure` (default: CPU workers, autoscaling 1-10).
-    """
-    if not isinstance(spec, RayHead):
-        raise InvalidRayHead([("ray", f"expected a RayHead, got {type(spec).__name__}")])
-    plan = NamespacePlan(namespace_name=name, description=None, auto_create_indexes=False, feature_extractors=(),
-                         vectors=(), payload_indexes=(), vector_inference_map={},
-                         infrastructure=plan_infrastructure(NamespaceInfrastructure(
-                             **{**SHARED_HEAD_INFRASTRUCTURE, **(infrastructure or {})}))[0])
-    problems = spec.plan_problems(plan)
-    if problems:
-        raise InvalidRayHead(problems)
-    return _deploy(name, spec, plan, "shared", parent)
-
-
-def _deploy(name: str, spec: RayHead, plan: NamespacePlan, namespace_id: pulumi.Input[str],
-            parent: pulumi.Resource | None) -> RayHeadOutputs:
-    if spec.mode == "external":
-        url = pulumi.Output.from_input(spec.url).apply(_checked_url)
-        return RayHeadOutputs(ray_head_node_url=url, ray_dashboard_url=pulumi.Output.from_input(None), resources=[])
-    if spec.mode == "local":
-        from .local import LocalRayHead
-
-        head = LocalRayHead(name, state_dir=spec.state_dir, namespace_id=namespace_id, num_cpus=spec.num_cpus,
-                            ready_timeout=spec.ready_timeout, stop_timeout=spec.stop_timeout,
-                            opts=pulumi.ResourceOptions(parent=parent))
-        return RayHeadOutputs(ray_head_node_url=head.ray_head_node_url, ray_dashboard_url=head.ray_dashboard_url,
-                              resources=[head])
-    from .kubernetes import deploy_kubernetes_head
-
-    return deploy_kubernetes_head(name, spec.k8s, plan, namespace_id, parent)
