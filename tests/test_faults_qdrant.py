@@ -58,6 +58,8 @@ VECTOR = "image_extractor_v1_embedding"
 class FakeQdrant:
     """Enough of Qdrant's REST API for qdrant-client and `ServerStore`, in a thread on 127.0.0.1.
 
+    Collections keep their metadata (the owner record `ServerStore` writes) as a server does.
+
     `on_request(method, path)` may return `("fail", status)` (answer that HTTP error without doing
     anything) or `("sleep", seconds)` (stall, then do the work anyway, as a slow server does after
     its client gave up). `requests` logs `(method, path)` of every request received.
@@ -174,7 +176,9 @@ class FakeQdrant:
                 self.collections[name] = self._new_collection(body or {})
                 return self._ok(True)
             if rest == "" and method == "PATCH":
-                self.collections[name]  # noqa: B018 - 404 when missing
+                coll = self.collections[name]  # 404 when missing
+                if (body or {}).get("metadata"):
+                    coll["metadata"] = {**(coll.get("metadata") or {}), **body["metadata"]}
                 return self._ok(True)
             if rest == "" and method == "DELETE":
                 return self._ok(self.collections.pop(name, None) is not None)
@@ -220,7 +224,7 @@ class FakeQdrant:
                   "replication_factor": body.get("replication_factor") or 1, "write_consistency_factor": 1,
                   "on_disk_payload": body.get("on_disk_payload", True) is not False}
         return {"params": params, "hnsw": hnsw, "quantization": body.get("quantization_config"),
-                "payload_schema": {}, "points": {}, "ops": 0}
+                "metadata": body.get("metadata"), "payload_schema": {}, "points": {}, "ops": 0}
 
     @staticmethod
     def _info(coll: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +238,7 @@ class FakeQdrant:
                                      "flush_interval_sec": 5},
                 "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
                 "quantization_config": coll["quantization"],
+                **({"metadata": coll["metadata"]} if coll.get("metadata") else {}),
             },
             "payload_schema": coll["payload_schema"],
         }
@@ -387,10 +392,13 @@ def test_collection_create_applied_after_the_client_gave_up_is_adopted_by_the_re
     fake.on_request = None
     fake.wait_idle()
     assert "ns_00000000b2" in fake.collections  # the server did it after all
+    made = fake.collections["ns_00000000b2"]
     coll = create(COLLECTIONS, inputs)
     assert coll["id"] == "ns_00000000b2" and coll["outputs"]["points_count"] == 0
-    assert [r for r in fake.requests if r == ("PUT", "/collections/ns_00000000b2")] == \
-        [("PUT", "/collections/ns_00000000b2")]  # adopted, not created twice
+    # The rerun's create is refused (the name is taken) and the read that follows adopts the collection,
+    # recorded as this namespace's: the same collection, not created twice.
+    assert fake.collections["ns_00000000b2"] is made
+    assert made["metadata"] == {"mixpeek_namespace_id": "ns_00000000b2"}
 
 
 def _fail_index_creations(from_nth: int, status: int, times: int | None = None):

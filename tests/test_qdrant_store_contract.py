@@ -133,16 +133,24 @@ def test_payload_indexes_with_every_parameter(store, name):
         store.create_payload_index(name, field, normalize_field_schema(schema["type"], schema))
     if not store.reads_payload_indexes:
         pytest.skip("qdrant-client local mode accepts payload indexes but reports none back")
-    assert store.read_payload_indexes(name) == {k: normalize_field_schema(v["type"], v) for k, v in INDEXES.items()}
+    wanted = {k: normalize_field_schema(v["type"], v) for k, v in INDEXES.items()}
+    # `read_collection` always asks the engine; `read_payload_indexes` may answer from the server store's
+    # cache of collection reads, which its index writes keep in step: both must agree with the engine.
+    assert store.read_collection(name).payload_schema == wanted
+    assert store.read_payload_indexes(name) == wanted
     # Re-creating with other params (or another type) replaces the index in place.
     prefix = {"type": "text", "tokenizer": "prefix", "min_token_len": 3, "max_token_len": 10, "lowercase": False}
+    integer = {"type": "integer", "lookup": True, "range": True}
     store.create_payload_index(name, "metadata.title", prefix)
-    store.create_payload_index(name, "collection_id", {"type": "integer", "lookup": True, "range": True})
+    store.create_payload_index(name, "collection_id", integer)
     assert store.read_payload_index(name, "metadata.title") == prefix
-    assert store.read_payload_index(name, "collection_id") == {"type": "integer", "lookup": True, "range": True}
+    assert store.read_payload_index(name, "collection_id") == integer
+    engine = store.read_collection(name).payload_schema
+    assert engine["metadata.title"] == prefix and engine["collection_id"] == integer
     assert store.delete_payload_index(name, "f") is True
     assert store.delete_payload_index(name, "f") is False
     assert "f" not in store.read_payload_indexes(name)
+    assert "f" not in store.read_collection(name).payload_schema
 
 
 def test_filtered_queries(store, name):

@@ -8,6 +8,11 @@ import sys
 import pulumi
 import pytest
 
+from mixpeek_infra.problems import InvalidInput, Problem
+from mixpeek_infra.qdrant.errors import InvalidSpec, QdrantError
+from mixpeek_infra.qdrant.inputs import normalize_collection_inputs
+from mixpeek_infra.qdrant.normalize import normalize_vectors
+from mixpeek_infra.qdrant.resources import CollectionProvider
 from mixpeek_infra.qdrant.target import DEFAULT_EMBEDDED_PATH, InvalidTarget, QdrantTarget, normalize_spec
 
 
@@ -54,6 +59,33 @@ def test_invalid_targets_name_the_field(kwargs, field):
     with pytest.raises(InvalidTarget) as info:
         QdrantTarget(**kwargs)
     assert str(info.value).startswith(field)
+    assert isinstance(info.value, InvalidInput) and isinstance(info.value, ValueError)
+    [problem] = info.value.problems
+    assert problem.path == field and str(info.value) == f"{field}: {problem.message}"
+
+
+def test_every_invalid_input_error_carries_its_paths_as_problems():
+    """`InvalidTarget` and `InvalidSpec` are `InvalidInput`s: the path is in `problems`, never parsed from text."""
+    with pytest.raises(InvalidTarget) as info:
+        normalize_spec({"kind": "server", "url": "nope"}, "namespaces[0].qdrant")
+    assert info.value.problems == [Problem("namespaces[0].qdrant.url", "'nope' is not an "
+                                                                        "http(s)://host[:port][/prefix] URL")]
+    with pytest.raises(InvalidSpec) as spec_info:
+        normalize_vectors({"img": {"size": 4, "distance": "cosine", "sparse": True}})
+    error = spec_info.value
+    assert isinstance(error, InvalidInput) and isinstance(error, QdrantError) and isinstance(error, ValueError)
+    assert error.problems == [Problem("vectors.img.sparse", "unknown field; valid fields: size, distance, datatype, "
+                                                            "on_disk")]
+    assert (error.path, error.reason) == error.problems[0] and str(error) == str(error.problems[0])
+
+    # A check failure takes its property from the problem, even where the message holds ": " itself.
+    result = CollectionProvider().check({}, {"target": {"kind": "server", "url": "http://a:6333", "bogus": 1},
+                                             "vectors": {"img": {"size": 4, "distance": "cosine"}}})
+    assert [(f.property, f.reason) for f in result.failures] == [
+        ("target.bogus", "unknown field; valid fields: kind, url, path, timeout, prefer_grpc")]
+    with pytest.raises(InvalidSpec) as collection_info:
+        normalize_collection_inputs({"target": {"kind": "embedded", "url": "http://a"}, "vectors": {}})
+    assert collection_info.value.problems == [Problem("target.url", "an embedded target has a path, not a url")]
 
 
 def test_normalize_spec_coerces_and_names_fields():

@@ -11,8 +11,8 @@ Numbered as in the issue:
    namespaces of one run create it at once;
 4. two processes creating one Edge collection: one creates, the other adopts it (same namespace)
    or is refused plainly, never an Edge internal error, never a removed shard;
-5. an ambient API key (QDRANT_API_KEY, mixpeek:qdrantApiKey) goes only to the URL configured with
-   it; no key travels over plain http off loopback (refused at check);
+5. an ambient API key (QDRANT_API_KEY, the stack config's mixpeek-infra:qdrantApiKey) goes only to the
+   URL configured with it; no key travels over plain http off loopback (refused at check);
 7. passwords in URLs never reach a message;
 8. `check` refuses what `create` would fail on: NUL or file paths, bad field names, trailing newlines.
 """
@@ -336,7 +336,17 @@ def _run_namespace(target: dict, **extra) -> None:
         pass
 
 
-@pytest.mark.parametrize("ambient", ["env", "config"])
+def stack_config(url: str, *, legacy: bool = False, as_text: bool = True) -> ConfigureRequest:
+    """The provider configuration for a stack with `qdrantApiKey` and `qdrant: {url}` set (the structured
+    value as JSON text, or with `as_text=False` as an object); `legacy`: the `mixpeek:` pair earlier docs named."""
+    if legacy:
+        return ConfigureRequest({"mixpeek:qdrantApiKey": OPERATOR_KEY, "mixpeek:qdrantUrl": url})
+    qdrant = {"url": url, "timeout": 5}
+    return ConfigureRequest({"mixpeek-infra:qdrantApiKey": OPERATOR_KEY,
+                             "mixpeek-infra:qdrant": json.dumps(qdrant) if as_text else qdrant})
+
+
+@pytest.mark.parametrize("ambient", ["env", "config", "legacy config"])
 def test_ambient_key_never_goes_to_a_url_named_in_a_request(recorder, monkeypatch, ambient):
     target = {"kind": "server", "url": recorder.url, "timeout": 2.0, "prefer_grpc": False}
     if ambient == "env":
@@ -344,8 +354,7 @@ def test_ambient_key_never_goes_to_a_url_named_in_a_request(recorder, monkeypatc
         monkeypatch.setenv("QDRANT_URL", "https://qdrant.operator.example:6333")
     else:
         monkeypatch.delenv("QDRANT_API_KEY", raising=False)
-        COLLECTIONS.configure(ConfigureRequest({"mixpeek:qdrantApiKey": OPERATOR_KEY,
-                                                "mixpeek:qdrantUrl": "https://qdrant.operator.example:6333"}))
+        COLLECTIONS.configure(stack_config("https://qdrant.operator.example:6333", legacy=ambient == "legacy config"))
     _run_namespace(target)
     assert recorder.requests, "the listener got no request"
     assert OPERATOR_KEY not in recorder.keys(), recorder.keys()
@@ -357,10 +366,16 @@ def test_ambient_key_never_goes_to_a_url_named_in_a_request(recorder, monkeypatc
     assert set(recorder.keys()) == {"the-requests-own-key"}
 
 
-def test_ambient_key_goes_to_the_url_configured_with_it(recorder, monkeypatch):
+@pytest.mark.parametrize("ambient", ["env", "config", "config object", "legacy config"])
+def test_ambient_key_goes_to_the_url_configured_with_it(recorder, monkeypatch, ambient):
     target = {"kind": "server", "url": recorder.url, "timeout": 2.0, "prefer_grpc": False}
-    monkeypatch.setenv("QDRANT_API_KEY", OPERATOR_KEY)
-    monkeypatch.setenv("QDRANT_URL", recorder.url + "/")
+    if ambient == "env":
+        monkeypatch.setenv("QDRANT_API_KEY", OPERATOR_KEY)
+        monkeypatch.setenv("QDRANT_URL", recorder.url + "/")
+    else:
+        monkeypatch.delenv("QDRANT_API_KEY", raising=False)
+        COLLECTIONS.configure(stack_config(recorder.url + "/", legacy=ambient == "legacy config",
+                                           as_text=ambient != "config object"))
     _run_namespace(target)
     assert recorder.requests and set(recorder.keys()) == {OPERATOR_KEY}
 
@@ -376,7 +391,7 @@ def test_no_key_over_plain_http_off_loopback(monkeypatch, how):
         monkeypatch.setenv("QDRANT_API_KEY", OPERATOR_KEY)
         monkeypatch.setenv("QDRANT_URL", url)
     else:
-        COLLECTIONS.configure(ConfigureRequest({"mixpeek:qdrantApiKey": OPERATOR_KEY, "mixpeek:qdrantUrl": url}))
+        COLLECTIONS.configure(stack_config(url))
     for provider, inputs in ((COLLECTIONS, coll(target, **extra)),
                              (INDEXES, {"target": target, "collection_name": "docs", "field_name": "a",
                                         "field_type": "keyword", "field_schema": None, **extra})):

@@ -19,20 +19,19 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
-
-import pulumi
 
 from ..paths import state_path
 from ..redact import redact_url
+from ..vocabulary import DEFAULT_QDRANT_PATH, QDRANT_TIMEOUT
+from .errors import InvalidTarget, moved_under
 
-DEFAULT_EMBEDDED_PATH = ".mixpeek/qdrant"
+if TYPE_CHECKING:
+    import pulumi
+
+DEFAULT_EMBEDDED_PATH = DEFAULT_QDRANT_PATH  # the name this module always exported
 _URL = re.compile(r"https?://[^\s/?#]+(:[0-9]{1,5})?(/[^\s?#]*)?")
-
-
-class InvalidTarget(ValueError):
-    """A `QdrantTarget` argument is invalid; the message starts with the field's name."""
 
 
 @dataclass(frozen=True)
@@ -54,44 +53,44 @@ class QdrantTarget:
     url: str | None = None
     path: str | None = None
     api_key: pulumi.Input[str] | None = field(default=None, repr=False, compare=False)
-    timeout: float = 10.0
+    timeout: float = QDRANT_TIMEOUT
     prefer_grpc: bool = False
 
     def __post_init__(self) -> None:
         if self.url is not None and self.path is not None:
-            raise InvalidTarget("QdrantTarget.url: give either url (a Qdrant server) or path (embedded Qdrant Edge), "
-                                "not both")
+            raise InvalidTarget("QdrantTarget.url", "give either url (a Qdrant server) or path (embedded Qdrant Edge), "
+                                                    "not both")
         if self.url is None and self.path is None:
             object.__setattr__(self, "path", DEFAULT_EMBEDDED_PATH)
         if self.url is not None:
             if not isinstance(self.url, str) or not _URL.fullmatch(self.url):
-                raise InvalidTarget(f"QdrantTarget.url: {redact_url(repr(self.url))} is not an "
-                                    "http(s)://host[:port][/prefix] URL")
+                raise InvalidTarget("QdrantTarget.url", f"{redact_url(repr(self.url))} is not an "
+                                                        "http(s)://host[:port][/prefix] URL")
             if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
-                raise InvalidTarget("QdrantTarget.url: credentials in the URL are not allowed; pass api_key "
-                                    "(kept as a Pulumi secret)")
+                raise InvalidTarget("QdrantTarget.url", "credentials in the URL are not allowed; pass api_key "
+                                                        "(kept as a Pulumi secret)")
         else:
             problem = _path_text_problem(self.path)
             if problem:
-                raise InvalidTarget(f"QdrantTarget.path: {problem}")
+                raise InvalidTarget("QdrantTarget.path", problem)
             if self.api_key is not None:
-                raise InvalidTarget("QdrantTarget.api_key: only a server target (url) takes an API key; "
-                                    "an embedded path has none")
+                raise InvalidTarget("QdrantTarget.api_key", "only a server target (url) takes an API key; "
+                                                            "an embedded path has none")
             if self.prefer_grpc:
-                raise InvalidTarget("QdrantTarget.prefer_grpc: only applies to a server target (url)")
+                raise InvalidTarget("QdrantTarget.prefer_grpc", "only applies to a server target (url)")
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
                 or not math.isfinite(self.timeout) or self.timeout <= 0:
-            raise InvalidTarget(f"QdrantTarget.timeout: {self.timeout!r} must be a positive number of seconds")
+            raise InvalidTarget("QdrantTarget.timeout", f"{self.timeout!r} must be a positive number of seconds")
         if not isinstance(self.prefer_grpc, bool):
-            raise InvalidTarget(f"QdrantTarget.prefer_grpc: {self.prefer_grpc!r} must be true or false")
+            raise InvalidTarget("QdrantTarget.prefer_grpc", f"{self.prefer_grpc!r} must be true or false")
 
     @classmethod
-    def embedded(cls, path: str = DEFAULT_EMBEDDED_PATH, *, timeout: float = 10.0) -> "QdrantTarget":
+    def embedded(cls, path: str = DEFAULT_QDRANT_PATH, *, timeout: float = QDRANT_TIMEOUT) -> "QdrantTarget":
         """Embedded Qdrant Edge: one shard directory per collection under `path`."""
         return cls(path=path, timeout=timeout)
 
     @classmethod
-    def server(cls, url: str, api_key: pulumi.Input[str] | None = None, *, timeout: float = 10.0,
+    def server(cls, url: str, api_key: pulumi.Input[str] | None = None, *, timeout: float = QDRANT_TIMEOUT,
                prefer_grpc: bool = False) -> "QdrantTarget":
         """A Qdrant server or cluster at `url`, reached through qdrant-client."""
         return cls(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc)
@@ -121,30 +120,27 @@ class QdrantTarget:
 
 
 def normalize_spec(spec: Any, field_name: str = "target") -> dict[str, Any]:
-    """Validate a target spec arriving as resource input (numbers may be floats); raises `InvalidTarget`."""
+    """Validate a target spec arriving as resource input (numbers may be floats); raises `InvalidTarget`
+    whose paths are under `field_name` (`target.url`)."""
     if not isinstance(spec, Mapping):
-        raise InvalidTarget(f"{field_name}: expected an object with kind and url or path, got "
-                            f"{redact_url(repr(spec))}")
+        raise InvalidTarget(field_name, f"expected an object with kind and url or path, got {redact_url(repr(spec))}")
     kind = spec.get("kind")
     extra = set(spec) - {"kind", "url", "path", "timeout", "prefer_grpc"}
     if extra:
-        raise InvalidTarget(f"{field_name}.{sorted(extra)[0]}: unknown field; valid fields: kind, url, path, timeout, "
-                            "prefer_grpc")
-    timeout = spec.get("timeout", 10.0)
+        raise InvalidTarget(f"{field_name}.{sorted(extra)[0]}", "unknown field; valid fields: kind, url, path, "
+                                                                "timeout, prefer_grpc")
+    timeout = spec.get("timeout", QDRANT_TIMEOUT)
     try:
         if kind == "server":
             target = QdrantTarget(url=spec.get("url"), timeout=timeout, prefer_grpc=spec.get("prefer_grpc", False))
         elif kind == "embedded":
             if spec.get("url") is not None:
-                raise InvalidTarget("url: an embedded target has a path, not a url")
+                raise InvalidTarget("url", "an embedded target has a path, not a url")
             target = QdrantTarget(path=spec.get("path"), timeout=timeout)
         else:
-            raise InvalidTarget(f"kind: {kind!r} is not one of 'server', 'embedded'")
+            raise InvalidTarget("kind", f"{kind!r} is not one of 'server', 'embedded'")
     except InvalidTarget as exc:
-        message = str(exc)
-        if message.startswith("QdrantTarget."):
-            message = message[len("QdrantTarget."):]
-        raise InvalidTarget(f"{field_name}.{message}") from None
+        raise InvalidTarget(moved_under(exc.problems, field_name, strip="QdrantTarget.")) from None
     return target.spec()
 
 

@@ -39,7 +39,6 @@ import atexit
 import fcntl
 import json
 import os
-import re
 import secrets
 import shutil
 import tarfile
@@ -52,13 +51,15 @@ from typing import Any, Callable, Iterator, Mapping
 import qdrant_edge as qe
 
 from ...paths import state_path
-from . import (CollectionConflict, CollectionNotFound, CollectionState, EdgeCorrupt, EdgeLocked, InvalidSpec,
-               QdrantError, Store, normalize_quantization, owner_message, thread_lock)
+from ...vocabulary import QDRANT_TIMEOUT
+from ..errors import (CollectionConflict, CollectionNotFound, EdgeCorrupt, EdgeLocked, InvalidSpec, QdrantError,
+                      owner_message)
+from ..normalize import COLLECTION_NAME, normalize_quantization
+from .base import CollectionState, Store, thread_lock
 
 CONFIG_FILE = "edge_config.json"
 MARKER_FILE = "mixpeek_collection.json"
 _EDGE_ENTRIES = {CONFIG_FILE, "wal", "segments"}  # what EdgeShard.create puts in a shard directory
-_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 _FLOCKED: set[str] = set()  # shard paths whose lock file this process holds (guarded by their thread lock)
 
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid,
@@ -333,7 +334,7 @@ class EdgeStore(Store):
 
     kind = "embedded"
 
-    def __init__(self, root: str, *, timeout: float = 10.0, display_path: str | None = None):
+    def __init__(self, root: str, *, timeout: float = QDRANT_TIMEOUT, display_path: str | None = None):
         self.root = state_path(root)
         self.timeout = float(timeout)
         self.location = f"embedded Qdrant Edge at {display_path or root}"
@@ -342,7 +343,7 @@ class EdgeStore(Store):
 
     def shard_path(self, name: str) -> str:
         """The shard directory of collection `name`."""
-        if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
+        if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
             raise InvalidSpec("collection_name", f"{name!r} is not a valid collection name for an embedded target "
                                                  "(1-255 letters, digits, '_' or '-')")
         return os.path.join(self.root, name)

@@ -10,13 +10,24 @@ exercises this store's calls in tests (`reads_payload_indexes` and `reads_settin
 keeps collection metadata (the owner record) but cannot take snapshots.
 
 An API key is never sent over plain `http://` to a host that is not loopback: `connect` refuses it.
+
+Requests. Every call is one HTTP request (or gRPC call). Reads of a collection's payload indexes are
+served from this store's cache of collection reads (`CACHE_SECONDS`): one collection-info read then
+serves every payload index of a namespace in a run. A payload index write updates the cached entry
+with the schema it wrote (the server has applied it when `wait=True` returns), every other write
+drops the entry, and `read_collection` (what `check_claim`, create-or-adopt, delete and refresh of a
+collection use) always asks the server and refreshes the entry. So an ownership decision is never
+made from the cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import quote
@@ -27,16 +38,22 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ...paths import state_path
 from ...redact import redact_text, redact_url
+from ...vocabulary import QDRANT_TIMEOUT
+from ..errors import CollectionConflict, CollectionNotFound, QdrantError, TargetUnavailable, owner_message
+from ..normalize import normalize_quantization
 from ..target import is_plain_http_off_loopback
-from . import (OWNER_KEY, CollectionConflict, CollectionNotFound, CollectionState, QdrantError, Store,
-               TargetUnavailable, normalize_quantization, owner_message, retry)
+from .base import OWNER_KEY, CollectionState, Store
+from .retry import retry
 
 T = TypeVar("T")
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")  # a prefix: "1.18.0-dev" is 1.18
 ADD_VECTOR_MIN_VERSION = (1, 18)
-KEY_HINT = ("check the API key (the target's api_key / infrastructure.qdrant_api_key; a key from config "
-            "mixpeek:qdrantApiKey or env QDRANT_API_KEY is sent only to the URL in mixpeek:qdrantUrl or QDRANT_URL)")
+KEY_HINT = ("check the API key (the target's api_key / infrastructure.qdrant_api_key; a key from stack config "
+            "mixpeek-infra:qdrantApiKey or env QDRANT_API_KEY is sent only to the URL of mixpeek-infra:qdrant "
+            "(its url) or QDRANT_URL)")
+#: how long a cached collection read may serve payload index reads (writes update or drop it sooner)
+CACHE_SECONDS = 60.0
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -68,6 +85,15 @@ def _is_not_found(exc: BaseException) -> bool:
         return False
 
 
+def _is_already_exists(exc: BaseException) -> bool:
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio ships with qdrant-client
+        return False
+    return isinstance(exc, grpc.RpcError) and (exc.code() == grpc.StatusCode.ALREADY_EXISTS
+                                              or "already exists" in str(exc.details() or ""))
+
+
 def _cause(exc: BaseException) -> str:
     source = getattr(exc, "source", None)
     text = f"{type(source).__name__}: {source}" if source is not None else f"{type(exc).__name__}: {exc}"
@@ -79,7 +105,7 @@ class ServerStore(Store):
 
     kind = "server"
 
-    def __init__(self, client: QdrantClient, *, location: str | None = None, timeout: float = 10.0,
+    def __init__(self, client: QdrantClient, *, location: str | None = None, timeout: float = QDRANT_TIMEOUT,
                  api_key: str | None = None, url: str | None = None):
         self.client = client
         self.timeout = float(timeout)
@@ -92,9 +118,13 @@ class ServerStore(Store):
         self.reads_settings = not self.local_mode
         self._secret = api_key  # only to scrub it from error messages; never logged
         self._version: tuple[int, int] | None = None
+        # collection name -> (monotonic time read, state); see the module docstring
+        self._reads: dict[str, tuple[float, CollectionState]] = {}
+        self._generations: dict[str, int] = {}  # per collection, bumped by every write's start and end
+        self._reads_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, url: str, *, api_key: str | None = None, timeout: float = 10.0,
+    def connect(cls, url: str, *, api_key: str | None = None, timeout: float = QDRANT_TIMEOUT,
                 prefer_grpc: bool = False) -> "ServerStore":
         """A store for the server at `url`; no request is made until the first call.
 
@@ -161,9 +191,63 @@ class ServerStore(Store):
 
         return self._call(f"get collection {name!r}", get)
 
+    # -- the cache of collection reads ------------------------------------------------------------
+
+    def _remember(self, name: str, state: CollectionState | None, generation: int) -> None:
+        """Cache a read begun at `generation`, unless a write to `name` began or ended since."""
+        with self._reads_lock:
+            if self._generations.get(name, 0) != generation:
+                return
+            if state is None:
+                self._reads.pop(name, None)
+            else:
+                self._reads[name] = (time.monotonic(), state)
+
+    def _forget(self, name: str, *, keep: bool = False) -> None:
+        """Drop the cached entry (with `keep`, only stop reads in flight from caching what they got)."""
+        with self._reads_lock:
+            if not keep:
+                self._reads.pop(name, None)
+            self._generations[name] = self._generations.get(name, 0) + 1
+
+    def _write(self, name: str, what: str, fn: Callable[[], T]) -> T:
+        """`_call` for a write that changes collection `name` in a way no cached read shows: drops its entry."""
+        self._forget(name)
+        try:
+            return self._call(what, fn)
+        finally:
+            self._forget(name)
+
+    def _recent(self, name: str) -> CollectionState | None:
+        """The collection as last read or written by this store, within `CACHE_SECONDS`; else read now."""
+        with self._reads_lock:
+            entry = self._reads.get(name)
+        if entry is not None and time.monotonic() - entry[0] <= CACHE_SECONDS:
+            return entry[1]
+        return self.read_collection(name)
+
+    def _indexed(self, name: str, field_name: str, schema: Mapping[str, Any] | None) -> None:
+        """Record in the cached entry (if any) that `field_name`'s index is now `schema` (None: dropped)."""
+        with self._reads_lock:
+            entry = self._reads.get(name)
+            if entry is None:
+                return
+            indexes = {k: v for k, v in entry[1].payload_schema.items() if k != field_name}
+            if schema is not None:
+                indexes[field_name] = dict(schema)
+            self._reads[name] = (entry[0], dataclasses.replace(entry[1], payload_schema=dict(sorted(indexes.items()))))
+
     # -- collections ------------------------------------------------------------------------------
 
     def read_collection(self, name: str) -> CollectionState | None:
+        """The collection as the server reports it now (always a request; refreshes the cached entry)."""
+        with self._reads_lock:
+            generation = self._generations.get(name, 0)
+        state = self._read_collection(name)
+        self._remember(name, state, generation)
+        return state
+
+    def _read_collection(self, name: str) -> CollectionState | None:
         info = self._info(name)
         if info is None:
             return None
@@ -210,7 +294,7 @@ class ServerStore(Store):
             raise CollectionConflict(owner_message(name, self.location, state.namespace_id, namespace_id))
 
     def record_namespace(self, name: str, namespace_id: str) -> None:
-        self._call(f"record the namespace of {name!r}",
+        self._write(name, f"record the namespace of {name!r}",
                    lambda: self.client.update_collection(name, metadata={OWNER_KEY: namespace_id}))
 
     def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
@@ -242,8 +326,12 @@ class ServerStore(Store):
                 if "already exists" in str(exc):
                     raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
                 raise
+            except Exception as exc:  # noqa: BLE001 - gRPC
+                if _is_already_exists(exc):
+                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
+                raise
 
-        self._call(f"create collection {name!r}", create)
+        self._write(name, f"create collection {name!r}", create)
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         if not self.supports_add_vector():
@@ -253,7 +341,7 @@ class ServerStore(Store):
         config = qm.DenseVectorNameConfig(dense=qm.DenseVectorConfig(
             size=params["size"], distance=_distance(params["distance"]),
             datatype=qm.Datatype(params.get("datatype", "float32"))))
-        self._call(f"add vector {vector_name!r} to {name!r}",
+        self._write(name, f"add vector {vector_name!r} to {name!r}",
                    lambda: self.client.create_vector_name(name, vector_name, config))
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
@@ -271,10 +359,10 @@ class ServerStore(Store):
         if params:
             kwargs["collection_params"] = qm.CollectionParamsDiff(**params)
         if kwargs:
-            self._call(f"update collection {name!r}", lambda: self.client.update_collection(name, **kwargs))
+            self._write(name, f"update collection {name!r}", lambda: self.client.update_collection(name, **kwargs))
 
     def delete_collection(self, name: str) -> bool:
-        return bool(self._call(f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
+        return bool(self._write(name, f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
 
     def _rest_url(self, *parts: str) -> str:
         """A REST URL on this server, for the snapshot transfers qdrant-client has no call for."""
@@ -329,6 +417,8 @@ class ServerStore(Store):
                                   timeout=httpx.Timeout(self.timeout, write=300.0, read=300.0))
         except (OSError, httpx.HTTPError) as exc:
             raise QdrantError(self._scrub(f"cannot upload {archive} to {self.location}: {exc}")) from None
+        finally:
+            self._forget(name)
         if resp.status_code // 100 != 2:
             raise QdrantError(self._scrub(f"Qdrant at {self.location} refused the snapshot {archive}: HTTP "
                                           f"{resp.status_code} {resp.text[:300]}"))
@@ -347,19 +437,34 @@ class ServerStore(Store):
     # -- payload indexes --------------------------------------------------------------------------
 
     def create_payload_index(self, collection: str, field_name: str, schema: Mapping[str, Any]) -> None:
-        self._call(f"create payload index {field_name!r} on {collection!r}",
-                   lambda: self.client.create_payload_index(collection, field_name, _field_schema(schema), wait=True))
+        """Create the index and wait until it is applied; the cached read of the collection then shows it."""
+        self._forget(collection, keep=True)
+        try:
+            self._call(f"create payload index {field_name!r} on {collection!r}",
+                       lambda: self.client.create_payload_index(collection, field_name, _field_schema(schema),
+                                                                wait=True))
+        except BaseException:
+            self._forget(collection)  # whether it was applied is unknown: the next read asks the server
+            raise
+        self._indexed(collection, field_name, schema if self.reads_payload_indexes else None)
 
     def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
-        state = self.read_collection(collection)
-        return None if state is None else state.payload_schema
+        """Every index of the collection, from the cached read (see the module docstring) or a new one."""
+        state = self._recent(collection)
+        return None if state is None else dict(state.payload_schema)
 
     def delete_payload_index(self, collection: str, field_name: str) -> bool:
-        indexes = self.read_payload_indexes(collection)
-        if indexes is None or (self.reads_payload_indexes and field_name not in indexes):
+        state = self.read_collection(collection)  # a delete decides on the server's answer, not the cache
+        if state is None or (self.reads_payload_indexes and field_name not in state.payload_schema):
             return False
-        self._call(f"delete payload index {field_name!r} on {collection!r}",
-                   lambda: self.client.delete_payload_index(collection, field_name, wait=True))
+        self._forget(collection, keep=True)
+        try:
+            self._call(f"delete payload index {field_name!r} on {collection!r}",
+                       lambda: self.client.delete_payload_index(collection, field_name, wait=True))
+        except BaseException:
+            self._forget(collection)
+            raise
+        self._indexed(collection, field_name, None)
         return True
 
     # -- data helpers -----------------------------------------------------------------------------
@@ -367,7 +472,8 @@ class ServerStore(Store):
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
         structs = [qm.PointStruct(id=p["id"], vector={k: list(v) for k, v in p["vector"].items()},
                                   payload=p.get("payload")) for p in points]
-        self._call(f"upsert into {collection!r}", lambda: self.client.upsert(collection, structs, wait=True))
+        self._write(collection, f"upsert into {collection!r}",
+                    lambda: self.client.upsert(collection, structs, wait=True))
 
     def query(self, collection: str, vector_name: str, vector: list[float],
               conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:

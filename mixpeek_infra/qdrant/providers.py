@@ -1,0 +1,475 @@
+"""The lifecycles of a namespace's Qdrant collection and its payload indexes (Pulumi dynamic providers).
+
+`CollectionProvider` and `PayloadIndexProvider` implement check, diff, create, read, update and delete
+against the store interface (`mixpeek_infra.qdrant.store`). They hold no attributes at all: clients
+and open shards are built inside the methods and cached per process per target, and the API key
+never touches `self` (see `mixpeek_infra.qdrant.keys` for where it comes from and goes).
+
+Pulumi pickles a provider into every resource's `__provider` by reference to its class. The stable
+reference is `mixpeek_infra.qdrant.resources.CollectionProvider` / `.PayloadIndexProvider`: both
+classes name that module as theirs (`__module__`), and that module re-exports them, so state written
+by any version loads, and what is written now is byte for byte what earlier versions wrote.
+
+A collection records its owning namespace (see `mixpeek_infra.qdrant.store.base`); create adopts an
+existing collection only when it is unrecorded or recorded as the same namespace, and `check`
+refuses a fixed name that is taken at preview. With `final_snapshot` set, delete (and replace)
+first writes a restorable snapshot into that directory and refuses when it cannot.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pulumi
+from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
+                            ResourceProvider, UpdateResult)
+
+from .. import hostwatch
+from ..problems import InvalidInput
+from ..vocabulary import NAMESPACE_ID
+from .keys import configure as configure_keys
+from .changes import deletion_message, location_changed, managed_settings, vector_change
+from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeLocked, FinalSnapshotFailed,
+                     InvalidSpec, QdrantError, TargetUnavailable, owner_message)
+from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
+from .keys import keep_key_secret, secret_key_output, store_for
+from .normalize import normalize_field_schema, normalize_settings, normalize_vectors
+from .target import QdrantTarget, normalize_spec
+from .values import has_unknown, is_unknown, now, plain, plain_props
+
+if TYPE_CHECKING:
+    from .store.base import CollectionState, Store
+
+#: the module Pulumi's state names the providers by (see the module docstring); never change it
+STABLE_MODULE = "mixpeek_infra.qdrant.resources"
+
+
+def _failures(exc: InvalidInput) -> list[CheckFailure]:
+    return [CheckFailure(p.path, p.message) for p in exc.problems]
+
+
+def _settings_view(state: CollectionState, desired: Mapping[str, Any], store: Store) -> dict[str, Any]:
+    return managed_settings(state.settings, desired, getattr(store, "reads_settings", True))
+
+
+class _QdrantProvider(ResourceProvider):
+    """What both Qdrant providers share: configuration and `check` around their input normaliser."""
+
+    serialize_as_secret_always = False  # the provider captures no secrets; keep `__provider` plain and small
+
+    @staticmethod
+    def normalize(props: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def configure(self, req: ConfigureRequest) -> None:
+        """Read the stack config's `mixpeek-infra:qdrantApiKey` and the URL it is for (kept off `self`)."""
+        hostwatch.watch()  # configure opens every run of a provider host
+        configure_keys(req.config)
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Validate and normalise (defaults filled, numbers as ints); failures name the field."""
+        try:
+            inputs = self.normalize(news)
+            self.check_target(olds, inputs)
+        except InvalidInput as exc:
+            return CheckResult(news, _failures(exc))
+        return CheckResult(keep_key_secret(inputs), [])
+
+    def check_target(self, olds: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+        """What `check` asks the target itself (nothing by default); raises `InvalidSpec`."""
+
+
+class CollectionProvider(_QdrantProvider):
+    """Lifecycle of a Qdrant collection (server or embedded Edge) holding a namespace's named vectors."""
+
+    normalize = staticmethod(normalize_collection_inputs)
+
+    def check_target(self, olds: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+        """A fixed collection name that will be created must be free or this namespace's (see `check_claim`)."""
+        name = inputs.get("collection_name") or inputs.get("namespace_id")
+        if not name or has_unknown([name, inputs.get("namespace_id"), inputs["target"]]):
+            return
+        olds = {k: plain(v) for k, v in (olds or {}).items()}
+        if olds and (olds.get("collection_name") or olds.get("namespace_id")) in (None, name) \
+                and not location_changed(safe_spec(olds.get("target")), inputs["target"]):
+            return  # an existing resource keeping its name (or whose generated name check cannot know)
+        try:
+            store_for(inputs).check_claim(name, inputs.get("namespace_id"))
+        except CollectionConflict as exc:
+            raise InvalidSpec("collection_name" if inputs.get("collection_name") else "namespace_id",
+                              str(exc)) from None
+        except QdrantError:
+            pass  # the target cannot be read now; create reports it
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Exact changes and replacements; refuses (at preview) a replacement that would lose points."""
+        olds = {k: plain(v) for k, v in olds.items()}
+        news = normalize_collection_inputs(news)
+        replaces: list[str] = []
+        changes: list[str] = []
+        reasons: list[str] = []
+
+        old_spec = safe_spec(olds.get("target"))
+        new_spec = news["target"]
+        if is_unknown(new_spec) or location_changed(old_spec, new_spec):
+            replaces.append("target")
+            reasons.append("target location changed")
+        elif old_spec != new_spec:
+            changes.append("target")
+
+        if plain(olds.get("api_key")) != news.get("api_key"):
+            changes.append("api_key")
+
+        if "namespace_id" in news:
+            if is_unknown(news["namespace_id"]) or news["namespace_id"] != olds.get("namespace_id"):
+                replaces.append("namespace_id")
+                reasons.append("namespace_id changed")
+        new_name = news.get("collection_name") or news.get("namespace_id") or olds.get("namespace_id")
+        if is_unknown(new_name) or new_name != olds.get("collection_name"):
+            replaces.append("collection_name")
+            reasons.append("collection name changed")
+
+        vectors = news["vectors"]
+        old_vectors = olds.get("vectors") or {}
+        try:
+            old_vectors = normalize_vectors(old_vectors)
+        except InvalidSpec:
+            pass
+        if has_unknown(vectors):
+            replaces.append("vectors")
+            reasons.append("vectors unknown until apply")
+        else:
+            vec_replace, added, in_place = vector_change(old_vectors, vectors)
+            if vec_replace:
+                replaces.append("vectors")
+                reasons += vec_replace
+            elif added:
+                # Adding a named vector is in place where the target supports it.
+                if not replaces and old_spec is not None and store_for(olds).supports_add_vector():
+                    changes.append("vectors")
+                else:
+                    replaces.append("vectors")
+                    reasons.append(f"vector(s) {', '.join(map(repr, added))} added and the target cannot add a "
+                                   "named vector to a live collection (Qdrant server older than 1.18)")
+            elif in_place:
+                changes.append("vectors")
+
+        settings = news["settings"]
+        old_settings = olds.get("settings") or {}
+        if has_unknown(settings):
+            changes.append("settings")
+        else:
+            try:
+                old_settings = normalize_settings(old_settings)
+            except InvalidSpec:
+                pass
+            if settings.get("shard_number") is not None and \
+                    settings.get("shard_number") != old_settings.get("shard_number"):
+                replaces.append("settings")
+                reasons.append(f"shard_number {old_settings.get('shard_number')} -> {settings['shard_number']}")
+            elif settings != old_settings:
+                changes.append("settings")
+
+        protection = news.get("deletion_protection", True)
+        if protection != olds.get("deletion_protection", True):
+            changes.append("deletion_protection")
+        if news.get("final_snapshot") != olds.get("final_snapshot"):
+            changes.append("final_snapshot")
+
+        if replaces:
+            self._refuse_if_protected(olds, reasons)
+        fixed_name = bool(news.get("namespace_id") or news.get("collection_name"))
+        changed = sorted(set(replaces) | set(changes))
+        return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
+                          delete_before_replace=fixed_name if replaces else None)
+
+    @staticmethod
+    def _refuse_if_protected(olds: Mapping[str, Any], reasons: list[str]) -> None:
+        if olds.get("deletion_protection", True) is False or safe_spec(olds.get("target")) is None:
+            return
+        name = olds.get("collection_name")
+        if not isinstance(name, str):
+            return
+        store = store_for(olds)
+        try:
+            points = store.count_points(name)
+        except CollectionNotFound:
+            return
+        if points > 0:
+            raise DeletionProtected(deletion_message(name, store.location, points, "replace", reasons))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Create the collection, or adopt an existing one of this namespace (or unrecorded) with the same vectors;
+        generates namespace_id once."""
+        inputs = normalize_collection_inputs(props)
+        namespace_id = inputs.get("namespace_id") or f"ns_{secrets.token_hex(5)}"
+        name = inputs.get("collection_name") or namespace_id
+        store = store_for(inputs)
+        with store.lock(name):  # one create-or-adopt at a time (Edge: across processes)
+            created = False
+            try:
+                # Create first: a store refuses a taken name (`CollectionConflict`) and leaves what is there
+                # untouched. Only when the create is refused is the collection read, and what is there decides:
+                # a collection is adopted or refused by its owner record (`_adopt`); nothing, the create's error.
+                # (So a key that may use but not create collections still adopts an existing one.)
+                store.create_collection(name, inputs["vectors"], inputs["settings"], namespace_id)
+                created = True
+            except (InvalidSpec, TargetUnavailable, EdgeLocked):
+                raise  # nothing to learn from a read now (a timed-out create that did land: the rerun adopts it)
+            except QdrantError as refused:
+                self._adopt(store, name, namespace_id, self._existing(store, name, refused), inputs)
+            try:
+                state = self._converge(store, name, inputs)
+            except Exception:
+                if created:  # transactional: leave nothing behind that a rerun would not adopt
+                    try:
+                        if store.count_points(name) == 0:
+                            store.delete_collection(name)
+                    except Exception:  # noqa: BLE001
+                        pass
+                raise
+        stamp = now()
+        return CreateResult(name, self._outputs(inputs, namespace_id, name, state, store, stamp, stamp))
+
+    @staticmethod
+    def _existing(store: Store, name: str, refused: QdrantError) -> CollectionState:
+        """The collection whose create was `refused`; raises `refused` when there is none (e.g. the name is
+        taken by a directory that is not a collection), and the read's own error when it cannot be read
+        (e.g. a corrupt shard)."""
+        existing = store.read_collection(name)
+        if existing is None:
+            raise refused
+        return existing
+
+    @staticmethod
+    def _adopt(store: Store, name: str, namespace_id: str, existing: Any, inputs: Mapping[str, Any]) -> None:
+        """Take over an existing collection: only this namespace's or an unrecorded one, with the same vectors."""
+        if existing.namespace_id and existing.namespace_id != namespace_id:
+            raise CollectionConflict(owner_message(name, store.location, existing.namespace_id, namespace_id))
+        shape = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in existing.vectors.items()}
+        wanted = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in inputs["vectors"].items()}
+        if shape != wanted:
+            raise CollectionConflict(
+                f"Qdrant collection {name!r} already exists at {store.location} with different vectors "
+                f"{shape} (wanted {wanted}). To manage it as is, import it "
+                f"(ResourceOptions(import_={name!r}) with inputs matching its config); otherwise choose another "
+                "namespace_id / collection_name, or delete the existing collection.")
+        if existing.namespace_id is None:
+            store.record_namespace(name, namespace_id)
+
+    @staticmethod
+    def _converge(store: Store, name: str, inputs: Mapping[str, Any]) -> Any:
+        """Bring an existing collection to `inputs` in place (add vectors, on_disk, settings); returns its state."""
+        state = store.read_collection(name)
+        if state is None:
+            raise CollectionNotFound(f"Qdrant collection {name!r} does not exist at {store.location}; it was deleted "
+                                     "outside Pulumi. Run `pulumi refresh`, then `pulumi up` to create it again.")
+        on_disk: dict[str, bool] = {}
+        added = False
+        for vname, params in inputs["vectors"].items():
+            real = state.vectors.get(vname)
+            if real is None:
+                store.add_vector(name, vname, params)
+                added = True
+                continue
+            for attr in ("size", "distance", "datatype"):
+                if real[attr] != params[attr]:
+                    raise CollectionConflict(
+                        f"Qdrant collection {name!r} at {store.location}: vector {vname!r} has {attr} {real[attr]!r} "
+                        f"but {params[attr]!r} is wanted; that cannot change in place (the collection must be replaced)")
+            if real["on_disk"] != params["on_disk"]:
+                on_disk[vname] = params["on_disk"]
+        desired = inputs["settings"]
+        changed = {}
+        if getattr(store, "reads_settings", True):
+            real_settings = managed_settings(state.settings, desired)
+            changed = {k: v for k, v in desired.items() if real_settings.get(k) != v}
+            if "shard_number" in changed:
+                raise CollectionConflict(f"Qdrant collection {name!r} at {store.location}: shard_number cannot change "
+                                         "in place (the collection must be replaced)")
+        if on_disk or changed:
+            store.update_collection(name, vectors_on_disk=on_disk, settings=changed)
+        if on_disk or changed or added:
+            state = store.read_collection(name)
+        return state
+
+    @staticmethod
+    def _outputs(inputs: Mapping[str, Any], namespace_id: str, name: str, state: Any, store: Store,
+                 created_at: str, updated_at: str) -> dict[str, Any]:
+        return {
+            "target": inputs["target"],
+            "vectors": dict(state.vectors),
+            "settings": _settings_view(state, inputs["settings"], store),
+            "namespace_id": namespace_id,
+            "collection_name": name,
+            "deletion_protection": inputs["deletion_protection"],
+            "final_snapshot": inputs.get("final_snapshot"),
+            "points_count": int(state.points_count),
+            "created_at": created_at,
+            "updated_at": updated_at,
+            **secret_key_output(inputs),
+        }
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Refresh (props = last outputs) or import (props = the program's inputs): the real state, or gone."""
+        importing = "created_at" not in props
+        inputs = normalize_collection_inputs(props)
+        store = store_for(inputs)
+        state = store.read_collection(id_)
+        if state is None:
+            return ReadResult("", {})
+        namespace_id = plain(props.get("namespace_id"))
+        if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
+            namespace_id = state.namespace_id or (id_ if NAMESPACE_ID.fullmatch(id_) else f"ns_{secrets.token_hex(5)}")
+        stamp = now()
+        outs = self._outputs(inputs, namespace_id, id_, state, store, props.get("created_at") or stamp,
+                             props.get("updated_at") or stamp)
+        if importing:
+            return ReadResult(id_, outs, inputs=keep_key_secret(inputs))
+        return ReadResult(id_, outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Apply in-place changes (added vectors, on_disk, settings, protection, key); returns every output."""
+        olds = {k: plain(v) for k, v in olds.items()}
+        inputs = normalize_collection_inputs(news)
+        name = olds.get("collection_name") or _id
+        store = store_for(inputs)
+        state = self._converge(store, name, inputs)
+        return UpdateResult(self._outputs(inputs, olds.get("namespace_id") or inputs.get("namespace_id"), name, state,
+                                          store, olds.get("created_at") or now(), now()))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Delete the collection: a no-op when it is gone or now another namespace's; refused while it holds points
+        and is protected; with `final_snapshot`, a snapshot is written first and its failure refuses the delete."""
+        props = {k: plain(v) for k, v in props.items()}
+        store = store_for(props)
+        name = props.get("collection_name") or id_
+        mine = props.get("namespace_id")
+        with store.lock(name):
+            state = store.read_collection(name)
+            if state is None:
+                return
+            if state.namespace_id and mine and state.namespace_id != mine:
+                pulumi.log.warn(f"Qdrant collection {name!r} at {store.location} now belongs to namespace "
+                                f"{state.namespace_id}, not {mine}; it was left in place")
+                return
+            points = store.count_points(name)
+            if points > 0 and props.get("deletion_protection", True) is not False:
+                raise DeletionProtected(deletion_message(name, store.location, points, "delete"))
+            directory = props.get("final_snapshot")
+            if directory:
+                try:
+                    archive = store.snapshot(name, directory)
+                except QdrantError as exc:
+                    raise FinalSnapshotFailed(
+                        f"refusing to delete Qdrant collection {name!r} at {store.location}: its final snapshot into "
+                        f"final_snapshot {directory!r} failed ({exc}); nothing was deleted. Make final_snapshot a "
+                        "writable directory, or set it to null and run `pulumi up` once to delete without a "
+                        "snapshot.") from None
+                pulumi.log.info(f"final snapshot of Qdrant collection {name!r} (namespace {mine}, {points} point(s)) "
+                                f"written to {archive}; restore it with "
+                                f"mixpeek_infra.qdrant.restore_snapshot({archive!r}, target)")
+            store.delete_collection(name)
+
+
+class PayloadIndexProvider(_QdrantProvider):
+    """Lifecycle of one payload index (field + full schema) of a Qdrant collection."""
+
+    normalize = staticmethod(normalize_index_inputs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """collection, field or target location change: replace; type/params change: update (re-create in place)."""
+        olds = {k: plain(v) for k, v in olds.items()}
+        news = normalize_index_inputs(news)
+        replaces: list[str] = []
+        changes: list[str] = []
+        for key in ("collection_name", "field_name"):
+            if is_unknown(news[key]) or news[key] != olds.get(key):
+                replaces.append(key)
+        old_spec = safe_spec(olds.get("target"))
+        if is_unknown(news["target"]) or location_changed(old_spec, news["target"]):
+            replaces.append("target")
+        elif old_spec != news["target"]:
+            changes.append("target")
+        for key in ("field_type", "field_schema"):
+            if has_unknown(news[key]) or news[key] != olds.get(key):
+                changes.append(key)
+        if plain(olds.get("api_key")) != news.get("api_key"):
+            changes.append("api_key")
+        changed = sorted(set(replaces) | set(changes))
+        return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
+                          delete_before_replace=False if replaces else None)
+
+    @staticmethod
+    def _outputs(inputs: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "target": inputs["target"],
+            "collection_name": inputs["collection_name"],
+            "field_name": inputs["field_name"],
+            "field_type": schema["type"],
+            "field_schema": dict(schema),
+            **secret_key_output(inputs),
+        }
+
+    def _apply(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        store = store_for(inputs)
+        collection, field = inputs["collection_name"], inputs["field_name"]
+        indexes = store.read_payload_indexes(collection)
+        if indexes is None:
+            raise CollectionNotFound(f"cannot index {field!r}: Qdrant collection {collection!r} does not exist at "
+                                     f"{store.location} (create the Collection first, or run `pulumi refresh` if it "
+                                     "was deleted outside Pulumi)")
+        wanted = inputs["field_schema"]
+        schema = indexes.get(field)
+        if schema != wanted:
+            store.create_payload_index(collection, field, wanted)
+            schema = store.read_payload_index(collection, field) if store.reads_payload_indexes else dict(wanted)
+        if schema is None:
+            raise QdrantError(f"payload index {field!r} on {collection!r} at {store.location} was not created")
+        return self._outputs(inputs, schema)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Create the index (adopting an identical one); outputs its schema as the store reads it back."""
+        inputs = normalize_index_inputs(props)
+        outs = self._apply(inputs)
+        return CreateResult(f"{inputs['collection_name']}/{inputs['field_name']}", outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The index as Qdrant reports it; gone when it or its collection was deleted."""
+        props = plain_props(props)
+        collection, _, field = id_.partition("/")
+        inputs = {"target": normalize_spec(props.get("target") or QdrantTarget().spec()),
+                  "collection_name": props.get("collection_name") or collection,
+                  "field_name": props.get("field_name") or field}
+        if props.get("api_key") is not None:
+            inputs["api_key"] = props["api_key"]
+        store = store_for(inputs)
+        if store.reads_payload_indexes:
+            schema = store.read_payload_index(inputs["collection_name"], inputs["field_name"])
+        elif store.read_collection(inputs["collection_name"]) is not None:
+            # qdrant-client local mode keeps no index schema: report the recorded one.
+            schema = normalize_field_schema(props.get("field_type"), props.get("field_schema"))
+        else:
+            schema = None
+        if schema is None:
+            return ReadResult("", {})
+        return ReadResult(id_, self._outputs(inputs, schema))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Re-create the index with the new type/params in place (data kept); returns every output."""
+        return UpdateResult(self._apply(normalize_index_inputs(news)))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Drop the index; a no-op when it or its collection is gone."""
+        props = {k: plain(v) for k, v in props.items()}
+        collection, _, field = id_.partition("/")
+        store = store_for(props)
+        store.delete_payload_index(props.get("collection_name") or collection, props.get("field_name") or field)
+
+
+# Pickled by reference as `mixpeek_infra.qdrant.resources.<name>` (see the module docstring).
+CollectionProvider.__module__ = STABLE_MODULE
+PayloadIndexProvider.__module__ = STABLE_MODULE
+
+__all__ = ["CollectionProvider", "PayloadIndexProvider", "STABLE_MODULE"]

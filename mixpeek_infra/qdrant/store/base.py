@@ -1,0 +1,160 @@
+"""The store interface the Qdrant providers speak to, and the data forms crossing it.
+
+Two stores implement it: `EdgeStore` (embedded Qdrant Edge, `qdrant-edge-py`) and `ServerStore`
+(a Qdrant server through qdrant-client). Everything crossing the interface is plain data in one
+canonical form, the same form the resources take as inputs and report as outputs:
+
+- vectors: `{name: {"size": int, "distance": "cosine"|"dot"|"euclid"|"manhattan",
+  "datatype": "float32"|"float16"|"uint8", "on_disk": bool}}`
+- settings (every key optional): `hnsw_config` `{m, ef_construct, full_scan_threshold[, on_disk,
+  payload_m]}`, `quantization_config` (`{"scalar": {type, quantile?, always_ram?}}`,
+  `{"product": {compression, always_ram?}}` or `{"binary": {always_ram?}}`), `on_disk_payload`,
+  `shard_number`, `replication_factor`
+- payload index schema: `{"type": ..., <type's params>}` with every parameter filled in.
+
+(`mixpeek_infra.qdrant.normalize` turns user input into these forms.)
+
+Each collection records the namespace that owns it (Edge: a marker file in the shard directory;
+server: the collection's metadata `mixpeek_namespace_id`); `check_claim` refuses a collection or
+directory that is not provably that namespace's. `lock(name)` serialises create-or-adopt and
+delete of one collection (Edge: across processes too). `snapshot` writes a restorable copy into a
+directory and `mixpeek_infra.qdrant.restore_snapshot` brings it back.
+
+`mixpeek_infra.qdrant.store.cache.open_store(spec, api_key)` builds (and caches per process) the store
+for a target spec. This module imports neither qdrant-client nor qdrant_edge.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+OWNER_KEY = "mixpeek_namespace_id"  # the owning namespace, in a server collection's metadata
+
+
+@dataclass
+class CollectionState:
+    """What a store reads back about a collection."""
+
+    name: str
+    vectors: dict[str, dict[str, Any]]
+    settings: dict[str, Any]
+    points_count: int
+    payload_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the namespace recorded as the collection's owner; None when none is recorded
+    namespace_id: str | None = None
+
+
+_THREAD_LOCKS: dict[tuple, threading.RLock] = {}
+_THREAD_LOCKS_LOCK = threading.Lock()
+
+
+def thread_lock(key: tuple) -> threading.RLock:
+    """The process-wide re-entrant lock for `key`."""
+    with _THREAD_LOCKS_LOCK:
+        return _THREAD_LOCKS.setdefault(key, threading.RLock())
+
+
+class Store(ABC):
+    """A place collections live. The providers speak only to this interface.
+
+    Conditions for `count_points` and `query` are a small list of plain dicts:
+    `{"key": path, "text": "words"}` (full-text match) or `{"key": path, "value": v}` (exact match).
+    """
+
+    #: a URL or path for messages (never a key)
+    location: str = ""
+    #: False where payload indexes are accepted but not reported back (qdrant-client local mode)
+    reads_payload_indexes: bool = True
+    kind: str = ""
+
+    @abstractmethod
+    def supports_add_vector(self) -> bool:
+        """Whether a named vector can be added to a live collection (Edge; server >= 1.18)."""
+
+    @abstractmethod
+    def read_collection(self, name: str) -> CollectionState | None:
+        """The collection's real config, settings and point count; None when it does not exist."""
+
+    @abstractmethod
+    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
+                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
+        """Create the collection, recording `namespace_id` as its owner.
+
+        Raises `CollectionConflict` when the name is taken, leaving what is there untouched: the providers
+        create first and read (to adopt, or refuse, an existing collection) only on that conflict."""
+
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold collection `name` for a create-or-adopt or a delete (re-entrant; this process's threads)."""
+        with thread_lock((type(self).__name__, self.location, name)):
+            yield
+
+    @abstractmethod
+    def check_claim(self, name: str, namespace_id: str | None) -> None:
+        """Raise `CollectionConflict` when `name` exists but is not provably `namespace_id`'s to create or adopt
+        (another namespace's, or something this code did not create); reads only."""
+
+    @abstractmethod
+    def record_namespace(self, name: str, namespace_id: str) -> None:
+        """Record `namespace_id` as the owner of the existing collection `name`."""
+
+    @abstractmethod
+    def snapshot(self, name: str, directory: str) -> str:
+        """Write a restorable snapshot of collection `name` into `directory`; returns the file's path."""
+
+    @abstractmethod
+    def restore(self, archive: str, name: str) -> None:
+        """Create collection `name` from a snapshot file written by `snapshot`; refuses an existing name."""
+
+    @abstractmethod
+    def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
+        """Add one named vector to an existing collection."""
+
+    @abstractmethod
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
+                          settings: Mapping[str, Any]) -> None:
+        """Apply in-place changes: per-vector on_disk and the updatable settings."""
+
+    @abstractmethod
+    def delete_collection(self, name: str) -> bool:
+        """Delete the collection and its data; False when it did not exist."""
+
+    @abstractmethod
+    def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
+        """Exact number of points (matching `conditions`); raises `CollectionNotFound`."""
+
+    @abstractmethod
+    def create_payload_index(self, collection: str, field_name: str, schema: Mapping[str, Any]) -> None:
+        """Create (or re-create with new params) the field's payload index."""
+
+    @abstractmethod
+    def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
+        """Every payload index as canonical schema; None when the collection does not exist."""
+
+    def read_payload_index(self, collection: str, field_name: str) -> dict[str, Any] | None:
+        """One payload index's canonical schema; None when it (or its collection) does not exist."""
+        indexes = self.read_payload_indexes(collection)
+        return None if indexes is None else indexes.get(field_name)
+
+    @abstractmethod
+    def delete_payload_index(self, collection: str, field_name: str) -> bool:
+        """Drop the field's payload index; False when there was none (or no collection)."""
+
+    @abstractmethod
+    def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
+        """Upsert `{"id", "vector": {name: [..]}, "payload"}` points (a helper for tests and benchmarks)."""
+
+    @abstractmethod
+    def query(self, collection: str, vector_name: str, vector: list[float],
+              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        """Nearest points as `{"id", "score", "payload"}` (a helper for tests and benchmarks)."""
+
+    def close(self) -> None:
+        """Release clients or open shards."""
+
+
+__all__ = ["OWNER_KEY", "CollectionState", "Store", "thread_lock"]
