@@ -6,7 +6,7 @@ with distinct namespace ids; everything passes through the Pulumi wire format fi
 floats), as the engine sends it. A no-change preview calls, per resource, `check(old inputs, new
 inputs)` then `diff(old outputs, checked inputs)`; neither touches Qdrant when nothing changed.
 
-Goal (DESIGN.md / issue 6): under 2 ms per resource. Printed as an absolute figure and as ratios
+Goal (docs/performance.md, Goals): under 2 ms per resource. Printed as an absolute figure and as ratios
 to two baselines over the same inputs, interleaved: a plain `==` of the new and old input dicts,
 and a JSON round trip of the new inputs. For context, a sample of resources also goes through
 the SDK's real provider host over gRPC (tests/enginehost.py), which adds the engine protocol's

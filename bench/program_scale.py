@@ -36,7 +36,7 @@ Variants:
   and scalar of the value into an Output of its own (simulated by intercepting those three calls);
 - **program, GC off (diagnostic, only with `--variants`)**: the cyclic collector disabled.
 
-Goals (DESIGN.md section 8, issue 6): cost per namespace flat (N = 500 within 1.3x of N = 10) and
+Goals (docs/performance.md, Goals): cost per namespace flat (N = 500 within 1.3x of N = 10) and
 under 20 ms per namespace.
 """
 

@@ -20,7 +20,7 @@ Both sides get the same environment (`RAY_USAGE_STATS_ENABLED=0`, `GRPC_ENABLE_F
 no `RAY_ADDRESS`), so they differ only by what the provider adds around `ray start`: input checks,
 its extra flags, the state and log directories, the process-table reads and the outputs.
 
-Goal (DESIGN.md section 8): median ratio provider / bare <= 1.1x.
+Goal (docs/performance.md, Goals): median ratio provider / bare <= 1.1x.
 """
 
 from __future__ import annotations

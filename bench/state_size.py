@@ -2,7 +2,7 @@
 
 - `__provider`: the SDK's own serializer (`pulumi.dynamic.dynamic.serialize_provider`, what
   `pulumi.dynamic.Resource` stores as the `__provider` input and output) on a fresh provider of
-  each dynamic resource type. Goal (DESIGN.md section 8): <= 256 bytes each.
+  each dynamic resource type. Goal (docs/performance.md, Goals): <= 256 bytes each.
 - Per namespace: the seed namespace (collection + 7 payload indexes) taken through the SDK's real
   dynamic provider host (`python -u -m pulumi.dynamic`, driven over gRPC by tests/enginehost.py)
   on an embedded Qdrant Edge target: the bytes of each resource's checked inputs plus its outputs

@@ -16,14 +16,17 @@ Contract (other tools rely on it):
   `FILE: namespace[i] NAME: ok (...)`;
 - every problem goes to stderr as `FILE: namespace[i]: field.path: message` (the message lists the
   valid choices where the field has a fixed set), or `FILE: message` for a file-level problem;
-- `plan --json` prints a JSON list with one `NamespacePlan.to_dict()` object per namespace;
+- `plan --json` prints a JSON list with one `NamespacePlan.to_dict()` object per namespace (a stack
+  file's namespaces add `stack`: what the stack deploys for them);
 - `schema` prints the JSON Schema (draft 2020-12) of the request body;
 - nothing printed quotes a credential: `user:password@` in any URL is shown as `***@`.
 
-In a stack config file, namespaces that would share a Qdrant collection on one target are refused
-with the same message and field path as the stack program (`plan.collection_conflicts`).
+A stack config file is parsed by `mixpeek_infra.stackconfig`, as the stack program parses it, so
+`validate` refuses exactly what the program refuses; its stack-level problems are printed as
+`FILE: config.mixpeek-infra:ray.mode: message`, and `plan` adds what the stack deploys per namespace.
 
-This module imports neither Pulumi, Qdrant nor Ray, so the command starts fast.
+This module never imports Ray or qdrant-client; bodies are checked without Pulumi, and a stack file
+loads the Pulumi SDK only for the resources' own input checks.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
+from .documents import InputError, load_documents
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
-from .plan import NamespacePlan, plan_namespace
 from .json_schema import request_json_schema, stack_config_json_schema
-from .schema import InvalidRequest, clip
+from .plan import NamespacePlan, plan_namespace
+from .render import clean, count, fmt, render_plan
+from .schema import InvalidRequest
 from .stackconfig import NamespaceEntry, StackConfig, parse_stack_config, project_values
 from .vocabulary import STACK_PROJECT
 
@@ -48,142 +52,6 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INVALID = 2
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_VALUES = 200_000  # values in one file after expanding YAML aliases
-MAX_TEXT = 300  # characters of a path or message echoed to the terminal
-
-
-class InputError(Exception):
-    """A file (or one of its entries) that cannot be used; the message is shown to the user as is."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading files
-
-
-def _read_text(path: str) -> str:
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-    else:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
-        except FileNotFoundError:
-            raise InputError("cannot read: no such file") from None
-        except IsADirectoryError:
-            raise InputError("cannot read: is a directory") from None
-        except PermissionError:
-            raise InputError("cannot read: permission denied") from None
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"file too large (more than {MAX_FILE_BYTES // (1024 * 1024)} MiB)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InputError(f"invalid JSON: duplicate key {_short(key)}")
-        out[key] = value
-    return out
-
-
-def _load_json(text: str) -> list[Any]:
-    try:
-        return [json.loads(text, object_pairs_hook=_json_pairs)]
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    except RecursionError:
-        raise InputError("invalid JSON: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InputError(f"invalid JSON: {exc}") from None
-
-
-def _yaml_loader():
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class StrictLoader(base):  # type: ignore[misc, valid-type]
-        """A safe loader that refuses duplicate keys (a typo must not silently override a value)."""
-
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                seen: set[Any] = set()
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=deep)
-                    try:
-                        duplicate = key in seen
-                    except TypeError:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, "found an unhashable key", key_node.start_mark) from None
-                    if duplicate:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"duplicate key {_short(key)}", key_node.start_mark)
-                    seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return yaml, StrictLoader
-
-
-def _load_yaml(text: str) -> list[Any]:
-    yaml, loader = _yaml_loader()
-    try:
-        return list(yaml.load_all(text, Loader=loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        what = exc.problem or exc.context or "syntax error"
-        raise InputError(f"invalid YAML: {what}{where}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}") from None
-    except RecursionError:
-        raise InputError("invalid YAML: nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. an integer with too many digits
-        raise InputError(f"invalid YAML: {exc}") from None
-
-
-def _check_size(documents: list[Any]) -> None:
-    """Refuse documents that expand to too many values (YAML alias bombs, self-referencing aliases)."""
-    budget = MAX_VALUES
-    stack: list[Any] = list(documents)
-    while stack:
-        value = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise InputError(f"too large: more than {MAX_VALUES} values (after expanding YAML aliases)")
-        if isinstance(value, Mapping):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            stack.extend(value)
-
-
-def load_documents(path: str) -> list[Any]:
-    """The documents of a JSON or YAML file (JSON for `.json`, YAML for `.yaml`/`.yml`, else either)."""
-    text = _read_text(path)
-    if not text.strip():
-        raise InputError("empty file")
-    suffix = Path(path).suffix.lower() if path != "-" else ""
-    if suffix == ".json":
-        documents = _load_json(text)
-    elif suffix in (".yaml", ".yml"):
-        documents = _load_yaml(text)
-    else:
-        try:
-            documents = _load_json(text)
-        except InputError:
-            documents = _load_yaml(text)
-    _check_size(documents)
-    return documents
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,108 +212,13 @@ def _catalogue(args: argparse.Namespace, err: TextIO) -> Catalogue | None:
         try:
             entries = [e for doc in load_documents(path) if doc is not None for e in _extractor_entries(doc)]
         except InputError as exc:
-            print(f"{_clean(path)}: {_clean(str(exc))}", file=err)
+            print(f"{clean(path)}: {clean(str(exc))}", file=err)
             failed = True
             continue
         for problem in register_entries(catalogue, entries):
-            print(f"{_clean(path)}: {_clean(problem)}", file=err)
+            print(f"{clean(path)}: {clean(problem)}", file=err)
             failed = True
     return None if failed else catalogue
-
-
-# ---------------------------------------------------------------------------------------------
-# Output helpers
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    return clip(repr(value), limit)
-
-
-def _clean(text: Any, limit: int = MAX_TEXT) -> str:
-    """Text safe for a terminal: long text cut, URL credentials redacted, control and invisible characters
-    escaped."""
-    text = clip(str(text), limit)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _clean(value, 200)
-
-
-def _count(items: Any, noun: str, plural: str | None = None) -> str:
-    return f"{len(items)} {noun if len(items) == 1 else (plural or noun + 's')}"
-
-
-def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return lines
-
-
-def render_plan(plan: NamespacePlan, deployment: Mapping[str, Any] | None = None) -> str:
-    """A namespace plan as human-readable tables; `deployment` (a stack file's namespace) adds what the
-    stack deploys: key, protection, Qdrant target, Ray head."""
-    lines = [f"namespace {_fmt(plan.namespace_name)}"]
-    if plan.description:
-        lines.append(f"  description: {_fmt(plan.description)}")
-    lines.append(f"  mode: {_fmt(plan.mode)}")
-    lines.append(f"  auto_create_indexes: {_fmt(plan.auto_create_indexes)}")
-    for name, value in plan.labels.items():
-        lines.append(f"  {name}: {_fmt(value)}")
-    if plan.warnings:
-        lines += ["", "  warnings"] + [f"    {_clean(p)}: {_clean(m)}" for p, m in plan.warnings]
-    lines += ["", "  feature extractors"]
-    rows = [[_fmt(fe["feature_extractor_id"]), _fmt(fe["feature_extractor_name"]), _fmt(fe["version"]),
-             ", ".join(f"{_fmt(k)}={_fmt(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-"]
-            for fe in plan.feature_extractors]
-    lines += _table(["ID", "NAME", "VERSION", "PARAMS"], rows, "    ")
-    lines += ["", "  vectors"]
-    if plan.vectors:
-        rows = [[_fmt(v.name), str(v.size), _fmt(v.distance), _fmt(v.datatype), _fmt(v.on_disk),
-                 _fmt(v.inference_service)] for v in plan.vectors]
-        lines += _table(["NAME", "SIZE", "DISTANCE", "DATATYPE", "ON_DISK", "INFERENCE SERVICE"], rows, "    ")
-    else:
-        lines.append("    (none: the extractors create no vectors)")
-    lines += ["", "  payload indexes"]
-    rows = [[_fmt(ix.field_name), _fmt(ix.type), "yes" if ix.is_protected else "no",
-             " ".join(f"{k}={_fmt(v)}" for k, v in ix.field_schema.items() if k != "type") or "-"]
-            for ix in plan.payload_indexes]
-    lines += _table(["FIELD", "TYPE", "PROTECTED", "FIELD SCHEMA"], rows, "    ")
-    lines += ["", "  vector inference map"]
-    if plan.vector_inference_map:
-        rows = [[_fmt(name), _fmt(service)] for name, service in plan.vector_inference_map.items()]
-        lines += _table(["VECTOR", "INFERENCE SERVICE"], rows, "    ")
-    else:
-        lines.append("    (empty)")
-    lines += ["", "  infrastructure"]
-    infra = plan.infrastructure.to_dict()
-    width = max(len(k) for k in infra)
-    lines += [f"    {k.ljust(width)}  {_fmt(v)}" for k, v in infra.items()]
-    if deployment is not None:
-        lines += ["", "  stack"] + _settings_lines(deployment, "    ")
-    return "\n".join(lines)
-
-
-def _settings_lines(settings: Mapping[str, Any], indent: str) -> list[str]:
-    """Nested settings as aligned `key  value` lines; empty values are left out."""
-    shown = {k: v for k, v in settings.items() if v not in (None, [], {})}
-    width = max((len(k) for k in shown), default=0)
-    lines: list[str] = []
-    for key, value in shown.items():
-        if isinstance(value, Mapping):
-            lines += [f"{indent}{key}"] + _settings_lines(value, indent + "  ")
-        elif isinstance(value, list):
-            lines.append(f"{indent}{key.ljust(width)}  {', '.join(_fmt(v) for v in value)}")
-        else:
-            lines.append(f"{indent}{key.ljust(width)}  {_fmt(value)}")
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,10 +232,10 @@ def _run_files(args: argparse.Namespace, err: TextIO) -> list[Result] | None:
     results = [process_file(path, catalogue) for path in args.files]
     for result in results:
         for problem in result.problems:
-            print(f"{_clean(result.path)}: {_clean(problem)}", file=err)
+            print(f"{clean(result.path)}: {clean(problem)}", file=err)
         for body in result.bodies:
             for path, message in body.problems:
-                print(f"{_clean(result.path)}: {body.label}: {_clean(path)}: {_clean(message)}", file=err)
+                print(f"{clean(result.path)}: {body.label}: {clean(path)}: {clean(message)}", file=err)
     return results
 
 
@@ -475,9 +248,9 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for body in result.plans:
             plan = body.plan
             system = sum(ix.is_protected for ix in plan.payload_indexes)
-            print(f"{_clean(result.path)}: {body.label} {_fmt(plan.namespace_name)}: ok "
-                  f"({_count(plan.feature_extractors, 'feature extractor')}, {_count(plan.vectors, 'vector')}, "
-                  f"{_count(plan.payload_indexes[system:], 'payload index', 'payload indexes')} "
+            print(f"{clean(result.path)}: {body.label} {fmt(plan.namespace_name)}: ok "
+                  f"({count(plan.feature_extractors, 'feature extractor')}, {count(plan.vectors, 'vector')}, "
+                  f"{count(plan.payload_indexes[system:], 'payload index', 'payload indexes')} "
                   f"+ {system} system)", file=out)
     return EXIT_OK if all(r.ok for r in results) else EXIT_INVALID
 
@@ -581,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so briefly (set MIXPEEK_INFRA_DEBUG=1 for the traceback)
         if os.environ.get("MIXPEEK_INFRA_DEBUG"):
             raise
-        print(f"mixpeek-infra: internal error: {type(exc).__name__}: {_clean(exc)} "
+        print(f"mixpeek-infra: internal error: {type(exc).__name__}: {clean(exc)} "
               "(set MIXPEEK_INFRA_DEBUG=1 for the traceback)", file=err)
         return EXIT_INTERNAL
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import pulumi
 
 from .extractors import Catalogue
-from .plan import NamespacePlan, namespace_id_problem, plan_namespace, ray_head_problem
+from .plan import NamespacePlan, namespace_id_problem, plan_request, ray_head_problem
 from .qdrant.resources import Collection, PayloadIndex
 from .qdrant.target import QdrantTarget
 from .ray.deploy import deploy_ray_head
@@ -122,7 +122,7 @@ class Namespace(pulumi.ComponentResource):
     def __init__(self, name: str, args: NamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         # Everything that can be wrong with the input is found here, before any resource exists.
         request = parse_request(args.request, catalogue=args.catalogue)
-        plan = plan_namespace(request, catalogue=args.catalogue, vectors_on_disk=args.vectors_on_disk)
+        plan = plan_request(request, catalogue=args.catalogue, vectors_on_disk=args.vectors_on_disk)
         if (problem := namespace_id_problem(plan, args.namespace_id)) is not None:
             raise InvalidRequest([problem])
         namespace_id = args.namespace_id or plan.namespace_id

@@ -118,8 +118,14 @@ class NamespacePlan:
 def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catalogue: Catalogue | None = None,
                    vectors_on_disk: bool = False) -> NamespacePlan:
     """Validate `request` and derive its plan; raises `InvalidRequest` naming each bad field."""
+    return plan_request(parse_request(request, catalogue=catalogue), catalogue=catalogue,
+                        vectors_on_disk=vectors_on_disk)
+
+
+def plan_request(req: CreateNamespaceRequest, *, catalogue: Catalogue | None = None,
+                 vectors_on_disk: bool = False) -> NamespacePlan:
+    """The plan of a request `parse_request` already validated against `catalogue` (no second validation)."""
     catalogue = catalogue or DEFAULT_CATALOGUE
-    req = parse_request(request, catalogue=catalogue)
     extractors: list[dict[str, Any]] = []
     vectors: list[VectorPlan] = []
     for fe in req.feature_extractors or []:

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .redact import redact_url
-from .problems import InvalidInput, Problem
+from .problems import InvalidInput
 
 ComputeTier = Literal["shared", "dedicated_cpu", "dedicated_gpu"]
 PayloadSchemaType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid"]

@@ -336,12 +336,13 @@ def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]
         else:
             out["ray"] = dict(item["ray"])
     if "collection_settings" in item:
-        from .qdrant.store import normalize_settings, InvalidSpec
+        from .qdrant.errors import InvalidSpec
+        from .qdrant.normalize import normalize_settings
 
         try:
             out["collection_settings"] = normalize_settings(item["collection_settings"], "collection_settings")
         except InvalidSpec as exc:
-            problems += [p.under(where) for p in _spec_problems(exc)]
+            problems += [p.under(where) for p in exc.problems]
     return out
 
 
@@ -358,15 +359,15 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
         found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
     if not found:
-        from .qdrant.target import InvalidTarget, QdrantTarget
+        from .qdrant.errors import InvalidTarget
+        from .qdrant.target import QdrantTarget
 
         try:
             target = QdrantTarget(url=value.get("url") or None, path=value.get("path"),
                                   timeout=value.get("timeout", QDRANT_TIMEOUT),
                                   prefer_grpc=value.get("prefer_grpc", False))
         except InvalidTarget as exc:
-            found += [Problem(f"{where}.{p.path.removeprefix('QdrantTarget.')}", p.message)
-                      for p in _target_problems(exc)]
+            found += [Problem(f"{where}.{p.path.removeprefix('QdrantTarget.')}", p.message) for p in exc.problems]
         else:
             problems += found
             return QdrantSettings(url=target.url, path=None if target.url else target.path,
@@ -388,7 +389,7 @@ def _default_ray(value: Any, problems: list[Problem], *, token: bool) -> tuple[M
         from .ray.spec import ray_url_problem
 
         if (p := ray_url_problem(shared_url, "ray.shared_url")) is not None:
-            problems.append(Problem(*p))
+            problems.append(p)
             shared_url = None
     if not settings:
         return None, shared_url
@@ -456,7 +457,7 @@ def _head_problems(config: StackConfig) -> list[Problem]:
         if settings is None:
             continue
         spec = RayHead.from_config(settings, auth_token="(set)" if "rayAuthToken" in config.secrets else None)
-        problems += [Problem(*p).under(entry.request_path) for p in spec.plan_problems(entry.plan)]
+        problems += [p.under(entry.request_path) for p in spec.plan_problems(entry.plan)]
         if spec.mode == "kubernetes":
             heads.append((entry, spec, entry.ray_path))
     if config.runs_shared_head and config.ray.get("mode") == "kubernetes":
@@ -493,8 +494,8 @@ def _kubernetes_name_problems(heads: list[tuple[NamespaceEntry | None, Any, str]
 def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, key_set: bool) -> list[Problem]:
     """What the namespace's Collection would refuse (its inputs as the component passes them; `key_set`: the
     stack's qdrantApiKey goes with a server target)."""
-    from .qdrant.resources import normalize_collection_inputs
-    from .qdrant.store import InvalidSpec
+    from .qdrant.errors import InvalidSpec
+    from .qdrant.inputs import normalize_collection_inputs
 
     spec = None
     if target is not None:
@@ -509,7 +510,7 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, k
     try:
         normalize_collection_inputs({k: v for k, v in props.items() if v is not None})
     except InvalidSpec as exc:
-        return [Problem(_collection_path(p.path, entry), p.message) for p in _spec_problems(exc)]
+        return [Problem(_collection_path(p.path, entry), p.message) for p in exc.problems]
     return []
 
 
@@ -525,21 +526,6 @@ def _collection_path(path: str, entry: NamespaceEntry) -> str:
             return f"{where}.final_snapshot"
         return f"{where}.{rest}" if rest else where
     return own + path
-
-
-def _spec_problems(exc: Exception) -> list[Problem]:
-    problems = getattr(exc, "problems", None)
-    if problems:
-        return [Problem(*p) for p in problems]
-    return [Problem(getattr(exc, "path", ""), getattr(exc, "reason", str(exc)))]
-
-
-def _target_problems(exc: Exception) -> list[Problem]:
-    problems = getattr(exc, "problems", None)
-    if problems:
-        return [Problem(*p) for p in problems]
-    path, _, message = str(exc).partition(": ")
-    return [Problem(path, message)]
 
 
 def _short(value: Any, limit: int = 60) -> str:

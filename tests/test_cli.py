@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SEED_PATH
-from mixpeek_infra import cli
+from mixpeek_infra import cli, documents
 from mixpeek_infra.cli import main
 
 DATA = Path(__file__).parent / "data"
@@ -365,13 +365,13 @@ def test_unreadable_file(capsys, tmp_path, monkeypatch):
     def denied(*_a, **_k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli, "open", denied, raising=False)  # works as root too, unlike chmod 000
+    monkeypatch.setattr(documents, "open", denied, raising=False)  # works as root too, unlike chmod 000
     code, _, err = call(capsys, "validate", path)
     assert code == 2 and err.strip() == f"{path}: cannot read: permission denied"
 
 
 def test_too_large_file(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(documents, "MAX_FILE_BYTES", 100)
     code, _, err = call(capsys, "validate", str(SEED_PATH))
     assert code == 2 and "file too large" in err
 
