@@ -11,11 +11,14 @@
 - KWOK with KWOK's own "fast" stages: fake nodes that are Ready and pods on them marked Running,
   so pulumi-kubernetes' readiness waits complete for real;
 - the KubeRay RayCluster CRD (`../shared/reference/kuberay/ray.io_rayclusters.yaml`), so the API
-  server validates RayCluster objects against its structural schema.
+  server validates RayCluster objects against its structural schema;
+- on request (`start_kuberay_operator`), the KubeRay operator that `tools/k8s/kuberay/install`
+  builds (its bin directory in `MIXPEEK_KUBERAY_BIN_DIR`), with its own release's RayJob and
+  RayService CRDs, no leader election, no webhooks, no metrics listener, probes on loopback.
 
 Everything lives under one directory, and `stop()` ends every process it started (by process
-group) and removes that directory. Without the binaries the tier skips, or fails where CI sets
-`MIXPEEK_REQUIRE_KUBERNETES=1`.
+group) and removes that directory. Without the binaries (or the operator, for the tests that need
+it) the tier skips, or fails where CI sets `MIXPEEK_REQUIRE_KUBERNETES=1`.
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "pulumi-resource-kubernetes")
 CRD_PATH = ROOT.parent / "shared" / "reference" / "kuberay" / "ray.io_rayclusters.yaml"
+KUBERAY_OPERATOR = "kuberay-operator"
+#: The operator release's own CRDs its RayJob and RayService controllers watch (share/crds of its cache).
+KUBERAY_EXTRA_CRDS = ("ray.io_rayjobs.yaml", "ray.io_rayservices.yaml")
 SERVICE_CIDR = "10.96.0.0/16"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses the 1 MB CRDs 4x faster
 #: The fake nodes KWOK manages: a CPU node, and a GPU node labelled and tainted as GPU pools are.
 FAKE_NODES = {
     "kwok-cpu-0": {"labels": {}, "taints": [], "capacity": {}},
@@ -64,6 +71,17 @@ def k8s_bin_dir() -> Path:
         return Path(candidate)
     require_or_skip("the test control plane is not built: run "
                     "`export MIXPEEK_K8S_BIN_DIR=\"$(tools/k8s/install | tail -n 1)\"`")
+    raise AssertionError("unreachable")
+
+
+def kuberay_bin_dir() -> Path:
+    """The directory `tools/k8s/kuberay/install` printed; skips (or fails in CI) without it."""
+    candidate = os.environ.get("MIXPEEK_KUBERAY_BIN_DIR", "")
+    if candidate and (Path(candidate) / KUBERAY_OPERATOR).exists() and all(
+            (Path(candidate).parent / "share" / "crds" / crd).exists() for crd in KUBERAY_EXTRA_CRDS):
+        return Path(candidate)
+    require_or_skip("the KubeRay operator is not built: run "
+                    "`export MIXPEEK_KUBERAY_BIN_DIR=\"$(tools/k8s/kuberay/install | tail -n 1)\"`")
     raise AssertionError("unreachable")
 
 
@@ -173,10 +191,13 @@ class ControlPlane:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, executable: Path | None = None,
+               env: dict[str, str] | None = None) -> None:
         with open(self.logs / f"{name}.log", "wb") as out:
-            self.procs[name] = subprocess.Popen([str(self.bin_dir / name), *args], stdout=out, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root)
+            self.procs[name] = subprocess.Popen([str(executable or self.bin_dir / name), *args], stdout=out,
+                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                start_new_session=True, cwd=self.root,
+                                                env=None if env is None else {**os.environ, **env})
 
     def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -302,7 +323,11 @@ class ControlPlane:
     def install_kuberay_crd(self) -> None:
         if not CRD_PATH.exists():
             require_or_skip(f"the KubeRay CRD is not at {CRD_PATH} (shared/reference/kuberay)")
-        crd = next(d for d in yaml.safe_load_all(CRD_PATH.read_text()) if d)
+        self.install_crd(CRD_PATH)
+
+    def install_crd(self, path: Path) -> None:
+        """Create the CustomResourceDefinition in `path` and wait until it is Established and discoverable."""
+        crd = next(d for d in yaml.load_all(path.read_text(), Loader=_YAML_LOADER) if d)
         self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
 
         def established() -> bool:
@@ -310,9 +335,38 @@ class ControlPlane:
             conds = {c["type"]: c["status"] for c in ((got or {}).get("status") or {}).get("conditions") or []}
             return conds.get("Established") == "True"
 
-        self._wait(established, 60, "the RayCluster CRD to be Established")
+        self._wait(established, 60, f"the {crd['spec']['names']['kind']} CRD to be Established")
         # Discovery of the new group can lag a moment behind Established.
-        self._wait(lambda: self.get("/apis/ray.io/v1") is not None, 60, "discovery of ray.io/v1")
+        group, version = crd["spec"]["group"], crd["spec"]["versions"][0]["name"]
+        plural = crd["spec"]["names"]["plural"]
+
+        def discoverable() -> bool:
+            found = self.get(f"/apis/{group}/{version}") or {}
+            return any(r.get("name") == plural for r in found.get("resources") or [])
+
+        self._wait(discoverable, 60, f"discovery of {plural}.{group}/{version}")
+
+    # -- KubeRay operator --------------------------------------------------------------------------
+
+    def start_kuberay_operator(self, bin_dir: Path) -> None:
+        """Run the KubeRay operator against this API server, as the admin identity of the run.
+
+        The RayCluster CRD stays the reference one; its release's RayJob and RayService CRDs are
+        installed first, since their controllers start with the manager and wait for them. No leader
+        election, no webhooks (ENABLE_WEBHOOKS=false), no metrics listener (`--metrics-addr=0`), the
+        health probes on a loopback port, which is how readiness is awaited.
+        """
+        for crd in KUBERAY_EXTRA_CRDS:
+            self.install_crd(bin_dir.parent / "share" / "crds" / crd)
+        self.kuberay_probe_port = free_port()
+        self._spawn(KUBERAY_OPERATOR, [
+            "--enable-leader-election=false", "--metrics-addr=0",
+            f"--health-probe-bind-address=127.0.0.1:{self.kuberay_probe_port}",
+            "--log-stdout-encoder=json", "--zap-log-level=info"],
+            executable=bin_dir / KUBERAY_OPERATOR,
+            env={"KUBECONFIG": str(self.kubeconfig), "ENABLE_WEBHOOKS": "false"})
+        self._wait(lambda: _http_ok(f"http://127.0.0.1:{self.kuberay_probe_port}/readyz"), 120,
+                   "the KubeRay operator's /readyz")
 
 
 def _fake_node(name: str, extra: dict[str, Any]) -> dict[str, Any]:
