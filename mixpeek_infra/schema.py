@@ -17,7 +17,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Mapping, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo,
                       model_validator)
 from pydantic_core import PydanticCustomError
 
@@ -240,6 +240,8 @@ class VectorConfig(_Request):
 
 class CreateNamespaceRequest(_Request):
     """The documented Create Namespace request body (v0.81, and v0.82 as the official client writes it)."""
+
+    _checked_with: Any = PrivateAttr(None)  # the catalogue `parse_request` validated it against
 
     namespace_name: str
     feature_extractors: list[FeatureExtractor] | None = None
@@ -621,7 +623,11 @@ def _salvaged_problems(data: Mapping[str, Any], catalogue: Catalogue) -> list[tu
 
 
 def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str | None = None) -> CreateNamespaceRequest:
-    """Validate a request body (dict or model); raise `InvalidRequest` listing every problem."""
+    """Validate a request body (dict or model); raise `InvalidRequest` listing every problem. A model this
+    function already validated against the same catalogue is returned as is (parsed once)."""
+    catalogue = catalogue or DEFAULT_CATALOGUE
+    if isinstance(data, CreateNamespaceRequest) and data._checked_with is catalogue:
+        return data
     if isinstance(data, CreateNamespaceRequest):
         data = data.model_dump(exclude_unset=True)
         infra = data.get("infrastructure")
@@ -635,11 +641,13 @@ def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str 
     if problems:
         raise InvalidRequest(problems, source)
     try:
-        return CreateNamespaceRequest.model_validate(data, context={"catalogue": catalogue or DEFAULT_CATALOGUE})
+        request = CreateNamespaceRequest.model_validate(data, context={"catalogue": catalogue})
+        request._checked_with = catalogue
+        return request
     except ValidationError as exc:
         problems = problems_from_validation_error(exc)
         known = set(problems)
-        problems += [p for p in _salvaged_problems(data, catalogue or DEFAULT_CATALOGUE) if p not in known]
+        problems += [p for p in _salvaged_problems(data, catalogue) if p not in known]
         raise InvalidRequest(problems, source) from None
     except RecursionError:
         raise InvalidRequest([("(body)", "nested too deeply")], source) from None

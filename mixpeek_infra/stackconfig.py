@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
-from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_namespace, ray_head_problem
+from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
 from .problems import InvalidInput, Problem
 from .redact import redact_url
-from .schema import InvalidRequest
+from .schema import CreateNamespaceRequest, InvalidRequest, parse_request
 from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
                          STACK_PROJECT)
 
@@ -73,7 +73,7 @@ class NamespaceEntry:
     """One namespace of the stack: its body, plan and per-namespace settings."""
 
     index: int
-    request: Mapping[str, Any]
+    request: CreateNamespaceRequest  # the body, validated against the stack's catalogue
     plan: NamespacePlan
     key: str  # the Namespace component's resource name (default: namespace_name)
     request_path: str  # `namespaces[i]` or `namespaces[i].request`: where its body is
@@ -278,7 +278,8 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token
         else:
             body, request_path, settings = item, where, {}
         try:
-            plan = plan_namespace(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
+            body = parse_request(body, catalogue=catalogue)  # the component gets this model: parsed once
+            plan = plan_request(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
         except InvalidRequest as exc:
             entry_problems += [p.under(request_path) for p in exc.problems]
             plan = None

@@ -301,3 +301,20 @@ def test_all_shared_stack_with_only_a_shared_url_needs_no_default_head():
     outputs, _ = run_program(config, mocks)
     assert outputs["spotify_playlists_dev"]["ray_head_node_url"] == "ray://10.1.2.3:10001"
     assert not any(r.typ == LOCAL_HEAD for r in mocks.resources)
+
+
+def test_each_body_is_validated_once_per_run(monkeypatch):
+    """The stack parser validates a body; the Namespace component takes that model as is (parse once)."""
+    from mixpeek_infra import schema
+
+    calls = []
+    original = schema.CreateNamespaceRequest.model_validate.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(1)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(schema.CreateNamespaceRequest, "model_validate", classmethod(counting))
+    config = stack_config("prod")
+    run_program({**config, "qdrantApiKey": API_KEY, "rayAuthToken": RAY_TOKEN}, FakeMocks())
+    assert len(calls) == len(config["namespaces"])
