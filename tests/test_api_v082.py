@@ -271,6 +271,8 @@ def test_namespace_output_round_trips_through_the_clients_namespace_model():
     assert out["infrastructure"]["compute_tier"] == "dedicated_gpu"
     text = next(ix for ix in model.payload_indexes if ix.field_name == "title")
     assert text.field_schema.actual_instance.min_token_len == 2
+    raw = next(ix for ix in out["payload_indexes"] if ix["field_name"] == "title")["field_schema"]
+    assert type(raw["min_token_len"]) is int and type(raw["max_token_len"]) is int  # never 2.0
     assert [fe_.feature_extractor_id for fe_ in model.feature_extractors] == ["text_extractor_v1"]
     # Nothing both models know is lost.
     back = model.to_dict()
