@@ -387,3 +387,38 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except (OSError, urllib.error.URLError):
         return False
+
+
+def listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
+    """(host, port) of every TCP listener owned by `pids` (from /proc, IPv4 and IPv6)."""
+    inodes: set[str] = set()
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in fd_dir.iterdir() if fd_dir.exists() else ():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                continue
+            addr, port = cols[1].split(":")
+            found.add((_proc_addr(addr, width), int(port, 16)))
+    return found
+
+
+def _proc_addr(hexaddr: str, width: int) -> str:
+    if width == 8:
+        return ".".join(str(int(hexaddr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+    if hexaddr == "0" * 32:
+        return "::"
+    if hexaddr == "00000000000000000000000001000000":
+        return "::1"
+    if hexaddr.startswith("0000000000000000FFFF0000"):
+        return _proc_addr(hexaddr[24:], 8)
+    return hexaddr

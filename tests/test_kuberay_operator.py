@@ -25,7 +25,7 @@ import pulumi
 import pytest
 import yaml
 
-from k8s_control_plane import KUBERAY_OPERATOR, ControlPlane, k8s_bin_dir, kuberay_bin_dir
+from k8s_control_plane import KUBERAY_OPERATOR, ControlPlane, k8s_bin_dir, kuberay_bin_dir, listening_sockets
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.ray import RayHead, deploy_ray_head
 from stackmocks import RecordingMocks
@@ -231,7 +231,7 @@ def test_operator_knows_every_field_of_our_raycluster(cluster):
 def test_operator_runs_against_the_loopback_api_server_only(cluster):
     proc = cluster.procs[KUBERAY_OPERATOR]
     assert proc.poll() is None, cluster.log(KUBERAY_OPERATOR)
-    listeners = _listening_sockets(proc.pid)
+    listeners = listening_sockets({proc.pid})
     assert listeners == {("127.0.0.1", cluster.kuberay_probe_port)}, listeners  # no metrics, no webhook server
     log = cluster.log(KUBERAY_OPERATOR, 200_000)
     assert '"starting manager"' in log
@@ -420,28 +420,3 @@ def test_deleting_the_raycluster_removes_its_pods_and_service(cluster, heads):
     assert not errors, "\n".join(errors[:5])
 
 
-def _listening_sockets(pid: int) -> set[tuple[str, int]]:
-    """(host, port) of every TCP listener of `pid` (from /proc, IPv4 and IPv6)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = fd.readlink().as_posix()
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] != "0A" or cols[9] not in inodes:
-                continue
-            addr, port = cols[1].split(":")
-            if len(addr) == 32:  # IPv6: only v4-mapped loopback and ::1 count as loopback
-                addr = {"00000000000000000000000001000000": "::1"}.get(addr, addr)
-                if addr.startswith("0000000000000000FFFF0000"):
-                    addr = addr[24:]
-            if len(addr) == 8:
-                addr = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
-            found.add((addr, int(port, 16)))
-    return found

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8s_control_plane import ControlPlane, k8s_bin_dir
+from k8s_control_plane import ControlPlane, k8s_bin_dir, listening_sockets
 from pulumicli import PulumiProject, cli_bin_dir, ops_by_name
 
 pytestmark = pytest.mark.kubernetes
@@ -203,7 +203,7 @@ def wait_gone(cluster: ControlPlane, path: str, timeout: float = 120) -> None:
 
 def test_control_plane_is_loopback_only_token_authenticated_and_validates_rayclusters(cluster):
     # Every listener of the control plane is on 127.0.0.1.
-    listeners = _listening_sockets({p.pid for p in cluster.procs.values()})
+    listeners = listening_sockets({p.pid for p in cluster.procs.values()})
     assert listeners, "found no listening socket of the control plane"
     assert all(host == "127.0.0.1" for host, _ in listeners), listeners
     assert ("127.0.0.1", cluster.port) in listeners
@@ -231,41 +231,6 @@ def test_control_plane_is_loopback_only_token_authenticated_and_validates_rayclu
     status, body = cluster.request(
         "POST", "/apis/ray.io/v1/namespaces/default/rayclusters?dryRun=All&fieldValidation=Strict", rc)
     assert status == 400 and 'unknown field \\"spec.notAField\\"' in json.dumps(body), body  # strict decoding
-
-
-def _listening_sockets(pids: set[int]) -> set[tuple[str, int]]:
-    """(host, port) of every TCP listener owned by `pids` (from /proc, IPv4 and IPv6)."""
-    inodes: set[str] = set()
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        for fd in fd_dir.iterdir() if fd_dir.exists() else ():
-            try:
-                target = fd.readlink().as_posix()
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        for line in Path(table).read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
-                continue
-            addr, port = cols[1].split(":")
-            found.add((_proc_addr(addr, width), int(port, 16)))
-    return found
-
-
-def _proc_addr(hexaddr: str, width: int) -> str:
-    if width == 8:
-        return ".".join(str(int(hexaddr[i:i + 2], 16)) for i in (6, 4, 2, 0))
-    if hexaddr == "0" * 32:
-        return "::"
-    if hexaddr == "00000000000000000000000001000000":
-        return "::1"
-    if hexaddr.startswith("0000000000000000FFFF0000"):
-        return _proc_addr(hexaddr[24:], 8)
-    return hexaddr
 
 
 # ------------------------------------------------------------------------------------------------
