@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--extractors", metavar="FILE", action="append", default=[],
                         help="YAML/JSON list of user extractor versions {name, version, vectors: [{output, size, "
-                             "inference_service, distance, datatype}]} to register before validating (repeatable)")
+                             "inference_service, distance, datatype, multivector}]} to register before validating "
+                             "(repeatable)")
     parser = argparse.ArgumentParser(
         prog="mixpeek-infra",
         description="Validate and plan Mixpeek namespaces (Create Namespace requests) without touching any "

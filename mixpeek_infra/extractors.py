@@ -19,13 +19,17 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 @dataclass(frozen=True)
 class VectorSpec:
-    """One named vector an extractor writes: `{extractor}_{version}_{output}`."""
+    """One named vector an extractor writes: `{extractor}_{version}_{output}`.
+
+    `multivector`: each point holds a list of `size`-dimensional vectors under this name (late
+    interaction, ColBERT/ColQwen style), compared with MaxSim (Qdrant `multivector_config`)."""
 
     output: str
     size: int
     inference_service: str
     distance: str = "cosine"
     datatype: str = "float32"
+    multivector: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,20 +137,23 @@ def _check_entry(entry: ExtractorVersion) -> None:
             raise ValueError(f"{where}: vector {v.output!r} distance must be one of {', '.join(DISTANCES)}")
         if v.datatype not in DATATYPES:
             raise ValueError(f"{where}: vector {v.output!r} datatype must be one of {', '.join(DATATYPES)}")
+        if not isinstance(v.multivector, bool):
+            raise ValueError(f"{where}: vector {v.output!r} multivector must be true or false, got {v.multivector!r}")
     outputs = [v.output for v in entry.vectors]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"{where}: vector outputs must be unique, got {outputs}")
 
 
 def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
-    """Build a user extractor from stack config: {name, version, vectors: [{output, size, ...}]}."""
+    """Build a user extractor from stack config: {name, version, vectors: [{output, size, inference_service,
+    distance, datatype, multivector}]}."""
     if not isinstance(item, Mapping):
         raise ValueError(f"extractor config: expected a mapping {{name, version, vectors}}, got {type(item).__name__}")
     allowed = {"name", "version", "vectors"}
     unknown = set(item) - allowed
     if unknown:
         raise ValueError(f"extractor config: unknown keys {sorted(unknown, key=str)}; valid keys: {sorted(allowed)}")
-    vec_keys = {"output", "size", "inference_service", "distance", "datatype"}
+    vec_keys = {"output", "size", "inference_service", "distance", "datatype", "multivector"}
     vectors = []
     if not isinstance(item.get("vectors") or [], list):
         raise ValueError("extractor config: vectors must be a list of {output, size, inference_service, ...}")
@@ -160,7 +167,8 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
         if isinstance(size, float) and size.is_integer():
             size = int(size)
         vectors.append(VectorSpec(output=v.get("output", ""), size=size, inference_service=v.get("inference_service", ""),
-                                  distance=v.get("distance", "cosine"), datatype=v.get("datatype", "float32")))
+                                  distance=v.get("distance", "cosine"), datatype=v.get("datatype", "float32"),
+                                  multivector=v.get("multivector", False)))
     entry = ExtractorVersion(name=item.get("name", ""), version=item.get("version", ""), vectors=tuple(vectors))
     _check_entry(entry)
     return entry

@@ -104,7 +104,10 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
                              "size": {"type": "integer", "minimum": 1, "maximum": 65536},
                              "inference_service": {"type": "string", "minLength": 1, "maxLength": 256},
                              "distance": {"enum": list(DISTANCES), "default": "cosine"},
-                             "datatype": {"enum": list(DATATYPES), "default": "float32"}}}
+                             "datatype": {"enum": list(DATATYPES), "default": "float32"},
+                             "multivector": {"type": "boolean", "default": False,
+                                             "description": "a list of vectors per point (late interaction, "
+                                                            "ColBERT/ColQwen style), compared with MaxSim"}}}
     defs["UserExtractor"] = {
         "type": "object", "additionalProperties": False, "required": ["name", "version"],
         "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},

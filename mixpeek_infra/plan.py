@@ -29,6 +29,7 @@ class VectorPlan:
     on_disk: bool
     inference_service: str | None  # None: a bring-your-own vector (vector_configs), no inference service
     feature_extractor_id: str | None  # None: a bring-your-own vector
+    multivector: bool = False  # a list of vectors per point, compared with MaxSim (late interaction)
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,14 @@ class NamespacePlan:
     warnings: tuple[tuple[str, str], ...] = ()  # (field path, message): set fields that change nothing
 
     def vector_config(self) -> dict[str, dict[str, Any]]:
-        """The collection's named vectors as plain data: {name: {size, distance, datatype, on_disk}}."""
-        return {v.name: {"size": v.size, "distance": v.distance, "datatype": v.datatype, "on_disk": v.on_disk}
-                for v in self.vectors}
+        """The collection's named vectors as plain data: {name: {size, distance, datatype, on_disk}}, plus
+        `multivector: {comparator: max_sim}` on multi-vector outputs only (so single-vector configs are unchanged)."""
+        config: dict[str, dict[str, Any]] = {}
+        for v in self.vectors:
+            config[v.name] = {"size": v.size, "distance": v.distance, "datatype": v.datatype, "on_disk": v.on_disk}
+            if v.multivector:
+                config[v.name]["multivector"] = {"comparator": "max_sim"}
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (the CLI's `plan --json` object)."""
@@ -102,8 +108,9 @@ class NamespacePlan:
             "description": self.description,
             "auto_create_indexes": self.auto_create_indexes,
             "feature_extractors": [dict(fe) for fe in self.feature_extractors],
-            "vectors": [{k: v for k, v in asdict(vec).items() if k in ("name", "size", "distance", "datatype", "on_disk")}
-                        for vec in self.vectors],
+            "vectors": [{**{k: v for k, v in asdict(vec).items()
+                           if k in ("name", "size", "distance", "datatype", "on_disk")},
+                         **({"multivector": True} if vec.multivector else {})} for vec in self.vectors],
             "payload_indexes": [asdict(ix) for ix in self.payload_indexes],
             "vector_inference_map": dict(self.vector_inference_map),
             "infrastructure": self.infrastructure.to_dict(),
@@ -138,7 +145,7 @@ def plan_request(req: CreateNamespaceRequest, *, catalogue: Catalogue | None = N
             vectors.append(VectorPlan(name=f"{entry.feature_extractor_id}_{spec.output}", size=sizes[spec.output],
                                       distance=spec.distance, datatype=spec.datatype, on_disk=vectors_on_disk,
                                       inference_service=spec.inference_service,
-                                      feature_extractor_id=entry.feature_extractor_id))
+                                      feature_extractor_id=entry.feature_extractor_id, multivector=spec.multivector))
     vector_configs = []
     for vc in req.vector_configs or []:
         vectors.append(VectorPlan(name=vc.name, size=vc.dimension, distance=vc.distance, datatype="float32",

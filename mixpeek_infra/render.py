@@ -59,8 +59,9 @@ def render_plan(plan: NamespacePlan, deployment: Mapping[str, Any] | None = None
     lines += ["", "  vectors"]
     if plan.vectors:
         rows = [[fmt(v.name), str(v.size), fmt(v.distance), fmt(v.datatype), fmt(v.on_disk),
-                 fmt(v.inference_service)] for v in plan.vectors]
-        lines += _table(["NAME", "SIZE", "DISTANCE", "DATATYPE", "ON_DISK", "INFERENCE SERVICE"], rows, "    ")
+                 "max_sim" if v.multivector else "-", fmt(v.inference_service)] for v in plan.vectors]
+        lines += _table(["NAME", "SIZE", "DISTANCE", "DATATYPE", "ON_DISK", "MULTIVECTOR", "INFERENCE SERVICE"], rows,
+                        "    ")
     else:
         lines.append("    (none: the extractors create no vectors)")
     lines += ["", "  payload indexes"]

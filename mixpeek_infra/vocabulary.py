@@ -9,6 +9,7 @@ NAMESPACE_ID_RULE = "'ns_' followed by 10 lowercase hex characters"
 
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")  # Qdrant's names, lower case
 DATATYPES = ("float32", "float16", "uint8")
+MULTIVECTOR_COMPARATORS = ("max_sim",)  # Qdrant's multivector_config comparators (late interaction: MaxSim)
 
 DEFAULT_QDRANT_PATH = ".mixpeek/qdrant"  # embedded Qdrant Edge, relative to the project root
 DEFAULT_RAY_STATE_DIR = ".mixpeek/ray"  # local Ray heads' records and logs

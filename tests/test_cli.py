@@ -253,8 +253,9 @@ def test_plan_human_tables(capsys):
         assert heading in out.splitlines()
     assert "NAME" in out and "SIZE" in out and "DISTANCE" in out and "INFERENCE SERVICE" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("image_extractor_v1_embedding"))
-    assert row.split() == ["image_extractor_v1_embedding", "768", "cosine", "float32", "false",
+    assert row.split() == ["image_extractor_v1_embedding", "768", "cosine", "float32", "false", "-",
                            "google_siglip_base_v1"]
+    assert "MULTIVECTOR" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("metadata.title"))
     assert row.split() == ["metadata.title", "text", "no", "tokenizer=word", "min_token_len=2", "max_token_len=15",
                            "lowercase=true"]

@@ -75,7 +75,7 @@ def test_every_invalid_input_error_carries_its_paths_as_problems():
     error = spec_info.value
     assert isinstance(error, InvalidInput) and isinstance(error, QdrantError) and isinstance(error, ValueError)
     assert error.problems == [Problem("vectors.img.sparse", "unknown field; valid fields: size, distance, datatype, "
-                                                            "on_disk")]
+                                                            "on_disk, multivector")]
     assert (error.path, error.reason) == error.problems[0] and str(error) == str(error.problems[0])
 
     # A check failure takes its property from the problem, even where the message holds ": " itself.

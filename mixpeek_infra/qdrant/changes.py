@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+#: what fixes a named vector's storage: a change of any of these needs a new collection (`multivector`
+#: is absent, so None, for a plain dense vector)
+VECTOR_SHAPE = ("size", "distance", "datatype", "multivector")
+
 
 def location_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Whether two target specs name different places (kind, server URL or embedded path)."""
@@ -33,7 +37,7 @@ def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[
         if name not in old:
             added.append(name)
             continue
-        for attr in ("size", "distance", "datatype"):
+        for attr in VECTOR_SHAPE:
             if old[name].get(attr) != new[name].get(attr):
                 replace.append(f"vector {name!r} {attr} {old[name].get(attr)!r} -> {new[name].get(attr)!r}")
         if bool(old[name].get("on_disk")) != bool(new[name].get("on_disk")):
@@ -77,4 +81,4 @@ def deletion_message(name: str, location: str, points: int, action: str, reasons
             "revert the change to keep the collection.")
 
 
-__all__ = ["deletion_message", "location_changed", "managed_settings", "vector_change"]
+__all__ = ["VECTOR_SHAPE", "deletion_message", "location_changed", "managed_settings", "vector_change"]

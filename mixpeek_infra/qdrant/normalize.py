@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any, Mapping
 
-from ..vocabulary import DATATYPES, DISTANCES
+from ..vocabulary import DATATYPES, DISTANCES, MULTIVECTOR_COMPARATORS
 from .errors import InvalidSpec
 
 FIELD_TYPES = ("keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid")
@@ -78,19 +78,34 @@ def _no_extra(value: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> 
 
 
 def normalize_vector(name: str, params: Any, path: str) -> dict[str, Any]:
-    """One named vector in canonical form: size, distance, datatype (default float32), on_disk (default false)."""
+    """One named vector in canonical form: size, distance, datatype (default float32), on_disk (default false),
+    and `multivector: {comparator: max_sim}` only for a multi-vector (absent or null: a plain dense vector)."""
     params = _mapping(params, path)
-    _no_extra(params, ("size", "distance", "datatype", "on_disk"), path)
+    _no_extra(params, ("size", "distance", "datatype", "on_disk", "multivector"), path)
     if "size" not in params:
         raise InvalidSpec(f"{path}.size", "required")
     if "distance" not in params:
         raise InvalidSpec(f"{path}.distance", f"required; one of {', '.join(DISTANCES)}")
-    return {
+    out = {
         "size": as_int(params["size"], f"{path}.size", minimum=1, maximum=65536),
         "distance": as_choice(params["distance"], DISTANCES, f"{path}.distance"),
         "datatype": as_choice(params.get("datatype", "float32"), DATATYPES, f"{path}.datatype"),
         "on_disk": as_bool(params.get("on_disk", False), f"{path}.on_disk"),
     }
+    if params.get("multivector") is not None:
+        out["multivector"] = normalize_multivector(params["multivector"], f"{path}.multivector")
+    return out
+
+
+def normalize_multivector(value: Any, path: str) -> dict[str, str]:
+    """A vector's multi-vector config, `{"comparator": "max_sim"}` (Qdrant's `multivector_config`)."""
+    choices = ", ".join(MULTIVECTOR_COMPARATORS)
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(path, f"expected an object {{comparator: {choices}}}, got {value!r}")
+    _no_extra(value, ("comparator",), path)
+    if "comparator" not in value:
+        raise InvalidSpec(f"{path}.comparator", f"required; one of {choices}")
+    return {"comparator": as_choice(value["comparator"], MULTIVECTOR_COMPARATORS, f"{path}.comparator")}
 
 
 def normalize_vectors(value: Any, path: str = "vectors") -> dict[str, dict[str, Any]]:
@@ -205,5 +220,5 @@ def normalize_field_schema(field_type: Any, schema: Any, path: str = "field_sche
 
 __all__ = ["COLLECTION_NAME", "COLLECTION_NAME_RULE", "COMPRESSIONS", "DATATYPES", "DISTANCES", "FIELD_NAME",
            "FIELD_TYPES", "HNSW_DEFAULTS", "SETTINGS_KEYS", "TOKENIZERS", "as_bool", "as_choice", "as_float", "as_int",
-           "default_field_schema", "normalize_field_schema", "normalize_quantization", "normalize_settings",
-           "normalize_vector", "normalize_vectors"]
+           "default_field_schema", "normalize_field_schema", "normalize_multivector", "normalize_quantization",
+           "normalize_settings", "normalize_vector", "normalize_vectors"]

@@ -29,7 +29,7 @@ from .. import hostwatch
 from ..problems import InvalidInput
 from ..vocabulary import NAMESPACE_ID
 from .keys import configure as configure_keys
-from .changes import deletion_message, location_changed, managed_settings, vector_change
+from .changes import VECTOR_SHAPE, deletion_message, location_changed, managed_settings, vector_change
 from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeLocked, FinalSnapshotFailed,
                      InvalidSpec, QdrantError, TargetUnavailable, owner_message)
 from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
@@ -247,8 +247,8 @@ class CollectionProvider(_QdrantProvider):
         """Take over an existing collection: only this namespace's or an unrecorded one, with the same vectors."""
         if existing.namespace_id and existing.namespace_id != namespace_id:
             raise CollectionConflict(owner_message(name, store.location, existing.namespace_id, namespace_id))
-        shape = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in existing.vectors.items()}
-        wanted = {k: {a: v[a] for a in ("size", "distance", "datatype")} for k, v in inputs["vectors"].items()}
+        shape = {k: {a: v[a] for a in VECTOR_SHAPE if a in v} for k, v in existing.vectors.items()}
+        wanted = {k: {a: v[a] for a in VECTOR_SHAPE if a in v} for k, v in inputs["vectors"].items()}
         if shape != wanted:
             raise CollectionConflict(
                 f"Qdrant collection {name!r} already exists at {store.location} with different vectors "
@@ -273,11 +273,12 @@ class CollectionProvider(_QdrantProvider):
                 store.add_vector(name, vname, params)
                 added = True
                 continue
-            for attr in ("size", "distance", "datatype"):
-                if real[attr] != params[attr]:
+            for attr in VECTOR_SHAPE:
+                if real.get(attr) != params.get(attr):
                     raise CollectionConflict(
-                        f"Qdrant collection {name!r} at {store.location}: vector {vname!r} has {attr} {real[attr]!r} "
-                        f"but {params[attr]!r} is wanted; that cannot change in place (the collection must be replaced)")
+                        f"Qdrant collection {name!r} at {store.location}: vector {vname!r} has {attr} "
+                        f"{real.get(attr)!r} but {params.get(attr)!r} is wanted; that cannot change in place (the "
+                        "collection must be replaced)")
             if real["on_disk"] != params["on_disk"]:
                 on_disk[vname] = params["on_disk"]
         desired = inputs["settings"]

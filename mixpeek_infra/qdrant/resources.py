@@ -29,7 +29,8 @@ from .target import QdrantTarget
 class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollection"):
     """A namespace's Qdrant collection: one named vector per vector index of its feature extractors.
 
-    vectors: `{name: {"size", "distance", "datatype", "on_disk"}}` as `NamespacePlan.vector_config()` gives.
+    vectors: `{name: {"size", "distance", "datatype", "on_disk"[, "multivector": {"comparator": "max_sim"}]}}` as
+        `NamespacePlan.vector_config()` gives.
     target: where it lives (`QdrantTarget`); default embedded Qdrant Edge at `.mixpeek/qdrant`.
     namespace_id: a fixed id (`ns_` + 10 hex); by default one is generated once, at creation.
     collection_name: a fixed collection name; by default the namespace id.

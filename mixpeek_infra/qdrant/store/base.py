@@ -5,7 +5,9 @@ Two stores implement it: `EdgeStore` (embedded Qdrant Edge, `qdrant-edge-py`) an
 canonical form, the same form the resources take as inputs and report as outputs:
 
 - vectors: `{name: {"size": int, "distance": "cosine"|"dot"|"euclid"|"manhattan",
-  "datatype": "float32"|"float16"|"uint8", "on_disk": bool}}`
+  "datatype": "float32"|"float16"|"uint8", "on_disk": bool}}`, plus `"multivector": {"comparator":
+  "max_sim"}` on a multi-vector (late interaction: a list of `size`-dimensional vectors per point); a
+  plain dense vector has no `multivector` key
 - settings (every key optional): `hnsw_config` `{m, ef_construct, full_scan_threshold[, on_disk,
   payload_m]}`, `quantization_config` (`{"scalar": {type, quantile?, always_ram?}}`,
   `{"product": {compression, always_ram?}}` or `{"binary": {always_ram?}}`), `on_disk_payload`,
@@ -146,12 +148,14 @@ class Store(ABC):
 
     @abstractmethod
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
-        """Upsert `{"id", "vector": {name: [..]}, "payload"}` points (a helper for tests and benchmarks)."""
+        """Upsert `{"id", "vector": {name: [..]}, "payload"}` points (a multi-vector's value is a list of
+        vectors; a helper for tests and benchmarks)."""
 
     @abstractmethod
     def query(self, collection: str, vector_name: str, vector: list[float],
               conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
-        """Nearest points as `{"id", "score", "payload"}` (a helper for tests and benchmarks)."""
+        """Nearest points as `{"id", "score", "payload"}`; a multi-vector is queried with a list of vectors
+        (MaxSim) (a helper for tests and benchmarks)."""
 
     def close(self) -> None:
         """Release clients or open shards."""

@@ -68,6 +68,7 @@ _DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorSt
              "uint8": qe.VectorStorageDatatype.Uint8}
 _TOKENIZER = {"word": qe.TokenizerType.Word, "whitespace": qe.TokenizerType.Whitespace,
               "prefix": qe.TokenizerType.Prefix, "multilingual": qe.TokenizerType.Multilingual}
+_COMPARATOR = {"max_sim": qe.MultiVectorComparator.MaxSim}
 _COMPRESSION = {"x4": qe.CompressionRatio.X4, "x8": qe.CompressionRatio.X8, "x16": qe.CompressionRatio.X16,
                 "x32": qe.CompressionRatio.X32, "x64": qe.CompressionRatio.X64}
 
@@ -209,9 +210,15 @@ def close_all_shards() -> None:
 # Conversions
 
 
+def _multivector(params: Mapping[str, Any]) -> Any:
+    """`qe.MultiVectorConfig` of a multi-vector's canonical params; None for a plain dense vector."""
+    multi = params.get("multivector")
+    return qe.MultiVectorConfig(comparator=_COMPARATOR[multi["comparator"]]) if multi else None
+
+
 def _vector_params(params: Mapping[str, Any]) -> Any:
     return qe.EdgeVectorParams(size=int(params["size"]), distance=_DISTANCE[params["distance"]],
-                               on_disk=bool(params.get("on_disk", False)),
+                               on_disk=bool(params.get("on_disk", False)), multivector_config=_multivector(params),
                                datatype=_DATATYPE[params.get("datatype", "float32")])
 
 
@@ -287,6 +294,9 @@ def _vectors_from_config(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]
         out[name] = {"size": int(params["size"]), "distance": str(params["distance"]).lower(),
                      "datatype": str(params.get("datatype") or "float32").lower(),
                      "on_disk": params.get("on_disk") is True}
+        multi = params.get("multivector_config")
+        if multi:  # Edge writes {"comparator": "max_sim"}
+            out[name]["multivector"] = {"comparator": str(multi.get("comparator", "max_sim")).lower()}
     return dict(sorted(out.items()))
 
 
@@ -312,6 +322,11 @@ def _settings_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     on_disk_payload = config.get("on_disk_payload")
     settings["on_disk_payload"] = True if on_disk_payload is None else bool(on_disk_payload)
     return settings
+
+
+def _plain_vector(value: Any) -> list[Any]:
+    """A dense vector as a list of floats, a multi-vector as a list of such lists."""
+    return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
 
 
 def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
@@ -529,7 +544,7 @@ class EdgeStore(Store):
         with self._use(name) as shard:
             shard.update(qe.UpdateOperation.create_dense_vector(
                 vector_name, int(params["size"]), _DISTANCE[params["distance"]],
-                datatype=_DATATYPE[params.get("datatype", "float32")]))
+                multivector_config=_multivector(params), datatype=_DATATYPE[params.get("datatype", "float32")]))
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
 
@@ -648,13 +663,14 @@ class EdgeStore(Store):
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
         with self._use(collection) as shard:
             shard.update(qe.UpdateOperation.upsert_points(
-                [qe.Point(p["id"], {k: list(v) for k, v in p["vector"].items()}, p.get("payload")) for p in points]))
+                [qe.Point(p["id"], {k: _plain_vector(v) for k, v in p["vector"].items()}, p.get("payload"))
+                 for p in points]))
             shard.flush()
 
-    def query(self, collection: str, vector_name: str, vector: list[float],
+    def query(self, collection: str, vector_name: str, vector: list[float] | list[list[float]],
               conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
         with self._use(collection) as shard:
-            hits = shard.query(qe.QueryRequest(query=qe.Query.Nearest(list(vector), using=vector_name),
+            hits = shard.query(qe.QueryRequest(query=qe.Query.Nearest(_plain_vector(vector), using=vector_name),
                                                filter=_filter(conditions), limit=limit, with_payload=True))
             return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
 

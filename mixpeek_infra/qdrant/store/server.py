@@ -260,6 +260,10 @@ class ServerStore(Store):
             vectors[vname] = {"size": int(vp.size), "distance": str(getattr(vp.distance, "value", vp.distance)).lower(),
                               "datatype": str(getattr(vp.datatype, "value", vp.datatype) or "float32").lower(),
                               "on_disk": vp.on_disk is True}
+            multi = getattr(vp, "multivector_config", None)
+            if multi is not None:
+                comparator = getattr(multi.comparator, "value", multi.comparator)
+                vectors[vname]["multivector"] = {"comparator": str(comparator).lower()}
         settings: dict[str, Any] = {}
         hnsw = info.config.hnsw_config
         if hnsw is not None:
@@ -302,7 +306,8 @@ class ServerStore(Store):
         kwargs: dict[str, Any] = {
             "vectors_config": {vname: qm.VectorParams(size=p["size"], distance=_distance(p["distance"]),
                                                       datatype=qm.Datatype(p.get("datatype", "float32")),
-                                                      on_disk=bool(p.get("on_disk", False)))
+                                                      on_disk=bool(p.get("on_disk", False)),
+                                                      multivector_config=_multivector(p))
                                for vname, p in vectors.items()},
         }
         if settings.get("hnsw_config"):
@@ -340,7 +345,7 @@ class ServerStore(Store):
                               "collection needs 1.18 or later")
         config = qm.DenseVectorNameConfig(dense=qm.DenseVectorConfig(
             size=params["size"], distance=_distance(params["distance"]),
-            datatype=qm.Datatype(params.get("datatype", "float32"))))
+            datatype=qm.Datatype(params.get("datatype", "float32")), multivector_config=_multivector(params)))
         self._write(name, f"add vector {vector_name!r} to {name!r}",
                    lambda: self.client.create_vector_name(name, vector_name, config))
         if params.get("on_disk"):
@@ -470,15 +475,15 @@ class ServerStore(Store):
     # -- data helpers -----------------------------------------------------------------------------
 
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
-        structs = [qm.PointStruct(id=p["id"], vector={k: list(v) for k, v in p["vector"].items()},
+        structs = [qm.PointStruct(id=p["id"], vector={k: _plain_vector(v) for k, v in p["vector"].items()},
                                   payload=p.get("payload")) for p in points]
         self._write(collection, f"upsert into {collection!r}",
                     lambda: self.client.upsert(collection, structs, wait=True))
 
-    def query(self, collection: str, vector_name: str, vector: list[float],
+    def query(self, collection: str, vector_name: str, vector: list[float] | list[list[float]],
               conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
         result = self._call(f"query {collection!r}", lambda: self.client.query_points(
-            collection, query=list(vector), using=vector_name, query_filter=_filter(conditions), limit=limit,
+            collection, query=_plain_vector(vector), using=vector_name, query_filter=_filter(conditions), limit=limit,
             with_payload=True))
         return [{"id": p.id, "score": p.score, "payload": p.payload} for p in result.points]
 
@@ -492,6 +497,19 @@ class ServerStore(Store):
 def _distance(name: str) -> Any:
     return {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID,
             "manhattan": qm.Distance.MANHATTAN}[name]
+
+
+def _multivector(params: Mapping[str, Any]) -> Any:
+    """`qm.MultiVectorConfig` of a multi-vector's canonical params; None for a plain dense vector."""
+    multi = params.get("multivector")
+    if not multi:
+        return None
+    return qm.MultiVectorConfig(comparator={"max_sim": qm.MultiVectorComparator.MAX_SIM}[multi["comparator"]])
+
+
+def _plain_vector(value: Any) -> list[Any]:
+    """A dense vector as a list of floats, a multi-vector as a list of such lists."""
+    return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
 
 
 def _quantization(value: Mapping[str, Any]) -> Any:
