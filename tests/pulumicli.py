@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSPHRASE = "mixpeek-infra-tests"
 HOST_BINARIES = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python")
 
+# The dev stack's seed namespace, as every real-engine test expects it.
+NS = "spotify_playlists_dev"
+SEED_MAP = {"multimodal_extractor_v1_multimodal_embedding": "vertex_multimodal_embedding",
+            "multimodal_extractor_v1_transcription_embedding": "multilingual_e5_large_instruct_v1",
+            "image_extractor_v1_embedding": "google_siglip_base_v1"}
+SEED_VECTORS = {"multimodal_extractor_v1_multimodal_embedding": (1408, "cosine"),
+                "multimodal_extractor_v1_transcription_embedding": (1024, "cosine"),
+                "image_extractor_v1_embedding": (768, "cosine")}
+LOCAL_HEAD = "pulumi-python:dynamic/mixpeek:LocalRayHead"
+
 
 def cli_bin_dir() -> Path:
     """The directory holding `pulumi` and the Python language host; skips (or fails in CI) without it."""

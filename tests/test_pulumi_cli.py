@@ -21,19 +21,12 @@ import yaml
 
 from mixpeek_infra.qdrant.store import forget_stores, open_store
 from mixpeek_infra.ray.local import process_info
-from pulumicli import PulumiProject, cli_bin_dir, kill_group, ops_by_name, ray_sessions, wait_dead
+from pulumicli import (LOCAL_HEAD, NS, SEED_MAP, SEED_VECTORS, PulumiProject, cli_bin_dir, kill_group, ops_by_name,
+                       ray_sessions, wait_dead)
 
 pytestmark = pytest.mark.pulumi_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-NS = "spotify_playlists_dev"
-SEED_MAP = {"multimodal_extractor_v1_multimodal_embedding": "vertex_multimodal_embedding",
-            "multimodal_extractor_v1_transcription_embedding": "multilingual_e5_large_instruct_v1",
-            "image_extractor_v1_embedding": "google_siglip_base_v1"}
-SEED_VECTORS = {"multimodal_extractor_v1_multimodal_embedding": (1408, "cosine"),
-                "multimodal_extractor_v1_transcription_embedding": (1024, "cosine"),
-                "image_extractor_v1_embedding": (768, "cosine")}
-LOCAL_HEAD = "pulumi-python:dynamic/mixpeek:LocalRayHead"
 
 
 def dev_stack() -> dict:

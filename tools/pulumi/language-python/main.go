@@ -6,17 +6,26 @@
 //
 // It speaks the engine's LanguageRuntime gRPC protocol (pulumirpc, from the pulumi sdk/v3 module)
 // and does what a Python language host must for `pulumi up/preview/refresh/destroy/install`:
+//
 //   - Run: start the SDK's own `pulumi-language-python-exec` (installed beside this binary) with
 //     the project's virtualenv Python, passing the engine, monitor, project, stack, config and
 //     secret config keys the way the SDK reads them (flags, PULUMI_CONFIG,
 //     PULUMI_CONFIG_SECRET_KEYS), and creating the virtualenv first when it is missing;
+//
 //   - GetRequiredPackages: the resource plugins that installed Python packages declare in their
 //     `pulumi-plugin.json`;
+//
 //   - InstallDependencies, About, GetProgramDependencies: through the SDK's Python toolchain
 //     package (pip, poetry or uv, as `runtime.options.toolchain` says).
 //
-// It does not implement what this project does not use (program generation, templates, RunPlugin
-// for Python component providers, Link/Pack): those answer Unimplemented.
+//   - RunPlugin: run a Python plugin from source (a directory with `PulumiPlugin.yaml` and
+//     `__main__.py`, such as this project's component provider in provider/): `python <dir> ARGS`
+//     with the plugin's virtualenv (`virtualenv` in PulumiPlugin.yaml, default `venv`, as
+//     Pulumi's host defaults it), its output streamed back to the engine.
+//
+// It does not implement what this project does not use (program generation, templates, SDK
+// generation for Python, Link/Pack, plugins run as buildable packages through
+// `pulumi.run.plugin`): those answer Unimplemented.
 package main
 
 import (
@@ -30,6 +39,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/logging"
@@ -51,6 +61,11 @@ func main() {
 	flag.String("tracing", "", "Emit tracing to a Zipkin-compatible tracing endpoint (ignored)")
 	flag.String("root", "", "Project root path (the engine sends it in each request)")
 	flag.String("binary", "", "Unused: Python programs are run from source")
+	// Older engines (such as the one inside pulumi-language-yaml, built on pulumi v3.206) pass the
+	// plugin's runtime options as flags too; the request's ProgramInfo carries them as well.
+	for _, option := range []string{"toolchain", "virtualenv", "typechecker"} {
+		flagOptions[option] = flag.String(option, "", "runtime option "+option+" (also read from each request)")
+	}
 	flag.Parse()
 	logging.InitLogging(false, 0, false)
 
@@ -103,13 +118,30 @@ type pythonHost struct {
 	exec   string
 }
 
+// flagOptions are the runtime options given as flags (see main).
+var flagOptions = map[string]*string{}
+
+// runtimeOptions are the request's runtime options, completed from the flags an older engine passes.
+func runtimeOptions(info *pulumirpc.ProgramInfo) map[string]any {
+	options := info.GetOptions().AsMap()
+	for key, value := range flagOptions {
+		if _, given := options[key]; !given && value != nil && *value != "" {
+			options[key] = *value
+		}
+	}
+	return options
+}
+
 // toolchainFor resolves pip/poetry/uv and the virtualenv from the program's runtime options.
 func toolchainFor(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 	if info == nil {
 		return nil, errors.New("the engine sent no program info")
 	}
+	return toolchainWith(info, runtimeOptions(info))
+}
+
+func toolchainWith(info *pulumirpc.ProgramInfo, options map[string]any) (toolchain.Toolchain, error) {
 	opts := toolchain.PythonOptions{Root: info.RootDirectory, ProgramDir: info.ProgramDirectory}
-	options := info.GetOptions().AsMap()
 	if venv, ok := options["virtualenv"].(string); ok && venv != "" {
 		opts.Virtualenv = venv
 	}
@@ -307,4 +339,60 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// RunPlugin runs a Python plugin from source: `python <plugin dir> ARGS` in the plugin's
+// virtualenv, the way Pulumi's own host runs a bare plugin directory holding `__main__.py`.
+func (h *pythonHost) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRuntime_RunPluginServer) error {
+	info := req.GetInfo()
+	if info == nil {
+		return errors.New("the engine sent no plugin info")
+	}
+	if _, err := os.Stat(filepath.Join(info.ProgramDirectory, "__main__.py")); err != nil {
+		return fmt.Errorf("plugin %s: only plugin directories holding __main__.py are supported: %w",
+			info.ProgramDirectory, err)
+	}
+	// Like Pulumi's host: plugins never run in the ambient Python; pip defaults to ./venv.
+	options := runtimeOptions(info)
+	if venv, _ := options["virtualenv"].(string); venv == "" {
+		if tc, _ := options["toolchain"].(string); tc == "" || tc == "pip" {
+			options["virtualenv"] = "venv"
+		}
+	}
+	tc, err := toolchainWith(info, options)
+	if err != nil {
+		return err
+	}
+	if err := tc.ValidateVenv(server.Context()); err != nil {
+		return fmt.Errorf("plugin %s: %w (create it and install the plugin's requirements.txt into it)",
+			info.ProgramDirectory, err)
+	}
+	cmd, err := tc.Command(server.Context(), append([]string{"-u", info.ProgramDirectory}, req.Args...)...)
+	if err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	cmd.Dir = req.Pwd
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, req.Env...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			if status, ok := exit.Sys().(syscall.WaitStatus); ok {
+				return server.Send(&pulumirpc.RunPluginResponse{
+					Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(status.ExitStatus())}, //nolint:gosec
+				})
+			}
+			return fmt.Errorf("plugin exited unexpectedly: %w", exit)
+		}
+		return fmt.Errorf("problem executing plugin program (could not run the plugin): %w", err)
+	}
+	return closer.Close()
 }
