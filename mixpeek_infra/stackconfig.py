@@ -17,8 +17,9 @@ Keys (all under the `mixpeek-infra:` project prefix):
   extractors   user extractor versions [{name, version, vectors: [...]}]
   qdrantApiKey, rayAuthToken   secrets: set with `pulumi config set --secret`
 
-Pure: imports no Pulumi, Qdrant or Ray. (The Ray head and Qdrant target rules it applies are the
-ones `RayHead` and `QdrantTarget` apply; see `_ray_problems` and `_qdrant_problems`.)
+Imports no Pulumi, Qdrant or Ray. Parsing applies the rules of `RayHead` (`ray.spec`), `QdrantTarget`
+and the Collection's input check (`qdrant.inputs`) by calling them, so each rule lives in one place;
+those calls load the Pulumi SDK (not the engine) on first use.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
-from .problems import InvalidInput, Problem
+from .problems import Problem
 from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, parse_request
 from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
@@ -45,12 +46,6 @@ QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 SHARED_RAY_NAME = "shared-ray"  # the stack's own shared Ray head
-
-
-class InvalidStackConfig(InvalidInput):
-    """The stack config cannot be deployed; `problems` holds every problem with its config path."""
-
-    heading = "invalid stack config"
 
 
 @dataclass(frozen=True)
@@ -161,11 +156,6 @@ class StackConfig:
                     "from": "ray (the stack's shared head)"}
         return {**_head_settings(settings or {}, f"{entry.key}-ray", entry.plan.namespace_name, self.secrets),
                 "from": entry.ray_path}
-
-    def raise_for_problems(self) -> "StackConfig":
-        if self.problems:
-            raise InvalidStackConfig(self.problems)
-        return self
 
 
 def _head_settings(settings: Mapping[str, Any], name: str, namespace_name: str,

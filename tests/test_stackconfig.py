@@ -235,7 +235,7 @@ def test_validate_verdict_equals_program_verdict(tmp_path, base, mutations):
     agree(tmp_path, config, secure)
 
 
-def test_parse_is_pure_and_reports_every_problem_at_once():
+def test_parse_reports_every_problem_at_once():
     config = parse_stack_config({"ray": {"mode": "kubernets"}, "qdrant": {"path": 5}, "qdrantApiKey": "k",
                                  "namespaces": [{"request": {"namespace_name": "a"}, "protect": 1}]})
     paths = [p.path for p in config.problems]
