@@ -1,12 +1,23 @@
 """The feature extractor catalogue: documented extractors as data, plus user-registered ones.
 
-Each entry is one extractor version with the named vectors it writes. Params that change a
-vector's dimensions are declared with their valid values; any other param is an error.
-Pure: imports nothing from Pulumi, Qdrant or Ray.
+Each entry is one extractor version with the named vectors it writes, and how each param of the
+official client's params model for it (`client_model`, e.g. `ImageExtractorParams`) is treated:
+
+- `params`: documented params that choose a vector (valid values, default filled into the plan);
+- `pinned_params`: client params that would add or remove a vector, accepted only at the values that
+  keep the catalogue's vector set (passed through as given; no default is filled in);
+- `inert_params`: processing knobs that change no vector; any JSON value passes through unchanged;
+- `vector_params`: params that change the vectors in ways Mixpeek does not document: refused;
+- credentials (`*_api_key`, ...): refused for every extractor, their value never quoted;
+- `extractor_type`, the client's discriminator: accepted only equal to the extractor's name, and
+  dropped from the plan (it repeats `feature_extractor_name`).
+
+Any other param is an error naming the valid ones. Pure: imports nothing from Pulumi, Qdrant or Ray.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -15,6 +26,69 @@ DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 DATATYPES = ("float32", "float16", "uint8")
 # Extractor names, versions and vector outputs become Qdrant vector names: keep them to a safe charset.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+# A param (or a key inside a param's value) that carries a credential.
+_CREDENTIAL = re.compile(r"(?i)(^|_)(api_?key|secret|password|passwd|credentials?|access_token|auth_token|"
+                         r"bearer_token|private_key)$")
+DISCRIMINATOR = "extractor_type"
+VECTOR_CHANGE = "changes the namespace's vectors; Mixpeek does not document how, so it is not supported here"
+CREDENTIAL_REFUSAL = ("a credential must not be put in a request body (it would land in the state and outputs): "
+                      "set it through the Mixpeek API")
+
+
+def is_credential(name: Any) -> bool:
+    """Whether a param name (or a key inside a param value) names a credential (`llm_api_key`, ...)."""
+    return isinstance(name, str) and bool(_CREDENTIAL.search(name))
+
+
+def _credential_paths(value: Any, path: str, depth: int = 0) -> list[str]:
+    """Paths of credential-named keys nested in a JSON value."""
+    found: list[str] = []
+    if depth > 32:
+        return found
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if isinstance(k, str) and len(k) <= 64 else f"{path}.<key>"
+            found += [sub] if is_credential(k) else _credential_paths(v, sub, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += _credential_paths(v, f"{path}[{i}]", depth + 1)
+    return found
+
+
+def plain_json(value: Any) -> Any:
+    """A deep copy of a JSON value with subclasses made plain (the client's str enums become str)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, Mapping):
+        return {str.__str__(k) if isinstance(k, str) else k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why `value` is not a plain JSON value (None if it is)."""
+    if depth > 32:
+        return "nested too deeply (more than 32 levels)"
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "not a finite number"
+    if isinstance(value, (list, tuple)):
+        return next((p for p in (_json_problem(v, depth + 1) for v in value) if p), None)
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            return "an object whose keys are not all strings"
+        return next((p for p in (_json_problem(v, depth + 1) for v in value.values()) if p), None)
+    return f"a {type(value).__name__}, not a JSON value"
 
 
 @dataclass(frozen=True)
@@ -50,6 +124,12 @@ class ExtractorVersion:
     version: str
     vectors: tuple[VectorSpec, ...] = ()
     params: tuple[ParamSpec, ...] = ()
+    # The official client's params model for this extractor (documentation; `extractor_type` is accepted
+    # only when there is one), and how its other fields are treated (see the module docstring).
+    client_model: str | None = None
+    pinned_params: tuple[ParamSpec, ...] = ()
+    inert_params: frozenset[str] = frozenset()
+    vector_params: tuple[tuple[str, str], ...] = ()  # (param, why it changes the vectors)
 
     @property
     def feature_extractor_id(self) -> str:
@@ -58,8 +138,15 @@ class ExtractorVersion:
     def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Documented defaults overlaid with `params` (assumed valid: see `param_errors`)."""
         resolved = {p.name: p.default for p in self.params}
-        resolved.update(params or {})
+        resolved.update({key: plain_json(value) for key, value in (params or {}).items()})
+        if self.client_model:
+            resolved.pop(DISCRIMINATOR, None)  # repeats feature_extractor_name
         return resolved
+
+    def valid_param_names(self) -> list[str]:
+        """Every param this extractor accepts."""
+        names = {p.name for p in self.params + self.pinned_params} | set(self.inert_params)
+        return sorted(names | ({DISCRIMINATOR} if self.client_model else set()))
 
     def vector_sizes(self, params: Mapping[str, Any]) -> dict[str, int]:
         """Size of each output vector once `params` (resolved) are applied."""
@@ -73,16 +160,44 @@ class ExtractorVersion:
         """(field path, message) for each unknown param or invalid value."""
         errors: list[tuple[str, str]] = []
         known = {p.name: p for p in self.params}
+        pinned = {p.name: p for p in self.pinned_params}
+        vector = dict(self.vector_params)
         for key, value in (params or {}).items():
-            spec = known.get(key)
-            if spec is None:
-                valid = ", ".join(sorted(known)) or "none (this extractor takes no params)"
-                errors.append((f"{path}.{key}", f"unknown param for {self.feature_extractor_id}; valid params: {valid}"))
-            elif isinstance(value, bool) or value not in spec.choices:
-                choices = ", ".join(repr(c) for c in spec.choices)
-                shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
-                errors.append((f"{path}.{key}", f"invalid value {shown}; valid choices: {choices}"))
+            where = f"{path}.{key}"
+            if is_credential(key):  # before anything that could quote the value
+                errors.append((where, CREDENTIAL_REFUSAL))
+            elif key in known or key in pinned:
+                spec = known.get(key) or pinned[key]
+                if not _is_choice(value, spec.choices):
+                    choices = ", ".join(repr(c) for c in spec.choices)
+                    value = plain_json(value)
+                    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+                    why = f": {key}={shown} {VECTOR_CHANGE}" if key in pinned else ""
+                    errors.append((where, f"invalid value {shown}{why}; valid choices: {choices}"))
+            elif key in self.inert_params:
+                nested = _credential_paths(value, where)
+                problem = _json_problem(value)
+                errors += [(p, CREDENTIAL_REFUSAL) for p in nested]
+                if problem and not nested:
+                    errors.append((where, f"must be a JSON value (string, number, true/false, null, list or "
+                                          f"object), got {problem}"))
+            elif key == DISCRIMINATOR and self.client_model:
+                if value != self.name or not isinstance(value, str):
+                    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+                    errors.append((where, f"invalid value {shown}: the client's discriminator of {self.client_model} "
+                                          f"must be {self.name!r} (or left out)"))
+            elif key in vector:
+                errors.append((where, f"{key} {VECTOR_CHANGE} ({vector[key]})"))
+            else:
+                valid = ", ".join(self.valid_param_names()) or "none (this extractor takes no params)"
+                shown = key if isinstance(key, str) and len(key) <= 64 else repr(key)[:64] + "..."
+                errors.append((f"{path}.{shown}", f"unknown param for {self.feature_extractor_id}; valid params: {valid}"))
         return errors
+
+
+def _is_choice(value: Any, choices: tuple[Any, ...]) -> bool:
+    """`value` is one of `choices`; a bool only matches a bool (True is not 1)."""
+    return any(isinstance(value, bool) == isinstance(c, bool) and value == c for c in choices)
 
 
 @dataclass
@@ -142,6 +257,14 @@ def _check_entry(entry: ExtractorVersion) -> None:
     outputs = [v.output for v in entry.vectors]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"{where}: vector outputs must be unique, got {outputs}")
+    groups = [[p.name for p in entry.params], [p.name for p in entry.pinned_params], sorted(entry.inert_params),
+              [name for name, _ in entry.vector_params]]
+    names = [n for g in groups for n in g]
+    if len(set(names)) != len(names) or DISCRIMINATOR in names or any(is_credential(n) for n in names):
+        raise ValueError(f"{where}: a param is listed twice, or is {DISCRIMINATOR!r} or a credential: {sorted(names)}")
+    for p in entry.params + entry.pinned_params:
+        if not _is_choice(p.default, p.choices):
+            raise ValueError(f"{where}: param {p.name!r} default {p.default!r} is not one of its choices")
 
 
 def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
@@ -174,22 +297,80 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
     return entry
 
 
+# Reasons a client param is refused as changing the vectors (see `ExtractorVersion.vector_params`).
+_SHAPE = ("structured LLM extraction: whether and how its fields are embedded, and under which vector names, "
+          "is not documented")
+
+
 def _documented() -> Iterable[ExtractorVersion]:
     e5 = "multilingual_e5_large_instruct_v1"
     yield ExtractorVersion("image_extractor", "v1", (VectorSpec("embedding", 768, "google_siglip_base_v1"),),
-                           (ParamSpec("model", ("siglip_base",), "siglip_base"),))
-    yield ExtractorVersion("text_extractor", "v1", (VectorSpec("embedding", 1024, e5),))
+                           (ParamSpec("model", ("siglip_base",), "siglip_base"),),
+                           client_model="ImageExtractorParams",
+                           inert_params=frozenset({"enable_thumbnails", "use_cdn"}))
+    yield ExtractorVersion("text_extractor", "v1", (VectorSpec("embedding", 1024, e5),),
+                           client_model="TextExtractorParams",
+                           # the catalogue's own model: any other one has a dimension not documented here
+                           pinned_params=(ParamSpec("embedding_model", (e5,), e5),),
+                           inert_params=frozenset({"source_type", "split_by", "chunk_size", "chunk_overlap",
+                                                   "segment_length_seconds", "language", "extract_captions",
+                                                   "llm_provider", "llm_model", "embedding_task"}),
+                           vector_params=(("response_shape", _SHAPE),))
+    multimodal_pinned = (
+        ParamSpec("run_multimodal_embedding", (True,), True),  # False drops multimodal_embedding
+        # False leaves the catalogue's transcription_embedding vector unfilled, True fills it: either way
+        # the collection's vectors are the same
+        ParamSpec("run_transcription_embedding", (False, True), False),
+        ParamSpec("run_ocr_embedding", (False,), False),  # True adds an OCR vector of undocumented name
+        ParamSpec("run_description_embedding", (False,), False))  # True adds a description vector, same
+    multimodal_inert = frozenset({
+        "split_method", "description_prompt", "time_split_interval", "silence_db_threshold",
+        "scene_detection_threshold", "run_transcription", "transcription_language", "run_video_description",
+        "run_ocr", "max_segment_duration", "sensitivity", "enable_thumbnails", "use_cdn", "generation_config",
+        "task_type", "embedding_task"})
     yield ExtractorVersion("multimodal_extractor", "v1", (
         VectorSpec("multimodal_embedding", 1408, "vertex_multimodal_embedding"),
-        VectorSpec("transcription_embedding", 1024, e5)))
+        VectorSpec("transcription_embedding", 1024, e5)),
+        client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+        vector_params=(("response_shape", _SHAPE),
+                       ("output_dimensionality", "v1 writes a 1408-dimensional vertex_multimodal_embedding; the "
+                                                 "client's output_dimensionality (3072, 1536, 768) is v2's: leave it "
+                                                 "out, or use version v2")))
     yield ExtractorVersion("multimodal_extractor", "v2", (
         VectorSpec("multimodal_embedding", 3072, "gemini-embedding-2"),
         VectorSpec("transcription_embedding", 1024, e5)),
-        (ParamSpec("output_dimensionality", (3072, 1536, 768), 3072, sets_size_of="multimodal_embedding"),))
-    yield ExtractorVersion("face_identity_extractor", "v1", (VectorSpec("embedding", 512, "face_identity_arcface_r100_v1"),))
-    yield ExtractorVersion("document_graph_extractor", "v1", (VectorSpec("text_embedding", 1024, e5),))
-    yield ExtractorVersion("audio_fingerprint_extractor", "v1", (VectorSpec("embedding", 512, "laion__clap_htsat_tiny"),))
-    yield ExtractorVersion("passthrough_extractor", "v1")
+        (ParamSpec("output_dimensionality", (3072, 1536, 768), 3072, sets_size_of="multimodal_embedding"),),
+        client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+        vector_params=(("response_shape", _SHAPE),))
+    yield ExtractorVersion("face_identity_extractor", "v1", (VectorSpec("embedding", 512, "face_identity_arcface_r100_v1"),),
+                           client_model="FaceIdentityExtractorParams",
+                           # per_image: "one doc per image with faces array": how its faces are embedded is
+                           # not documented
+                           pinned_params=(ParamSpec("output_mode", ("per_face",), "per_face"),),
+                           # normalize_embeddings: the collection's distance is cosine, which normalizes anyway
+                           inert_params=frozenset({
+                               "detection_model", "min_face_size", "detection_threshold", "max_faces_per_image",
+                               "normalize_embeddings", "enable_quality_scoring", "quality_threshold",
+                               "max_video_length", "video_sampling_fps", "video_deduplication",
+                               "video_deduplication_threshold", "include_face_crops",
+                               "include_source_frame_thumbnail", "store_detection_metadata"}))
+    yield ExtractorVersion("document_graph_extractor", "v1", (VectorSpec("text_embedding", 1024, e5),),
+                           client_model="DocumentGraphExtractorParams",
+                           pinned_params=(ParamSpec("run_text_embedding", (True,), True),),  # False: no vector
+                           inert_params=frozenset({
+                               "use_layout_detection", "layout_detector", "vertical_threshold",
+                               "horizontal_threshold", "min_text_length", "base_confidence",
+                               "min_confidence_for_vlm", "use_vlm_correction", "fast_mode", "vlm_provider",
+                               "vlm_model", "render_dpi", "generate_thumbnails", "thumbnail_mode",
+                               "thumbnail_dpi"}))
+    yield ExtractorVersion("audio_fingerprint_extractor", "v1", (VectorSpec("embedding", 512, "laion__clap_htsat_tiny"),),
+                           client_model="AudioFingerprintExtractorParams",
+                           inert_params=frozenset({"segment_duration_sec", "segment_hop_sec", "sample_rate",
+                                                   "normalize_embeddings", "max_audio_length_sec"}))
+    yield ExtractorVersion("passthrough_extractor", "v1", client_model="PassthroughExtractorParams",
+                           inert_params=frozenset({"preserve_metadata", "row_format"}),
+                           vector_params=(("vector_fields", "each listed field becomes a vector index of the "
+                                                            "namespace: declare such vectors as vector_configs"),))
 
 
 DEFAULT_CATALOGUE = Catalogue()

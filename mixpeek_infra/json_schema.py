@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extractors import DEFAULT_CATALOGUE, Catalogue
+from .extractors import DEFAULT_CATALOGUE, DISCRIMINATOR, Catalogue, ExtractorVersion
 from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
                      CreateNamespaceRequest, _FIELD_NAME, _NAMESPACE_NAME)
 from .stackconfig import ENTRY_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
@@ -79,8 +79,7 @@ def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
                       "then": {"properties": {"version": {"enum": catalogue.versions(n)}}}})
         for v in catalogue.versions(n):
             entry = catalogue.entries[(n, v)]
-            params = {"type": "object", "additionalProperties": False,
-                      "properties": {p.name: {"enum": list(p.choices), "default": p.default} for p in entry.params}}
+            params = {"type": "object", "additionalProperties": False, "properties": _param_schemas(entry)}
             rules.append({"if": {"properties": {"feature_extractor_name": {"const": n}, "version": {"const": v}},
                                  "required": ["feature_extractor_name", "version"]},
                           "then": {"properties": {"params": {"anyOf": [params, {"type": "null"}]},
@@ -88,6 +87,22 @@ def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
                                                       {"const": entry.feature_extractor_id}, {"type": "null"}]}}}})
     fe["allOf"] = rules
     return schema
+
+
+def _param_schemas(entry: ExtractorVersion) -> dict[str, Any]:
+    """The `params` properties of one extractor version: documented and pinned params with their choices,
+    inert params as any value, the client's discriminator as its one value. Vector-changing and credential
+    params are left out, so `additionalProperties: false` refuses them with every unknown one."""
+    props: dict[str, Any] = {p.name: {"enum": list(p.choices), "default": p.default} for p in entry.params}
+    for p in entry.pinned_params:
+        props[p.name] = {"enum": list(p.choices), "default": p.default,
+                         "description": "other values would change the namespace's vectors: not supported"}
+    for name in sorted(entry.inert_params):
+        props[name] = {"description": "changes no vector: passed through unchanged"}
+    if entry.client_model:
+        props[DISCRIMINATOR] = {"const": entry.name, "description": f"the discriminator of the client's "
+                                                                    f"{entry.client_model}; dropped from the plan"}
+    return props
 
 
 def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,16 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return clean(value, 200)
+
+
+def _param(value: Any) -> str:
+    """An extractor param value in the plan table: JSON-like, cut short (the plan's JSON has it whole)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return fmt(value) if not isinstance(value, str) else clean(value, 60)
+    try:
+        return clean(json.dumps(value, sort_keys=True), 60)
+    except (TypeError, ValueError):
+        return clean(value, 60)
 
 
 def count(items: Any, noun: str, plural: str | None = None) -> str:
@@ -53,7 +64,7 @@ def render_plan(plan: NamespacePlan, deployment: Mapping[str, Any] | None = None
         lines += ["", "  warnings"] + [f"    {clean(p)}: {clean(m)}" for p, m in plan.warnings]
     lines += ["", "  feature extractors"]
     rows = [[fmt(fe["feature_extractor_id"]), fmt(fe["feature_extractor_name"]), fmt(fe["version"]),
-             ", ".join(f"{fmt(k)}={fmt(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-"]
+             ", ".join(f"{fmt(k)}={_param(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-"]
             for fe in plan.feature_extractors]
     lines += _table(["ID", "NAME", "VERSION", "PARAMS"], rows, "    ")
     lines += ["", "  vectors"]

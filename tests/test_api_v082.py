@@ -307,3 +307,213 @@ def test_the_cli_json_schema_accepts_the_clients_bodies_and_flags_hosted_fields(
     for _, fields in HOSTED:
         assert list(validator.iter_errors(body(feature_extractors=[fe("text_extractor")], **fields)))
     assert list(validator.iter_errors(body()))  # neither extractors nor vectors
+
+
+# -- feature extractor params: the client's params models (issue 12) ---------------------------------------
+
+from mixpeek_infra.extractors import (CREDENTIAL_REFUSAL, DEFAULT_CATALOGUE, DISCRIMINATOR,  # noqa: E402
+                                      VECTOR_CHANGE, is_credential)
+
+CATALOGUED = sorted(DEFAULT_CATALOGUE.entries.values(), key=lambda e: e.feature_extractor_id)
+SECRET = "sk-proj-DO-NOT-ECHO-4242"
+
+
+def client_params(entry, **fields) -> dict:
+    """The client's params model of `entry`, as its `to_dict()` writes it (every default included). The
+    client writes `output_dimensionality: 3072` (v2's) by default: multimodal v1 leaves it out."""
+    params = getattr(mixpeek_models, entry.client_model)(**fields).to_dict()
+    if entry.feature_extractor_id == "multimodal_extractor_v1":
+        params.pop("output_dimensionality")
+    return params
+
+
+def extractor_body(entry, params) -> dict:
+    # passthrough writes no vector: the collection then needs one of its own
+    extra = {} if entry.vectors else {"vector_configs": [VectorConfigSpec(name="v", dimension=4)]}
+    return body(feature_extractors=[fe(entry.name, entry.version, params)], **extra)
+
+
+def extractor_plan(entry, params):
+    return plan_namespace(extractor_body(entry, params))
+
+
+def vector_set(plan) -> list:
+    return [(v.name, v.size, v.distance, v.datatype, v.multivector, v.inference_service) for v in plan.vectors]
+
+
+def test_every_catalogued_extractor_names_the_clients_params_model_and_classifies_every_field():
+    for entry in CATALOGUED:
+        assert entry.client_model, entry.feature_extractor_id
+        fields = set(getattr(mixpeek_models, entry.client_model).model_fields)
+        groups = {"params": {p.name for p in entry.params}, "pinned": {p.name for p in entry.pinned_params},
+                  "inert": set(entry.inert_params), "vector": {n for n, _ in entry.vector_params},
+                  "credential": {f for f in fields if is_credential(f)}, "discriminator": {DISCRIMINATOR}}
+        listed = [n for g in groups.values() for n in g]
+        assert len(listed) == len(set(listed)), entry.feature_extractor_id
+        # every client field is classified; only the catalogue's own documented params are not the client's
+        assert fields <= set(listed), (entry.feature_extractor_id, fields - set(listed))
+        assert set(listed) - fields <= {p.name for p in entry.params}, entry.feature_extractor_id
+
+
+@pytest.mark.parametrize("entry", CATALOGUED, ids=[e.feature_extractor_id for e in CATALOGUED])
+def test_the_clients_default_params_are_accepted_echoed_and_change_no_vector(entry):
+    params = client_params(entry)
+    plan = extractor_plan(entry, params)
+    bare = extractor_plan(entry, None)
+    assert vector_set(plan) == vector_set(bare)
+    echoed = json.loads(json.dumps(params))  # the client's str enums become plain strings
+    echoed.pop(DISCRIMINATOR)  # the discriminator repeats feature_extractor_name: dropped
+    assert plan.feature_extractors[0]["params"] == {**bare.feature_extractors[0]["params"], **echoed}
+    assert json.loads(json.dumps(plan.feature_extractors[0]["params"])) == plan.feature_extractors[0]["params"]
+
+
+INERT = [
+    ("image_extractor", "v1", dict(enable_thumbnails=False, use_cdn=True)),
+    ("text_extractor", "v1", dict(split_by="words", chunk_size=200, chunk_overlap=20, language="de",
+                                  source_type="youtube", embedding_task="retrieval_query")),
+    ("multimodal_extractor", "v1", dict(split_method="scene", scene_detection_threshold=0.4, run_transcription=True,
+                                        transcription_language="fa", enable_thumbnails=False,
+                                        generation_config=mixpeek_models.GenerationConfig(temperature=0.1))),
+    ("multimodal_extractor", "v2", dict(split_method="time", time_split_interval=5, run_transcription=True,
+                                        run_transcription_embedding=True, task_type="SEMANTIC_SIMILARITY",
+                                        output_dimensionality=768)),
+    ("face_identity_extractor", "v1", dict(detection_model="scrfd_10g", detection_threshold=0.7, min_face_size=40,
+                                           video_sampling_fps=2.0, normalize_embeddings=False)),
+    ("document_graph_extractor", "v1", dict(fast_mode=True, layout_detector="docling", render_dpi=300,
+                                            thumbnail_mode="segment")),
+    ("audio_fingerprint_extractor", "v1", dict(segment_duration_sec=3.0, segment_hop_sec=1.5, sample_rate=44100)),
+    ("passthrough_extractor", "v1", dict(preserve_metadata=False, row_format="parquet")),
+]
+
+
+@pytest.mark.parametrize("name, version, fields", INERT, ids=[f"{n}_{v}" for n, v, _ in INERT])
+def test_params_that_change_no_vector_pass_through_unchanged(name, version, fields):
+    entry = DEFAULT_CATALOGUE.entries[(name, version)]
+    params = client_params(entry, **fields)
+    plan = extractor_plan(entry, params)
+    echoed = plan.feature_extractors[0]["params"]
+    for key in fields:
+        assert echoed[key] == json.loads(json.dumps(params[key])), key
+    bare = vector_set(extractor_plan(entry, None))
+    if "output_dimensionality" in fields:  # the documented ParamSpec, not an inert param
+        assert [v[1] for v in vector_set(plan)] == [768, 1024]
+    else:
+        assert vector_set(plan) == bare
+    assert DISCRIMINATOR not in echoed
+
+
+def test_an_inert_param_alone_in_a_hand_written_body_is_echoed():
+    plan = plan_namespace({"namespace_name": "hand", "feature_extractors": [
+        {"feature_extractor_name": "image_extractor", "version": "v1", "params": {"enable_thumbnails": False}}]})
+    assert plan.feature_extractors[0]["params"] == {"model": "siglip_base", "enable_thumbnails": False}
+
+
+CREDENTIALS = [
+    ("text_extractor", "v1", "llm_api_key", lambda e: client_params(e, llm_api_key=SECRET)),
+    ("document_graph_extractor", "v1", "llm_api_key", lambda e: client_params(e, llm_api_key=SECRET)),
+    ("image_extractor", "v1", "openai_api_key", lambda e: {**client_params(e), "openai_api_key": SECRET}),
+    ("passthrough_extractor", "v1", "api_key", lambda e: {"api_key": SECRET}),
+    ("multimodal_extractor", "v2", "generation_config.gemini_api_key",
+     lambda e: {**client_params(e), "generation_config": {"temperature": 0.2, "gemini_api_key": SECRET}}),
+]
+
+
+@pytest.mark.parametrize("name, version, key, build", CREDENTIALS, ids=[f"{n}_{k}" for n, _, k, _ in CREDENTIALS])
+def test_credential_params_are_refused_without_echoing_the_value(name, version, key, build):
+    entry = DEFAULT_CATALOGUE.entries[(name, version)]
+    with pytest.raises(InvalidRequest) as info:
+        extractor_plan(entry, build(entry))
+    assert info.value.problems == [(f"feature_extractors[0].params.{key}", CREDENTIAL_REFUSAL)]
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value.problems)
+
+
+def test_a_credential_param_of_a_user_extractor_is_refused_as_a_credential_too():
+    from mixpeek_infra.extractors import ExtractorVersion, VectorSpec
+    catalogue = DEFAULT_CATALOGUE.copy()
+    catalogue.register(ExtractorVersion("mine", "v1", (VectorSpec("e", 4, "svc"),)))
+    with pytest.raises(InvalidRequest) as info:
+        plan_namespace({"namespace_name": "mine", "feature_extractors": [
+            {"feature_extractor_name": "mine", "version": "v1", "params": {"hf_api_key": SECRET, "x": 1}}]},
+            catalogue=catalogue)
+    assert dict(info.value.problems) == {
+        "feature_extractors[0].params.hf_api_key": CREDENTIAL_REFUSAL,
+        "feature_extractors[0].params.x": "unknown param for mine_v1; valid params: none (this extractor takes no params)"}
+    assert SECRET not in str(info.value)
+
+
+VECTOR_CHANGING = [
+    ("text_extractor", "v1", "embedding_model", dict(embedding_model="text-embedding-3-small")),
+    ("text_extractor", "v1", "response_shape", dict(response_shape={"title": "the title"})),
+    ("multimodal_extractor", "v2", "run_ocr_embedding", dict(run_ocr=True, run_ocr_embedding=True)),
+    ("multimodal_extractor", "v2", "run_description_embedding", dict(run_description_embedding=True)),
+    ("multimodal_extractor", "v2", "run_multimodal_embedding", dict(run_multimodal_embedding=False)),
+    ("multimodal_extractor", "v2", "response_shape", dict(response_shape={"summary": "one line"})),
+    ("multimodal_extractor", "v1", "output_dimensionality", dict(output_dimensionality=768)),
+    ("face_identity_extractor", "v1", "output_mode", dict(output_mode="per_image")),
+    ("document_graph_extractor", "v1", "run_text_embedding", dict(run_text_embedding=False)),
+    ("passthrough_extractor", "v1", "vector_fields",
+     dict(vector_fields=[mixpeek_models.VectorFieldSpec(field="emb", name="emb", dimensions=4, distance="cosine")])),
+]
+
+
+@pytest.mark.parametrize("name, version, key, fields", VECTOR_CHANGING, ids=[f"{n}_{v}_{k}" for n, v, k, _ in VECTOR_CHANGING])
+def test_params_that_change_vectors_undocumented_are_refused_naming_the_param(name, version, key, fields):
+    entry = DEFAULT_CATALOGUE.entries[(name, version)]
+    params = {**client_params(entry), **getattr(mixpeek_models, entry.client_model)(**fields).to_dict()}
+    if key == "output_dimensionality":
+        params[key] = 768
+    with pytest.raises(InvalidRequest) as info:
+        extractor_plan(entry, params)
+    assert [path for path, _ in info.value.problems] == [f"feature_extractors[0].params.{key}"]
+    message = info.value.problems[0][1]
+    assert key in message and VECTOR_CHANGE in message
+
+
+def test_the_catalogues_own_embedding_model_is_accepted_and_echoed():
+    entry = DEFAULT_CATALOGUE.entries[("text_extractor", "v1")]
+    plan = extractor_plan(entry, client_params(entry, embedding_model="multilingual_e5_large_instruct_v1"))
+    assert plan.feature_extractors[0]["params"]["embedding_model"] == "multilingual_e5_large_instruct_v1"
+    assert type(plan.feature_extractors[0]["params"]["embedding_model"]) is str
+    assert vector_set(plan) == vector_set(extractor_plan(entry, None))
+
+
+def test_the_discriminator_must_name_the_extractor_and_unknown_params_list_the_valid_ones():
+    entry = DEFAULT_CATALOGUE.entries[("image_extractor", "v1")]
+    problems = problems_of(body(feature_extractors=[fe("image_extractor", params={
+        DISCRIMINATOR: "text_extractor", "thumbnails": True})]))
+    assert dict(problems) == {
+        "feature_extractors[0].params.extractor_type": "invalid value 'text_extractor': the client's discriminator "
+                                                       "of ImageExtractorParams must be 'image_extractor' (or left out)",
+        "feature_extractors[0].params.thumbnails": "unknown param for image_extractor_v1; valid params: "
+                                                   "enable_thumbnails, extractor_type, model, use_cdn"}
+    assert entry.valid_param_names() == ["enable_thumbnails", "extractor_type", "model", "use_cdn"]
+
+
+def test_an_inert_param_must_be_a_json_value():
+    problems = problems_of(body(feature_extractors=[fe("image_extractor", params={"use_cdn": object()})]))
+    assert problems[0][0] == "feature_extractors[0].params.use_cdn" and "JSON value" in problems[0][1]
+
+
+def test_the_json_schema_allows_the_clients_params_and_refuses_the_others():
+    jsonschema = pytest.importorskip("jsonschema")
+    from mixpeek_infra import cli
+
+    validator = jsonschema.Draft202012Validator(cli.request_json_schema())
+
+    def errors(entry, params):
+        return list(validator.iter_errors(json.loads(json.dumps(extractor_body(entry, params)))))
+
+    for entry in CATALOGUED:
+        assert errors(entry, client_params(entry)) == [], entry.feature_extractor_id
+    for name, version, fields in INERT:
+        entry = DEFAULT_CATALOGUE.entries[(name, version)]
+        assert errors(entry, client_params(entry, **fields)) == [], entry.feature_extractor_id
+    for name, version, key, fields in VECTOR_CHANGING:
+        entry = DEFAULT_CATALOGUE.entries[(name, version)]
+        params = {**client_params(entry), **getattr(mixpeek_models, entry.client_model)(**fields).to_dict()}
+        assert errors(entry, params), (entry.feature_extractor_id, key)
+    for name, version, key, build in CREDENTIALS[:4]:
+        entry = DEFAULT_CATALOGUE.entries[(name, version)]
+        assert errors(entry, build(entry)), (entry.feature_extractor_id, key)
+    image = DEFAULT_CATALOGUE.entries[("image_extractor", "v1")]
+    assert errors(image, {DISCRIMINATOR: "text_extractor"}) and errors(image, {"thumbnails": True})

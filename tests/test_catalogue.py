@@ -243,3 +243,21 @@ def test_catalogue_data_is_consistent():
             if p.sets_size_of:
                 assert p.sets_size_of in {v.output for v in entry.vectors}
         assert entry.resolve_params(None) == {p.name: p.default for p in entry.params}
+
+
+@pytest.mark.parametrize("entry", [
+    ExtractorVersion("a", "v1", inert_params=frozenset({"x"}), vector_params=(("x", "why"),)),
+    ExtractorVersion("a", "v1", inert_params=frozenset({"llm_api_key"})),
+    ExtractorVersion("a", "v1", inert_params=frozenset({"extractor_type"})),
+    ExtractorVersion("a", "v1", pinned_params=(ParamSpec("run", (True,), False),)),
+])
+def test_inconsistent_param_classes_are_refused(entry):
+    with pytest.raises(ValueError):
+        Catalogue().register(entry)
+
+
+def test_catalogue_param_classes_are_disjoint_and_pinned_defaults_valid():
+    for entry in DEFAULT_CATALOGUE.entries.values():
+        for p in entry.pinned_params:
+            assert p.default in p.choices and p.sets_size_of is None
+        assert not {p.name for p in entry.pinned_params} & set(entry.inert_params)

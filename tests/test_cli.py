@@ -534,3 +534,32 @@ def test_any_file_content_ends_in_a_result(tmp_path_factory, content, suffix):
     problems = result.problems + [m for b in result.bodies for _, m in b.problems]
     assert result.ok == (not problems)
     assert all(isinstance(p, str) and p for p in problems)
+
+
+# --------------------------------------------------------------------------------------------
+# extractor params the client writes (issue 12)
+
+
+def test_cli_plans_the_clients_extractor_params_and_refuses_a_credential_without_echoing_it(capsys, tmp_path):
+    models = pytest.importorskip("mixpeek.models")
+    params = models.ImageExtractorParams(enable_thumbnails=False).to_dict()
+    doc = {"namespace_name": "client_params", "feature_extractors": [
+        {"feature_extractor_name": "image_extractor", "version": "v1", "params": params},
+        {"feature_extractor_name": "text_extractor", "version": "v1",
+         "params": json.loads(json.dumps(models.TextExtractorParams(split_by="words", chunk_size=50).to_dict()))}]}
+    path = write(tmp_path, "client.json", doc)
+    code, out, err = call(capsys, "plan", "--json", path)
+    assert code == 0, err
+    planned = json.loads(out)[0]["feature_extractors"]
+    assert planned[0]["params"] == {"model": "siglip_base", "enable_thumbnails": False, "use_cdn": False}
+    assert planned[1]["params"]["split_by"] == "words" and planned[1]["params"]["chunk_size"] == 50
+    code, out, err = call(capsys, "plan", path)
+    assert code == 0 and "enable_thumbnails=false" in out and "split_by=words" in out
+    doc["feature_extractors"][1]["params"]["llm_api_key"] = "sk-proj-NEVER-SHOWN"
+    doc["feature_extractors"][0]["params"]["use_cnd"] = True
+    path = write(tmp_path, "secret.json", doc)
+    code, out, err = call(capsys, "validate", path)
+    assert code == 2 and "sk-proj-NEVER-SHOWN" not in out + err
+    assert "feature_extractors[1].params.llm_api_key: a credential must not be put in a request body" in err
+    assert "feature_extractors[0].params.use_cnd: unknown param for image_extractor_v1; valid params: " \
+           "enable_thumbnails, extractor_type, model, use_cdn" in err
