@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,3 +180,16 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def assert_seed_outputs(out: dict[str, Any]) -> str:
+    """The dev stack's seed namespace outputs as the Python stack exports them; returns its namespace_id."""
+    ns_id = out["namespace_id"]
+    assert re.fullmatch(r"ns_[0-9a-f]{10}", ns_id)
+    assert out["vector_inference_map"] == SEED_MAP
+    model = out["namespace"]
+    assert model["namespace_id"] == ns_id and model["namespace_name"] == NS
+    assert model["document_count"] == 0
+    assert [e["feature_extractor_name"] for e in model["feature_extractors"]] == ["multimodal_extractor",
+                                                                                  "image_extractor"]
+    return ns_id

@@ -34,7 +34,8 @@ import pytest
 import yaml
 
 from mixpeek_infra.qdrant.store import forget_stores, open_store
-from pulumicli import LOCAL_HEAD, NS, SEED_MAP, SEED_VECTORS, PulumiProject, cli_bin_dir, ops_by_name, wait_dead
+from pulumicli import (LOCAL_HEAD, NS, SEED_VECTORS, PulumiProject, assert_seed_outputs, cli_bin_dir, ops_by_name,
+                       wait_dead)
 
 cli = pytest.mark.pulumi_cli
 
@@ -197,14 +198,8 @@ def _example(language: str, *names: str) -> dict[str, str]:
 def _assert_seed_namespace(proj: LanguageProject) -> str:
     """What tests/test_pulumi_cli.py asserts after the Python dev stack's `up`, for this program."""
     out = proj.outputs("dev")[NS]
-    ns_id = out["namespace_id"]
-    assert re.fullmatch(r"ns_[0-9a-f]{10}", ns_id)
-    assert out["vector_inference_map"] == SEED_MAP
+    ns_id = assert_seed_outputs(out)
     model = out["namespace"]
-    assert model["namespace_id"] == ns_id and model["namespace_name"] == NS
-    assert model["document_count"] == 0
-    assert [e["feature_extractor_name"] for e in model["feature_extractors"]] == ["multimodal_extractor",
-                                                                                  "image_extractor"]
     assert out["infrastructure"]["qdrant_collection"] == ns_id
     assert out["infrastructure"]["compute_tier"] == "shared"
 
