@@ -77,7 +77,7 @@ def run() -> dict[str, Any]:
     api_key = secrets.get_secret("qdrantApiKey")
     token = secrets.get_secret("rayAuthToken")
 
-    # Every head the stack runs, as (entry or None for the shared head, spec).
+    # Each namespace's own or default head (None: the shared head or its request's ray_head_node_url).
     rays: list[Any] = []
     for entry in config.namespaces:
         use, settings = config.head_of(entry)
