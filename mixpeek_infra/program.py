@@ -110,7 +110,8 @@ def run() -> dict[str, Any]:
             ray = shared_head
         target = config.target_of(entry)
         ns = Namespace(entry.key, NamespaceArgs(
-            request=entry.request, qdrant=_target(target, api_key), ray=ray, catalogue=config.catalogue,
+            request=entry.request, qdrant=_target(target, api_key if config.gets_api_key(entry) else None), ray=ray,
+            catalogue=config.catalogue,
             deletion_protection=entry.deletion_protection, namespace_id=entry.namespace_id,
             cluster_id=entry.cluster_id, collection_settings=entry.collection_settings,
             vectors_on_disk=entry.vectors_on_disk, final_snapshot=target.final_snapshot if target else None),

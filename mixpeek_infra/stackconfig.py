@@ -105,6 +105,15 @@ class StackConfig:
             return None
         return entry.qdrant or self.qdrant
 
+    def gets_api_key(self, entry: NamespaceEntry) -> bool:
+        """Whether the stack's `qdrantApiKey` goes to the entry's target: only to the server it is configured
+        for, the stack's `qdrant.url` (a namespace's own `qdrant.url` on that same server included)."""
+        from .qdrant.target import same_server
+
+        target = self.target_of(entry)
+        return ("qdrantApiKey" in self.secrets and target is not None and bool(target.url)
+                and bool(self.qdrant.url) and same_server(target.url, self.qdrant.url))
+
     def head_of(self, entry: NamespaceEntry) -> tuple[str, Mapping[str, Any] | None]:
         """Which Ray head the entry uses: ("own", settings), ("default", settings), ("request", None) for its
         `ray_head_node_url`, ("shared", None) for the stack's shared head."""
@@ -131,7 +140,7 @@ class StackConfig:
             qdrant: dict[str, Any] = {"url": redact_url(infra.qdrant_url), "from": "request"}
         elif target.url:
             qdrant = {"url": redact_url(target.url), "timeout": target.timeout, "prefer_grpc": target.prefer_grpc,
-                      "api_key": "qdrantApiKey (secret)" if "qdrantApiKey" in self.secrets else None}
+                      "api_key": "qdrantApiKey (secret)" if self.gets_api_key(entry) else None}
         else:
             qdrant = {"path": target.path}
         if target is not None:
@@ -429,7 +438,7 @@ def _stack_problems(config: StackConfig) -> list[Problem]:
         problems.append(Problem(path, message))
     problems += _head_problems(config)
     for entry in config.namespaces:
-        problems += _collection_problems(entry, config.target_of(entry), "qdrantApiKey" in config.secrets)
+        problems += _collection_problems(entry, config.target_of(entry), config.gets_api_key(entry))
     return problems
 
 
@@ -497,7 +506,7 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, k
              "collection_name": entry.plan.infrastructure.qdrant_collection,
              "deletion_protection": entry.deletion_protection,
              "final_snapshot": target.final_snapshot if target is not None else None,
-             "api_key": "(the stack's qdrantApiKey)" if key_set and target is not None and target.url else None}
+             "api_key": "(the stack's qdrantApiKey)" if key_set else None}
     try:
         normalize_collection_inputs({k: v for k, v in props.items() if v is not None})
     except InvalidSpec as exc:

@@ -318,3 +318,32 @@ def test_each_body_is_validated_once_per_run(monkeypatch):
     config = stack_config("prod")
     run_program({**config, "qdrantApiKey": API_KEY, "rayAuthToken": RAY_TOKEN}, FakeMocks())
     assert len(calls) == len(config["namespaces"])
+
+
+def test_the_stack_api_key_goes_only_to_the_server_it_is_configured_for(tmp_path, capsys):
+    """qdrantApiKey is for the stack's qdrant.url: a namespace's own qdrant.url on that server gets it,
+    one on another server never does (validate's plan says the same)."""
+    import yaml as _yaml
+
+    from mixpeek_infra.cli import main
+
+    config = stack_config("prod")  # qdrant.url: https://qdrant.prod.internal:6333
+    same, other = copy.deepcopy(config["namespaces"][0]), copy.deepcopy(config["namespaces"][0])
+    same["namespace_name"], other["namespace_name"] = "same_server", "other_server"
+    config["namespaces"] += [{"request": same, "qdrant": {"url": "https://qdrant.prod.internal:6333/"}},
+                             {"request": other, "qdrant": {"url": "https://qdrant.elsewhere.example:6333"}}]
+    mocks = FakeMocks()
+    run_program({**config, "qdrantApiKey": API_KEY, "rayAuthToken": RAY_TOKEN}, mocks)
+    keyed = {r.name: r.inputs.get("api_key") is not None for r in mocks.resources if r.typ == COLLECTION}
+    assert keyed == {"product_catalog-collection": True, "video_moderation-collection": True,
+                     "same_server-collection": True, "other_server-collection": False}, keyed
+
+    path = tmp_path / "Pulumi.x.yaml"
+    secure = {"secure": "v1:not-a-real-ciphertext"}
+    path.write_text(_yaml.safe_dump({"config": {**{f"mixpeek-infra:{k}": v for k, v in config.items()},
+                                                "mixpeek-infra:qdrantApiKey": secure,
+                                                "mixpeek-infra:rayAuthToken": secure}}))
+    assert main(["plan", "--json", str(path)]) == 0
+    plans = {p["namespace_name"]: p["stack"]["qdrant"].get("api_key") for p in json.loads(capsys.readouterr().out)}
+    assert plans == {"product_catalog": "qdrantApiKey (secret)", "video_moderation": "qdrantApiKey (secret)",
+                     "same_server": "qdrantApiKey (secret)", "other_server": None}, plans
