@@ -25,11 +25,16 @@ MARKER_ENV = "MIXPEEK_RAY_HEAD_ID"
 _CHILDREN: dict[int, subprocess.Popen] = {}  # leaders started by this process, so they can be reaped
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, wait: float = 0.0) -> None:
+    """Collect the exit of a leader this process started, so no zombie is left; one still running is
+    waited for up to `wait` seconds (stopping passes a few: it has been signalled)."""
     child = _CHILDREN.get(pid)
     if child is not None:
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
+        try:
+            child.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return
+        _CHILDREN.pop(pid, None)
         return
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -128,7 +133,7 @@ def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, head
         until = time.monotonic() + wait
         while time.monotonic() < until and session_members(pid, start, head_id, boot_id):
             time.sleep(0.1)
-    _reap(pid)
+    _reap(pid, wait=5.0)
     return [m.pid for m in session_members(pid, start, head_id, boot_id)]
 
 
