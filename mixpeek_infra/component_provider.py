@@ -34,13 +34,13 @@ except ImportError:  # pragma: no cover - Python 3.10
     from typing_extensions import NotRequired
 
 # The public API only (the package's own modules are being reorganised underneath it).
-from . import QdrantTarget, RayHead
+from . import QdrantTarget, RayHead, __version__
 from .namespace import Namespace as _Namespace
 from .namespace import NamespaceArgs as _NamespaceArgs
 
 PACKAGE = "mixpeek-infra"
 PACKAGE_NAMESPACE = "mixpeek"
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = __version__
 TYPE = f"{PACKAGE}:index:Namespace"
 
 
