@@ -17,3 +17,13 @@ SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
 def seed() -> dict:
     """A fresh copy of the documented spotify_playlists_dev Create Namespace body."""
     return copy.deepcopy(json.loads(SEED_PATH.read_text()))
+
+
+def require_or_skip(reason: str, switch: str) -> None:
+    """Skip a tier that cannot run here with `reason` (which says what to do), or fail where CI sets
+    the tier's `switch` environment variable to 1: there the tier must run, never skip silently."""
+    import os
+
+    if os.environ.get(switch) == "1":
+        pytest.fail(f"{reason} ({switch}=1: this tier must run)", pytrace=False)
+    pytest.skip(reason)
