@@ -19,6 +19,16 @@ def seed() -> dict:
     return copy.deepcopy(json.loads(SEED_PATH.read_text()))
 
 
+def require_shared_reference(path: Path) -> Path:
+    """`path` under ../shared/reference, or a skip that says where to put it (a failure in CI, which
+    lays shared/ beside the checkout and sets MIXPEEK_REQUIRE_SHARED_REFERENCE=1)."""
+    if not path.exists():
+        require_or_skip(f"{path} is missing: these checks compare against the shared reference data; "
+                        f"put the project's shared/ folder beside the checkout ({ROOT.parent})",
+                        "MIXPEEK_REQUIRE_SHARED_REFERENCE")
+    return path
+
+
 def require_or_skip(reason: str, switch: str) -> None:
     """Skip a tier that cannot run here with `reason` (which says what to do), or fail where CI sets
     the tier's `switch` environment variable to 1: there the tier must run, never skip silently."""

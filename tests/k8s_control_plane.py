@@ -38,6 +38,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+import conftest
 import pytest
 import yaml
 
@@ -59,9 +60,7 @@ FAKE_NODES = {
 
 
 def require_or_skip(reason: str) -> None:
-    if os.environ.get("MIXPEEK_REQUIRE_KUBERNETES") == "1":
-        pytest.fail(reason + " (MIXPEEK_REQUIRE_KUBERNETES=1: this tier must run)", pytrace=False)
-    pytest.skip(reason)
+    conftest.require_or_skip(reason, "MIXPEEK_REQUIRE_KUBERNETES")
 
 
 def k8s_bin_dir() -> Path:

@@ -23,10 +23,11 @@ import yaml
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.ray.deploy import deploy_ray_head
 from mixpeek_infra.ray.spec import RayHead
+from conftest import SHARED_REFERENCE, require_or_skip, require_shared_reference
 from stackmocks import RecordingMocks
 
 ROOT = Path(__file__).resolve().parent.parent
-CRD_PATH = ROOT.parent / "shared" / "reference" / "kuberay" / "ray.io_rayclusters.yaml"  # conftest SHARED_REFERENCE
+CRD_PATH = SHARED_REFERENCE / "kuberay" / "ray.io_rayclusters.yaml"
 TOKEN = "tok-7d1f0c9e-ray-auth-secret"
 NAMESPACE_ID = "ns_0123456789"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's secret signature in mock inputs
@@ -317,11 +318,9 @@ def _strict(schema):
 
 
 def test_raycluster_validates_against_the_kuberay_crd(rendered):
-    if not CRD_PATH.exists():
-        pytest.skip(f"KubeRay CRD not found at {CRD_PATH} (shared reference data is not part of the repo)")
     import jsonschema
 
-    crd = yaml.safe_load(CRD_PATH.read_text())
+    crd = yaml.safe_load(require_shared_reference(CRD_PATH).read_text())
     version = crd["spec"]["versions"][0]
     assert version["name"] == "v1"
     schema = _strict(version["schema"]["openAPIV3Schema"])
@@ -375,10 +374,8 @@ def _checkov_command() -> list[str]:
         return [found]
     if importlib.util.find_spec("checkov") is not None:
         return [sys.executable, "-m", "checkov.main"]
-    if os.environ.get("MIXPEEK_REQUIRE_CHECKOV") == "1":
-        pytest.fail("checkov is required here (MIXPEEK_REQUIRE_CHECKOV=1) but not installed: "
-                    "pip install -e '.[scan]' or set MIXPEEK_CHECKOV")
-    pytest.skip("checkov is not installed: pip install -e '.[scan]' (or set MIXPEEK_CHECKOV)")
+    require_or_skip("checkov is not installed: pip install -e '.[scan]' (or set MIXPEEK_CHECKOV)",
+                    "MIXPEEK_REQUIRE_CHECKOV")
 
 
 @pytest.fixture(scope="module")

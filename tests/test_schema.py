@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import SHARED_REFERENCE
+from conftest import SHARED_REFERENCE, require_shared_reference
 from mixpeek_infra import schema as S
 from mixpeek_infra.schema import InvalidRequest, NamespaceModel, PayloadIndexConfig, parse_request
 
@@ -47,9 +47,7 @@ def test_seed_parses(seed):
 
 
 def test_seed_matches_the_documented_example():
-    if not (SHARED_REFERENCE / "mixpeek-namespace-openapi.json").exists():
-        pytest.skip("shared reference not available")
-    spec = json.loads((SHARED_REFERENCE / "mixpeek-namespace-openapi.json").read_text())["schemas"]
+    spec = json.loads(require_shared_reference(SHARED_REFERENCE / "mixpeek-namespace-openapi.json").read_text())["schemas"]
     props = spec["CreateNamespaceRequest"]["properties"]
     example = {k: props[k]["example"] for k in props if "example" in props[k]}
     parse_request(example)
@@ -65,9 +63,7 @@ def test_minimal_request_defaults():
 
 
 def test_models_follow_the_documented_schemas():
-    if not (SHARED_REFERENCE / "mixpeek-namespace-openapi.json").exists():
-        pytest.skip("shared reference not available")
-    spec = json.loads((SHARED_REFERENCE / "mixpeek-namespace-openapi.json").read_text())["schemas"]
+    spec = json.loads(require_shared_reference(SHARED_REFERENCE / "mixpeek-namespace-openapi.json").read_text())["schemas"]
     pairs = {"CreateNamespaceRequest": S.CreateNamespaceRequest, "BaseFeatureExtractorModel-Input": S.FeatureExtractor,
              "PayloadIndexConfig-Input": S.PayloadIndexConfig, "NamespaceInfrastructure": S.NamespaceInfrastructure,
              "TextIndexParams": S.TextIndexParams, "KeywordIndexParams": S.KeywordIndexParams,
