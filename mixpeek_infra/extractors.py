@@ -6,7 +6,12 @@ official client's params model for it (`client_model`, e.g. `ImageExtractorParam
 - `params`: documented params that choose a vector (valid values, default filled into the plan);
 - `pinned_params`: client params that would add or remove a vector, accepted only at the values that
   keep the catalogue's vector set (passed through as given; no default is filled in);
-- `inert_params`: processing knobs that change no vector; any JSON value passes through unchanged;
+- `inert_params`: processing knobs that change no vector; they pass through unchanged, so they are
+  published (plan, outputs, state). What may pass is a structure, not a name list: a plain value
+  (string, number, true/false, null, or a list of them), or, for the params `inert_shapes` names
+  (`generation_config`), an object with only the keys the client's model declares, where a
+  JSON Schema (`response_schema`) holds only JSON Schema keywords and names of its own only
+  name sub-schemas. A name no one listed (`openaiApiKey`, `headers.Authorization`) is refused;
 - `vector_params`: params that change the vectors in ways Mixpeek does not document: refused;
 - credentials (`*_api_key`, ...): refused for every extractor, their value never quoted;
 - `extractor_type`, the client's discriminator: accepted only equal to the extractor's name, and
@@ -26,9 +31,11 @@ DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 DATATYPES = ("float32", "float16", "uint8")
 # Extractor names, versions and vector outputs become Qdrant vector names: keep them to a safe charset.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-# A param (or a key inside a param's value) that carries a credential.
-_CREDENTIAL = re.compile(r"(?i)(^|_)(api_?key|secret|password|passwd|credentials?|access_token|auth_token|"
-                         r"bearer_token|private_key)$")
+# A param (or a key inside a param's value) that reads as a credential, once camelCase and '-' are
+# turned into '_': only to word the refusal; what is refused is anything not declared (see `_shape_problems`).
+_CREDENTIAL = re.compile(r"(^|_)(api_?key|secret|secret_key|secret_access_key|password|passwd|passphrase|credentials?|"
+                         r"token|access_token|auth_token|bearer|bearer_token|private_key|authorization|cookie)$")
+_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 DISCRIMINATOR = "extractor_type"
 VECTOR_CHANGE = "changes the namespace's vectors; Mixpeek does not document how, so it is not supported here"
 CREDENTIAL_REFUSAL = ("a credential must not be put in a request body (it would land in the state and outputs): "
@@ -36,23 +43,113 @@ CREDENTIAL_REFUSAL = ("a credential must not be put in a request body (it would 
 
 
 def is_credential(name: Any) -> bool:
-    """Whether a param name (or a key inside a param value) names a credential (`llm_api_key`, ...)."""
-    return isinstance(name, str) and bool(_CREDENTIAL.search(name))
+    """Whether a param name (or a key inside a param value) reads as a credential (`llm_api_key`,
+    `openaiApiKey`, `X-Api-Key`, `hf_token`, ...)."""
+    if not isinstance(name, str) or len(name) > 256:
+        return False
+    words = re.sub(r"[^A-Za-z0-9]+", "_", _WORD_BREAK.sub("_", name)).strip("_").lower()
+    return bool(_CREDENTIAL.search(words))
 
 
-def _credential_paths(value: Any, path: str, depth: int = 0) -> list[str]:
-    """Paths of credential-named keys nested in a JSON value."""
-    found: list[str] = []
+# The shapes of a pass-through value (`ExtractorVersion.inert_shapes`): PLAIN, JSON_SCHEMA, or an object
+# as ((key, shape), ...): only those keys, each of its shape.
+PLAIN = "plain"  # a string, number, true/false or null, or a list of them
+JSON_SCHEMA = "json_schema"  # a JSON Schema (the OpenAPI subset Gemini's response_schema takes)
+PLAIN_RULE = ("must be a plain JSON value (a string, number, true/false or null, or a list of them): what passes "
+              "through is published in the plan, the outputs and the state")
+# JSON Schema keywords: those holding names of your own (each naming a sub-schema), a sub-schema, a list of
+# them, or a plain value.
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_SCHEMA_ONE = frozenset({"items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
+                         "unevaluatedProperties", "unevaluatedItems", "additionalItems"})
+_SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_PLAIN = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "const", "default", "examples", "required",
+    "propertyOrdering", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+    "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties", "$ref", "$id",
+    "$schema", "$comment", "$anchor", "readOnly", "writeOnly", "deprecated", "contentMediaType", "contentEncoding"})
+_SCHEMA_RULE = ("is not a JSON Schema keyword: a JSON Schema passed through holds only its keywords, and names of "
+                "your own only under properties (or $defs), each naming a sub-schema")
+
+
+def _key_path(path: str, key: Any) -> str:
+    """`path.key`, the key cut short and made text that encodes anywhere."""
+    text = key if isinstance(key, str) else repr(key)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{path}.{text if len(text) <= 64 else text[:64] + '...'}"
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _plain_problem(value: Any, path: str) -> list[tuple[str, str]]:
+    if _is_scalar(value) or (isinstance(value, (list, tuple)) and all(_is_scalar(v) for v in value)):
+        return []
+    return [(path, PLAIN_RULE)]
+
+
+def _unknown_key(path: str, key: Any, why: str) -> tuple[str, str]:
+    return (_key_path(path, key), CREDENTIAL_REFUSAL if is_credential(key) else why)
+
+
+def _shape_problems(value: Any, shape: Any, path: str, depth: int = 0) -> list[tuple[str, str]]:
+    """Where a pass-through `value` departs from `shape`, as (field path, message); no message quotes a value."""
     if depth > 32:
-        return found
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            sub = f"{path}.{k}" if isinstance(k, str) and len(k) <= 64 else f"{path}.<key>"
-            found += [sub] if is_credential(k) else _credential_paths(v, sub, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found += _credential_paths(v, f"{path}[{i}]", depth + 1)
-    return found
+        return [(path, "nested too deeply (more than 32 levels)")]
+    if shape == PLAIN:
+        return _plain_problem(value, path)
+    if shape == JSON_SCHEMA:
+        return _schema_problems(value, path, depth)
+    if value is None:
+        return []
+    fields = dict(shape)
+    if not isinstance(value, Mapping):
+        return [(path, f"expected an object with the keys {', '.join(fields)}, or null")]
+    problems: list[tuple[str, str]] = []
+    for key, item in value.items():
+        if key in fields:
+            problems += _shape_problems(item, fields[key], _key_path(path, key), depth + 1)
+        else:
+            problems.append(_unknown_key(path, key, f"unknown key; valid keys: {', '.join(fields)} (only what the "
+                                                    "client's model declares passes through: it is published)"))
+    return problems
+
+
+def _schema_problems(value: Any, path: str, depth: int) -> list[tuple[str, str]]:
+    """A JSON Schema (or a boolean sub-schema): keywords only; names of your own only name sub-schemas."""
+    if depth > 32:
+        return [(path, "nested too deeply (more than 32 levels)")]
+    if value is None or isinstance(value, bool):
+        return []
+    if not isinstance(value, Mapping):
+        return [(path, "expected a JSON Schema (an object, or true/false)")]
+    problems: list[tuple[str, str]] = []
+    for key, item in value.items():
+        where = _key_path(path, key)
+        if key in _SCHEMA_PLAIN:
+            problems += _plain_problem(item, where)
+        elif key in _SCHEMA_ONE and not (key == "items" and isinstance(item, list)):
+            problems += _schema_problems(item, where, depth + 1)
+        elif key in _SCHEMA_LIST or key == "items":
+            if not isinstance(item, list):
+                problems.append((where, "expected a list of JSON Schemas"))
+                continue
+            for i, sub in enumerate(item):
+                problems += _schema_problems(sub, f"{where}[{i}]", depth + 1)
+        elif key in _SCHEMA_MAPS:
+            if not isinstance(item, Mapping):
+                problems.append((where, "expected an object: each name of your own with its JSON Schema"))
+                continue
+            for name, sub in item.items():
+                if isinstance(sub, (Mapping, bool)):
+                    problems += _schema_problems(sub, _key_path(where, name), depth + 1)
+                else:
+                    problems.append((_key_path(where, name), "expected a JSON Schema (an object, or true/false): a "
+                                                             "name of your own here only names a sub-schema"))
+        else:
+            problems.append(_unknown_key(path, key, _SCHEMA_RULE))
+    return problems
 
 
 def plain_json(value: Any) -> Any:
@@ -72,23 +169,6 @@ def plain_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain_json(v) for v in value]
     return value
-
-
-def _json_problem(value: Any, depth: int = 0) -> str | None:
-    """Why `value` is not a plain JSON value (None if it is)."""
-    if depth > 32:
-        return "nested too deeply (more than 32 levels)"
-    if value is None or isinstance(value, (bool, int, str)):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "not a finite number"
-    if isinstance(value, (list, tuple)):
-        return next((p for p in (_json_problem(v, depth + 1) for v in value) if p), None)
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value):
-            return "an object whose keys are not all strings"
-        return next((p for p in (_json_problem(v, depth + 1) for v in value.values()) if p), None)
-    return f"a {type(value).__name__}, not a JSON value"
 
 
 @dataclass(frozen=True)
@@ -129,6 +209,7 @@ class ExtractorVersion:
     client_model: str | None = None
     pinned_params: tuple[ParamSpec, ...] = ()
     inert_params: frozenset[str] = frozenset()
+    inert_shapes: tuple[tuple[str, Any], ...] = ()  # (inert param, its shape) where not PLAIN
     vector_params: tuple[tuple[str, str], ...] = ()  # (param, why it changes the vectors)
 
     @property
@@ -175,12 +256,7 @@ class ExtractorVersion:
                     why = f": {key}={shown} {VECTOR_CHANGE}" if key in pinned else ""
                     errors.append((where, f"invalid value {shown}{why}; valid choices: {choices}"))
             elif key in self.inert_params:
-                nested = _credential_paths(value, where)
-                problem = _json_problem(value)
-                errors += [(p, CREDENTIAL_REFUSAL) for p in nested]
-                if problem and not nested:
-                    errors.append((where, f"must be a JSON value (string, number, true/false, null, list or "
-                                          f"object), got {problem}"))
+                errors += _shape_problems(value, dict(self.inert_shapes).get(key, PLAIN), where)
             elif key == DISCRIMINATOR and self.client_model:
                 if value != self.name or not isinstance(value, str):
                     shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
@@ -262,9 +338,19 @@ def _check_entry(entry: ExtractorVersion) -> None:
     names = [n for g in groups for n in g]
     if len(set(names)) != len(names) or DISCRIMINATOR in names or any(is_credential(n) for n in names):
         raise ValueError(f"{where}: a param is listed twice, or is {DISCRIMINATOR!r} or a credential: {sorted(names)}")
+    shaped = [name for name, _ in entry.inert_shapes]
+    if not set(shaped) <= set(entry.inert_params) or any(is_credential(k) for k in _shape_keys(entry.inert_shapes)):
+        raise ValueError(f"{where}: inert_shapes must shape inert params, with no credential among their keys")
     for p in entry.params + entry.pinned_params:
         if not _is_choice(p.default, p.choices):
             raise ValueError(f"{where}: param {p.name!r} default {p.default!r} is not one of its choices")
+
+
+def _shape_keys(shape: Any) -> list[Any]:
+    """Every key an object shape declares, nested ones included."""
+    if not isinstance(shape, tuple):
+        return []
+    return [k for key, sub in shape for k in (key, *_shape_keys(sub))]
 
 
 def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
@@ -323,6 +409,11 @@ def _documented() -> Iterable[ExtractorVersion]:
         ParamSpec("run_transcription_embedding", (False, True), False),
         ParamSpec("run_ocr_embedding", (False,), False),  # True adds an OCR vector of undocumented name
         ParamSpec("run_description_embedding", (False,), False))  # True adds a description vector, same
+    # The client's GenerationConfig (video descriptions); response_schema is a JSON Schema.
+    generation_config = (("candidate_count", PLAIN), ("max_output_tokens", PLAIN), ("temperature", PLAIN),
+                         ("top_p", PLAIN), ("video_fps", PLAIN), ("response_mime_type", PLAIN),
+                         ("response_schema", JSON_SCHEMA))
+    multimodal_shapes = (("generation_config", generation_config),)
     multimodal_inert = frozenset({
         "split_method", "description_prompt", "time_split_interval", "silence_db_threshold",
         "scene_detection_threshold", "run_transcription", "transcription_language", "run_video_description",
@@ -332,6 +423,7 @@ def _documented() -> Iterable[ExtractorVersion]:
         VectorSpec("multimodal_embedding", 1408, "vertex_multimodal_embedding"),
         VectorSpec("transcription_embedding", 1024, e5)),
         client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+        inert_shapes=multimodal_shapes,
         vector_params=(("response_shape", _SHAPE),
                        ("output_dimensionality", "v1 writes a 1408-dimensional vertex_multimodal_embedding; the "
                                                  "client's output_dimensionality (3072, 1536, 768) is v2's: leave it "
@@ -341,6 +433,7 @@ def _documented() -> Iterable[ExtractorVersion]:
         VectorSpec("transcription_embedding", 1024, e5)),
         (ParamSpec("output_dimensionality", (3072, 1536, 768), 3072, sets_size_of="multimodal_embedding"),),
         client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+        inert_shapes=multimodal_shapes,
         vector_params=(("response_shape", _SHAPE),))
     yield ExtractorVersion("face_identity_extractor", "v1", (VectorSpec("embedding", 512, "face_identity_arcface_r100_v1"),),
                            client_model="FaceIdentityExtractorParams",

@@ -584,17 +584,54 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel] 
     return problems
 
 
-def _reject_non_finite(value: Any, path: str, problems: list[tuple[str, str]], depth: int = 0) -> None:
-    if depth > 32:
-        problems.append((path or "(body)", "nested too deeply"))
-    elif isinstance(value, float) and not math.isfinite(value):
-        problems.append((path or "(body)", f"{value} is not a finite number"))
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _reject_non_finite(v, f"{path}.{k}" if path else str(k), problems, depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _reject_non_finite(v, f"{path}[{i}]", problems, depth + 1)
+MAX_DEPTH = 32  # levels of nesting in a request body
+MAX_TEXT_PROBLEMS = 20  # of `text_problems`, enough to show what is wrong without flooding
+SURROGATE = ("holds a lone surrogate ({char}), which is not Unicode text (it cannot be written to the state, sent "
+             "to the engine or shown): write the character itself, or remove it")
+
+
+def key_text(key: Any) -> str:
+    """A key as a field path names it: text that encodes anywhere (a lone surrogate as `\\ud800`)."""
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate(text: str) -> str | None:
+    """The first lone surrogate of `text`, escaped; None when `text` is Unicode text."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return key_text(text[exc.start])
+
+
+def text_problems(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH,
+                  finite: bool = True) -> list[tuple[str, str]]:
+    """What no field may hold at any depth, as (field path, message): a lone surrogate in a key or a string,
+    nesting deeper than `max_depth`, and (with `finite`) NaN or an infinity. Iterative, so no input is too deep
+    for it; what it refuses would otherwise crash a parser, the engine's gRPC or the terminal."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while stack and len(problems) < MAX_TEXT_PROBLEMS:
+        where, item, depth = stack.pop()
+        if depth > max_depth:
+            problems.append((where or "(body)", f"nested too deeply (more than {max_depth} levels)"))
+        elif isinstance(item, str):
+            if (char := _surrogate(item)) is not None:
+                problems.append((where or "(body)", SURROGATE.format(char=char)))
+        elif finite and isinstance(item, float) and not math.isfinite(item):
+            problems.append((where or "(body)", f"{item} is not a finite number"))
+        elif isinstance(item, Mapping):
+            children = []
+            for k, v in item.items():
+                sub = f"{where}.{key_text(k)}" if where else key_text(k)
+                if isinstance(k, str) and (char := _surrogate(k)) is not None:
+                    problems.append((sub, "its key " + SURROGATE.format(char=char)))
+                else:
+                    children.append((sub, v, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed([(f"{where}[{i}]", v, depth + 1) for i, v in enumerate(item)]))
+    return problems
 
 
 def _salvaged_problems(data: Mapping[str, Any], catalogue: Catalogue) -> list[tuple[str, str]]:
@@ -636,8 +673,7 @@ def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str 
     if not isinstance(data, Mapping):
         raise InvalidRequest([("(body)", f"expected an object (the Create Namespace body), got {type(data).__name__}")],
                              source)
-    problems: list[tuple[str, str]] = []
-    _reject_non_finite(data, "", problems)
+    problems = text_problems(data)
     if problems:
         raise InvalidRequest(problems, source)
     try:

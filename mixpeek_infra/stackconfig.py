@@ -33,7 +33,7 @@ from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
 from .problems import Problem
 from .redact import redact_url
-from .schema import CreateNamespaceRequest, InvalidRequest, parse_request
+from .schema import CreateNamespaceRequest, InvalidRequest, key_text, parse_request, text_problems
 from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
                          STACK_PROJECT)
 
@@ -46,6 +46,7 @@ QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 SHARED_RAY_NAME = "shared-ray"  # the stack's own shared Ray head
+STACK_DEPTH = 64  # levels of nesting in a stack config value (a body in it: 32, see schema.MAX_DEPTH)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
-        problems.append(Problem(str(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
+        problems.append(Problem(key_text(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
     for name in SECRET_KEYS:
         if name in values and name not in secure:
             problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
@@ -227,6 +228,10 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     for name in OBJECT_KEYS:
         if name in values:
             objects[name] = _object(values[name], name, problems)
+    # Text that would crash a parser, the engine's gRPC or the terminal stops here, naming its path.
+    hostile = text_problems({**values, **objects}, max_depth=STACK_DEPTH, finite=False)
+    if hostile:
+        return StackConfig(problems=tuple(problems + [Problem(*p) for p in hostile]))
     catalogue = (catalogue or DEFAULT_CATALOGUE).copy()
     extractors = objects.get("extractors")
     if extractors is not None:
@@ -259,6 +264,9 @@ def _object(value: Any, name: str, problems: list[Problem]) -> Any:
             return json.loads(value)
         except ValueError:
             problems.append(Problem(name, "expected an object or list, got a plain string"))
+            return None
+        except RecursionError:
+            problems.append(Problem(name, f"nested too deeply (more than {STACK_DEPTH} levels)"))
             return None
     return value
 

@@ -402,3 +402,198 @@ def test_non_finite_numbers_never_reach_a_plan():
         problems = _problems(body)
         assert problems == [("infrastructure.max_workers", f"{value} is not a finite number")]
         assert not math.isfinite(value)
+
+
+# -- secrets and hostile text (issue 18, items 11 and 13) -----------------------------------------------
+#
+# Pass-through (inert) params are published: the plan, `plan --json`, the component's outputs and so the
+# state carry them. The rule: a pass-through value holds only the keys the client's params model declares
+# (generation_config's fields; a JSON Schema's keywords in response_schema), and under any other name
+# nothing but a sub-schema. So a credential under a name nobody listed is refused like a listed one.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from stackmocks import FakeMocks, run_program  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CREDENTIAL = "sk-live-DO-NOT-PUBLISH-7319"
+CREDENTIAL_NAMES = ["openaiApiKey", "OpenAIApiKey", "OPENAI_API_KEY", "openai-api-key", "secret_key", "SecretKey",
+                    "aws_secret_access_key", "hf_token", "HF_TOKEN", "token", "api-key", "X-Api-Key", "Authorization",
+                    "authorization", "bearer", "clientSecret", "password", "passphrase", "sessionCookie",
+                    "privateKeyPem", "a_name_nobody_listed", "ключ", "x"]
+# Where under generation_config a name is put: (path template, value builder).
+NESTINGS = [
+    ("{k}", lambda k: {k: CREDENTIAL}),
+    ("headers", lambda k: {"headers": {k: CREDENTIAL}}),
+    ("extra", lambda k: {"extra": [{k: CREDENTIAL}]}),
+    ("response_schema.{k}", lambda k: {"response_schema": {"type": "object", k: CREDENTIAL}}),
+    ("response_schema.properties.{k}", lambda k: {"response_schema": {"properties": {k: CREDENTIAL}}}),
+    ("response_schema.properties.a.items.{k}",
+     lambda k: {"response_schema": {"properties": {"a": {"items": {k: {"deep": [CREDENTIAL]}}}}}}),
+    ("response_schema.default", lambda k: {"response_schema": {"default": {k: CREDENTIAL}}}),
+    ("response_schema.anyOf[1].enum", lambda k: {"response_schema": {"anyOf": [{"type": "string"},
+                                                                               {"enum": [{k: CREDENTIAL}]}]}}),
+]
+
+
+def generation_config_body(value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body["feature_extractors"][0]["params"] = {"generation_config": value}
+    return body
+
+
+GC = "feature_extractors[0].params.generation_config"
+
+
+@pytest.mark.parametrize("where, build", NESTINGS, ids=[n[0] for n in NESTINGS])
+@pytest.mark.parametrize("name", CREDENTIAL_NAMES)
+def test_a_credential_under_any_name_in_a_pass_through_param_is_refused_unquoted(name, where, build):
+    with pytest.raises(InvalidRequest) as info:
+        plan_namespace(generation_config_body(build(name)))
+    paths = [p for p, _ in info.value.problems]
+    assert paths == [f"{GC}.{where.format(k=name)}"], paths
+    assert CREDENTIAL not in str(info.value) and CREDENTIAL not in repr(info.value.problems)
+
+
+def test_what_the_client_writes_in_a_pass_through_param_is_still_echoed():
+    config = {"temperature": 0.1, "top_p": 0.8, "candidate_count": 1, "max_output_tokens": 1024, "video_fps": 4,
+              "response_mime_type": "application/json",
+              "response_schema": {"type": "object", "required": ["api_key", "token"], "properties": {
+                  "api_key": {"type": "string", "description": "a field of the description, named like a key"},
+                  "token": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+                  "nested": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}},
+                  "additionalProperties": False}}
+    plan = plan_namespace(generation_config_body(config))
+    assert plan.feature_extractors[0]["params"]["generation_config"] == config
+
+
+def test_a_credential_in_a_pass_through_param_is_refused_by_plan_json_and_validate(tmp_path):
+    """The CLI as a subprocess: exit 2 naming the path, nothing on stdout, the value nowhere."""
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps(generation_config_body({"temperature": 0.2, "headers": {"Authorization": CREDENTIAL},
+                                                       "openaiApiKey": CREDENTIAL})))
+    for command in (["plan", "--json"], ["validate"]):
+        proc = subprocess.run([sys.executable, "-m", "mixpeek_infra.cli", *command, str(path)], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""
+        assert f"namespace[0]: {GC}.headers: " in proc.stderr and f"namespace[0]: {GC}.openaiApiKey: " in proc.stderr
+        assert CREDENTIAL not in proc.stderr
+
+
+def dev_config() -> dict[str, Any]:
+    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: value for key, value in raw.items()}
+
+
+def test_a_credential_in_a_pass_through_param_never_reaches_the_components_outputs(tmp_path, monkeypatch):
+    """The program under mocks: refused before any resource (so before any output or state)."""
+    from mixpeek_infra.program import StackConfigError
+
+    monkeypatch.chdir(tmp_path)
+    config = dev_config()
+    config["namespaces"][0]["feature_extractors"][0]["params"] = {"generation_config": {"hf_token": CREDENTIAL}}
+    mocks = FakeMocks()
+    with pytest.raises(StackConfigError) as info:
+        run_program(config, mocks)
+    assert [p.path for p in info.value.problems] == [f"namespaces[0].{GC}.hf_token"]
+    assert CREDENTIAL not in str(info.value)
+    assert mocks.resources == []
+
+
+# Text that crashed: a lone surrogate as a key or a value, and nesting deeper than any parser's stack.
+SURROGATE = "\ud800"
+ESCAPED = "\\ud800"  # how a path names it (text that encodes anywhere)
+
+
+def _cli(tmp_path: Path, name: str, text: str, *command: str) -> subprocess.CompletedProcess:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "mixpeek_infra.cli", *(command or ("validate",)), str(path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _surrogate_key_body() -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body["feature_extractors"][0]["params"] = {SURROGATE: 1}
+    return body
+
+
+def _surrogate_value_body() -> dict[str, Any]:
+    body = copy.deepcopy(SEED)
+    body["feature_extractors"][0]["params"] = {"description_prompt": f"a{SURROGATE}b"}
+    return body
+
+
+HOSTILE_TEXT = [  # (id, body, the path validate and the program must name)
+    ("surrogate key", _surrogate_key_body, f"feature_extractors[0].params.{ESCAPED}"),
+    ("surrogate value", _surrogate_value_body, "feature_extractors[0].params.description_prompt"),
+    ("surrogate namespace_name", lambda: seed_with("namespace_name", SURROGATE), "namespace_name"),
+    ("surrogate top-level key", lambda: {**SEED, SURROGATE: 1}, ESCAPED),
+]
+
+
+@pytest.mark.parametrize("name, build, path", HOSTILE_TEXT, ids=[c[0] for c in HOSTILE_TEXT])
+def test_a_lone_surrogate_is_refused_with_its_path_by_validate_plan_and_the_program(name, build, path, tmp_path,
+                                                                                    monkeypatch):
+    from mixpeek_infra.program import StackConfigError
+
+    monkeypatch.chdir(tmp_path)
+    body = build()
+    assert [p for p, _ in _problems(body)] == [path]
+    for command in (("validate",), ("plan", "--json")):
+        proc = _cli(tmp_path, "body.json", json.dumps(body), *command)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert proc.stderr.startswith(f"{tmp_path / 'body.json'}: namespace[0]: {path}: "), proc.stderr
+        assert "internal error" not in proc.stderr
+    # in a stack file (the engine passes objects as JSON text; json.dumps keeps the surrogate escaped)
+    stack = {"config": {"mixpeek-infra:namespaces": json.dumps([body])}}
+    proc = _cli(tmp_path, "Pulumi.x.yaml", yaml.safe_dump(stack))
+    assert proc.returncode == 2, proc.stderr
+    assert f": namespace[0]: {path}: " in proc.stderr or f": config.mixpeek-infra:namespaces[0].{path}: " in proc.stderr
+    assert "internal error" not in proc.stderr
+    mocks = FakeMocks()
+    with pytest.raises(StackConfigError) as info:
+        run_program({"namespaces": [body]}, mocks)
+    assert [p.path for p in info.value.problems] == [f"namespaces[0].{path}"]
+    assert str(info.value).encode("utf-8")  # the message itself encodes (it crosses gRPC)
+    assert mocks.resources == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "body.json", tmp_path / "Pulumi.x.yaml"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.x.yaml", "body.json"]
+
+
+def test_namespaces_as_json_text_nested_5000_deep_is_refused_by_validate_and_the_program(tmp_path, monkeypatch):
+    from mixpeek_infra.program import StackConfigError
+
+    monkeypatch.chdir(tmp_path)
+    deep = "[" * 5000 + "]" * 5000
+    proc = _cli(tmp_path, "Pulumi.x.yaml", yaml.safe_dump({"config": {"mixpeek-infra:namespaces": deep}}))
+    assert proc.returncode == 2, proc.stderr
+    assert "config.mixpeek-infra:namespaces: " in proc.stderr and "nested too deeply" in proc.stderr
+    assert "internal error" not in proc.stderr
+    for value in (deep, json.dumps([{"namespace_name": "x", "description": nested_list(100)}])[:-1] + "]"):
+        mocks = FakeMocks()
+        with pytest.raises(StackConfigError) as info:
+            run_program({"namespaces": value}, mocks)
+        assert [p.path for p in info.value.problems][0].startswith("namespaces"), info.value.problems
+        assert "nested too deeply" in str(info.value)
+        assert mocks.resources == []
+
+
+def test_a_stack_setting_nested_deeper_than_the_bound_is_refused_with_its_path(tmp_path, monkeypatch):
+    from mixpeek_infra.program import StackConfigError
+
+    monkeypatch.chdir(tmp_path)
+    config = {**dev_config(), "ray": {"mode": "local", "state_dir": nested_dict(200)}}
+    proc = _cli(tmp_path, "Pulumi.x.yaml", yaml.safe_dump(
+        {"config": {f"mixpeek-infra:{k}": json.dumps(v) for k, v in config.items()}}))
+    assert proc.returncode == 2 and "config.mixpeek-infra:ray.state_dir" in proc.stderr, proc.stderr
+    assert "nested too deeply" in proc.stderr and "internal error" not in proc.stderr
+    with pytest.raises(StackConfigError) as info:
+        run_program(config, FakeMocks())
+    assert "nested too deeply" in str(info.value) and "ray.state_dir" in str(info.value)
