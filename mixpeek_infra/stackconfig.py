@@ -46,6 +46,7 @@ QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 SHARED_RAY_NAME = "shared-ray"  # the stack's own shared Ray head
+ENCRYPTED_PLACEHOLDER = "(encrypted in the stack file)"  # what `validate` holds for an encrypted key
 STACK_DEPTH = 64  # levels of nesting in a stack config value (a body in it: 32, see schema.MAX_DEPTH)
 
 
@@ -232,6 +233,8 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     hostile = text_problems({**values, **objects}, max_depth=STACK_DEPTH, finite=False)
     if hostile:
         return StackConfig(problems=tuple(problems + [Problem(*p) for p in hostile]))
+    if "namespaces" in objects:
+        objects["namespaces"] = _request_api_keys(objects["namespaces"], "namespaces" in secure, problems)
     catalogue = (catalogue or DEFAULT_CATALOGUE).copy()
     extractors = objects.get("extractors")
     if extractors is not None:
@@ -269,6 +272,35 @@ def _object(value: Any, name: str, problems: list[Problem]) -> Any:
             problems.append(Problem(name, f"nested too deeply (more than {STACK_DEPTH} levels)"))
             return None
     return value
+
+
+def _request_api_keys(items: Any, encrypted: bool, problems: list[Problem]) -> Any:
+    """`namespaces` with each inline body's `infrastructure.qdrant_api_key` checked: in a stack file it is
+    `{secure: ...}` (`pulumi config set --secret --path`), which the engine decrypts for the program and marks
+    `namespaces` secret (`encrypted`); plain text is refused, the way out named. The CLI cannot decrypt: an
+    encrypted key stands in as a placeholder, never used to connect."""
+    if not isinstance(items, list):
+        return items
+    out = list(items)
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and isinstance(item.get("request"), Mapping):
+            body, path = item["request"], f"namespaces[{i}].request"
+        elif isinstance(item, Mapping) and "request" not in item:
+            body, path = item, f"namespaces[{i}]"
+        else:
+            continue
+        infra = body.get("infrastructure")
+        if not isinstance(infra, Mapping) or not (is_secure(infra.get("qdrant_api_key")) or (
+                isinstance(infra.get("qdrant_api_key"), str) and not encrypted)):
+            continue
+        if not is_secure(infra["qdrant_api_key"]):
+            where = f"{path}.infrastructure.qdrant_api_key"
+            problems.append(Problem(where, f"a secret must not be stored in plain text: run `pulumi config set "
+                                           f"--secret --path '{STACK_PROJECT}:{where}' <value>` (it is then "
+                                           "stored encrypted, and the program gets it as a secret)"))
+        body = {**body, "infrastructure": {**infra, "qdrant_api_key": ENCRYPTED_PLACEHOLDER}}
+        out[i] = {**item, "request": body} if "request" in item else body
+    return out
 
 
 def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool) -> list[NamespaceEntry]:

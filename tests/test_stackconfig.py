@@ -241,3 +241,47 @@ def test_parse_reports_every_problem_at_once():
     paths = [p.path for p in config.problems]
     assert {"ray.mode", "qdrant.path", "qdrantApiKey", "namespaces[0].protect"} <= set(paths), paths
     assert not config.namespaces
+
+
+# -- a request body's qdrant_api_key in a stack file (issue 18 item 12) -------------------------------------
+
+API_KEY = "qk-plain-DO-NOT-STORE-5521"
+
+
+def with_request_key(key: Any) -> dict[str, Any]:
+    """The dev stack whose namespace names its own Qdrant server and API key in its body."""
+    config = stack_config("dev")
+    config["namespaces"][0]["infrastructure"] = {"qdrant_url": "https://q.example:6333", "qdrant_api_key": key}
+    return config
+
+
+def test_a_plain_text_api_key_in_a_request_body_is_refused_with_the_way_out(tmp_path):
+    path = "namespaces[0].infrastructure.qdrant_api_key"
+    valid, err = validate_verdict(tmp_path, with_request_key(API_KEY), set())
+    assert not valid
+    assert f": namespace[0]: infrastructure.qdrant_api_key: a secret must not be stored in plain text: run `pulumi " \
+           f"config set --secret --path 'mixpeek-infra:{path}' <value>`" in err, err
+    assert API_KEY not in err
+    deploys, why = program_verdict(with_request_key(API_KEY), set())
+    assert not deploys and f"\n  {path}: a secret must not be stored in plain text" in why and API_KEY not in why
+
+
+def test_the_encrypted_api_key_that_config_set_secret_path_writes_is_accepted_and_stays_secret(tmp_path,
+                                                                                              monkeypatch):
+    valid, err = validate_verdict(tmp_path, with_request_key(SECURE), set())
+    assert valid, err
+    # The engine decrypts it for the program and marks all of `namespaces` secret.
+    config = with_request_key(API_KEY)
+    mocks = FakeMocks()
+    outputs, monitor = run_program(config, mocks, secret_keys={"namespaces"})
+    assert outputs and API_KEY not in json.dumps(outputs)
+
+    def plain(value: Any) -> Any:  # registrations without their secret-wrapped parts
+        if isinstance(value, dict):
+            if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+                return "[secret]"
+            return {k: plain(v) for k, v in value.items()}
+        return [plain(v) for v in value] if isinstance(value, list) else value
+
+    assert API_KEY in json.dumps(monitor.raw)  # it does reach its collection...
+    assert API_KEY not in json.dumps(plain(monitor.raw))  # ...only ever as a secret
