@@ -6,8 +6,9 @@
 
 A FILE is JSON or YAML (chosen by its extension; `-` reads standard input) and holds one Create
 Namespace request body, a list of them, several YAML documents, or a Pulumi stack config file
-(`Pulumi.<stack>.yaml`) whose `mixpeek-infra:namespaces` lists the bodies and whose
-`mixpeek-infra:extractors` registers user extractors.
+(`Pulumi.<stack>.yaml`) whose `mixpeek-infra:namespaces` lists the bodies (inline, or in request files
+read relative to the project root: the directory holding Pulumi.yaml at or above the stack file) and
+whose `mixpeek-infra:extractors` registers user extractors.
 
 Contract (other tools rely on it):
 - exit 0 when every namespace is valid; exit 2 on invalid input (bad request, unreadable file,
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
@@ -42,6 +42,7 @@ from typing import Any, TextIO
 from .documents import InputError, load_documents
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .json_schema import request_json_schema, stack_config_json_schema
+from .paths import project_root
 from .plan import NamespacePlan, plan_namespace
 from .render import clean, count, fmt, render_plan
 from .schema import InvalidRequest
@@ -114,27 +115,25 @@ class Body:
         return f"namespace[{self.index}]"
 
 
-def _stack_bodies(config: Mapping[str, Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
-    """The namespaces of a stack config file, parsed as the stack program parses them."""
+def _stack_bodies(config: Mapping[str, Any], catalogue: Catalogue, root: str) -> tuple[list[Body], list[str]]:
+    """The namespaces of a stack config file, parsed as the stack program parses them (request files
+    read under `root`, the project root)."""
     values, secure = project_values(config)
-    stack = parse_stack_config(values, secure=secure, catalogue=catalogue)
+    stack = parse_stack_config(values, secure=secure, catalogue=catalogue, root=root)
     bodies = {e.index: Body(e.index, e.plan, entry=e, stack=stack) for e in stack.namespaces}
     file_problems: list[str] = []
     for problem in stack.problems:
-        match = _ENTRY_PATH.match(problem.path)
-        if match is None:
+        located = stack.locate(problem.path)  # (index, path within it): `requests/a.json: x` keeps its file
+        if located is None:
             file_problems.append(f"config.{STACK_PROJECT}:{problem.path}: {problem.message}")
             continue
-        index = int(match["index"])
+        index, rest = located
         body = bodies.setdefault(index, Body(index, stack=stack))
-        body.problems.append((match["rest"] or "(body)", problem.message))
+        body.problems.append((rest, problem.message))
     return [bodies[i] for i in sorted(bodies)], file_problems
 
 
-_ENTRY_PATH = re.compile(r"namespaces\[(?P<index>[0-9]+)\](?:\.(?P<rest>.*))?")
-
-
-def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], list[str]]:
+def _bodies(documents: list[Any], catalogue: Catalogue, root: str) -> tuple[list[Body], list[str]]:
     """The namespaces of a file, validated and planned, and its file-level problems."""
     bodies: list[Body] = []
     file_problems: list[str] = []
@@ -144,7 +143,7 @@ def _bodies(documents: list[Any], catalogue: Catalogue) -> tuple[list[Body], lis
             continue
         config = _stack_config(doc)
         if config is not None:
-            found, problems = _stack_bodies(config, catalogue)
+            found, problems = _stack_bodies(config, catalogue, root)
             bodies += [_renumbered(b, len(bodies)) for b in found]
             file_problems += problems
         elif isinstance(doc, list):
@@ -198,7 +197,8 @@ def process_file(path: str, catalogue: Catalogue) -> Result:
     except InputError as exc:
         result.problems.append(str(exc))
         return result
-    result.bodies, result.problems = _bodies(documents, catalogue)
+    root = str(project_root(os.path.dirname(os.path.abspath(path)) if path != "-" else None))
+    result.bodies, result.problems = _bodies(documents, catalogue, root)  # a stack's request files: under root
     if not result.bodies and not result.problems:
         result.problems.append("no namespace request found (expected a request body, a list of them, "
                                f"or a stack config with {STACK_PROJECT}:namespaces)")

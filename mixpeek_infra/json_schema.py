@@ -10,7 +10,7 @@ from typing import Any
 from .extractors import DEFAULT_CATALOGUE, DISCRIMINATOR, Catalogue, ExtractorVersion
 from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
                      CreateNamespaceRequest, _FIELD_NAME, _NAMESPACE_NAME)
-from .stackconfig import ENTRY_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
+from .stackconfig import ENTRY_KEYS, PER_NAMESPACE_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
 from .vocabulary import DATATYPES, DISTANCES, NAMESPACE_ID, STACK_PROJECT
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -182,8 +182,15 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
     defs["Secret"] = {"type": "object", "additionalProperties": False, "required": ["secure"],
                       "properties": {"secure": {"type": "string"}},
                       "description": "set with `pulumi config set --secret`; plain text is refused"}
+    relative = {"type": "string", "minLength": 1, "pattern": "^(?!/)[^\\u0000]*$"}
     entry_props = {
         "request": {"$ref": "#/$defs/CreateNamespaceRequest"},
+        "file": {**relative, "description": "a JSON or YAML file holding one Create Namespace request body, "
+                                            "relative to the project root"},
+        "files": {"anyOf": [relative, {"type": "array", "minItems": 1, "items": relative}],
+                  "description": "a directory (its *.json, *.yaml, *.yml files) or glob (`**` recurses), or a list "
+                                 "of them, relative to the project root: one namespace per file, sorted by path; the "
+                                 "entry's settings apply to each (files named by a `file` entry are left to it)"},
         "key": {**name, "description": "the Namespace's resource name (default: its namespace_name)"},
         "renamed_from": {"anyOf": [name, {"type": "array", "minItems": 1, "items": name}],
                          "description": "earlier keys (or namespace_names): a rename replaces nothing"},
@@ -217,6 +224,8 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
         "properties": {"config": {
             "type": "object", "required": [f"{STACK_PROJECT}:namespaces"], "properties": project,
             "propertyNames": {"anyOf": [{"not": {"pattern": f"^{STACK_PROJECT}:"}}, {"enum": list(project)}]}}},
-        "$defs": {**defs, "StackNamespaceEntry": {"type": "object", "additionalProperties": False,
-                                                  "required": ["request"], "properties": entry_props}},
+        "$defs": {**defs, "StackNamespaceEntry": {
+            "type": "object", "additionalProperties": False, "properties": entry_props,
+            "oneOf": [{"required": ["request"]}, {"required": ["file"]},
+                      {"required": ["files"], "not": {"anyOf": [{"required": [k]} for k in PER_NAMESPACE_KEYS]}}]}},
     }

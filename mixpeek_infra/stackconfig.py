@@ -9,7 +9,10 @@ path is relative to the project's config (`ray.mode`, `namespaces[0].ray.num_cpu
 Keys (all under the `mixpeek-infra:` project prefix):
   namespaces   a list of Create Namespace bodies, or of entries {request: body, key, renamed_from,
                protect, deletion_protection, namespace_id, cluster_id, qdrant, ray,
-               collection_settings, vectors_on_disk}
+               collection_settings, vectors_on_disk}; instead of `request`, `file: PATH` (one body per
+               JSON or YAML file) or `files: DIR | GLOB | [...]` (one namespace per file, sorted by path;
+               its settings apply to each), relative to the project root. A body's problems in a file
+               are `FILE: field.path` (`requests/a.json: feature_extractors[0].version`).
   qdrant       the default Qdrant target: {path} (embedded Qdrant Edge; default `.mixpeek/qdrant`) or
                {url, timeout, prefer_grpc}; plus final_snapshot (a directory)
   ray          the default Ray head ({mode: local|kubernetes|external, ...}) and `shared_url`, the
@@ -24,9 +27,12 @@ those calls load the Pulumi SDK (not the engine) on first use.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
@@ -34,20 +40,23 @@ from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, pla
 from .problems import Problem
 from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, key_text, parse_request, text_problems
+from .state_names import SHARED_RAY_NAME, ray_head_name
 from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
                          STACK_PROJECT)
 
 SECRET_KEYS = ("qdrantApiKey", "rayAuthToken")
 OBJECT_KEYS = ("namespaces", "qdrant", "ray", "extractors")
 KEYS = OBJECT_KEYS + SECRET_KEYS
-ENTRY_KEYS = ("request", "key", "renamed_from", "protect", "deletion_protection", "namespace_id", "cluster_id",
-              "qdrant", "ray", "collection_settings", "vectors_on_disk")
+ENTRY_KEYS = ("request", "file", "files", "key", "renamed_from", "protect", "deletion_protection", "namespace_id",
+              "cluster_id", "qdrant", "ray", "collection_settings", "vectors_on_disk")
 QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
-SHARED_RAY_NAME = "shared-ray"  # the stack's own shared Ray head
-ENCRYPTED_PLACEHOLDER = "(encrypted in the stack file)"  # what `validate` holds for an encrypted key
 STACK_DEPTH = 64  # levels of nesting in a stack config value (a body in it: 32, see schema.MAX_DEPTH)
+ENCRYPTED_PLACEHOLDER = "(encrypted in the stack file)"  # what `validate` holds for an encrypted key
+BODY_KEYS = ("request", "file", "files")  # where an entry's body is: inline, one file, many files
+PER_NAMESPACE_KEYS = ("key", "renamed_from", "namespace_id")  # settings that name one namespace: not with `files`
+REQUEST_SUFFIXES = (".json", ".yaml", ".yml")  # the files of a `files` directory
 
 
 @dataclass(frozen=True)
@@ -69,11 +78,11 @@ class QdrantSettings:
 class NamespaceEntry:
     """One namespace of the stack: its body, plan and per-namespace settings."""
 
-    index: int
+    index: int  # its place among the stack's namespaces (a `files` entry adds one per file)
     request: CreateNamespaceRequest  # the body, validated against the stack's catalogue
     plan: NamespacePlan
     key: str  # the Namespace component's resource name (default: namespace_name)
-    request_path: str  # `namespaces[i]` or `namespaces[i].request`: where its body is
+    request_path: str  # `namespaces[i]`, `namespaces[i].request`, or its request file: where its body is
     renamed_from: tuple[str, ...] = ()  # earlier keys: Pulumi aliases, so a rename replaces nothing
     protect: bool = False  # Pulumi's `protect` on the component and every child
     deletion_protection: bool = True
@@ -84,9 +93,21 @@ class NamespaceEntry:
     collection_settings: Mapping[str, Any] | None = None
     vectors_on_disk: bool = False
 
+    where: str = ""  # its entry in the config, `namespaces[i]`, which holds its settings
+    source: str | None = None  # its request file (relative to the project root), if its body is in one
+
     @property
     def ray_path(self) -> str:
-        return f"namespaces[{self.index}].ray" if self.ray is not None else "ray"
+        return f"{self.where}.ray" if self.ray is not None else "ray"
+
+    @property
+    def label(self) -> str:
+        """Where its body is, as problems name it: its request file, else its entry."""
+        return self.source or self.where
+
+    def field_path(self, name: str) -> str:
+        """A field's path in its body: `namespaces[0].request.namespace_name`, `requests/a.json: namespace_name`."""
+        return _under_body(Problem(name, ""), self.request_path, self.source).path
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,20 @@ class StackConfig:
     catalogue: Catalogue = field(default_factory=DEFAULT_CATALOGUE.copy)
     secrets: frozenset[str] = frozenset()  # which of SECRET_KEYS are set
     problems: tuple[Problem, ...] = ()
+    origins: tuple[tuple[str, str | None], ...] = ()  # by index, every namespace's (entry, request file), valid or not
+
+    def locate(self, path: str) -> tuple[int, str] | None:
+        """The namespace a problem's `path` is about, as (its index, the path within it); None for a problem of the
+        stack, or of a `files` entry's settings (shared by its namespaces)."""
+        head = path.split(": ", 1)[0]
+        for index, (_, source) in enumerate(self.origins):
+            if source is not None and source == head:
+                return index, path
+        match = _ENTRY_PATH.match(path)
+        if match is None:
+            return None
+        found = [i for i, (where, _) in enumerate(self.origins) if where == match["where"]]
+        return (found[0], match["rest"] or "(body)") if len(found) == 1 else None
 
     def target_of(self, entry: NamespaceEntry) -> QdrantSettings | None:
         """The entry's Qdrant target; None when its request names one (`infrastructure.qdrant_url`)."""
@@ -146,7 +181,7 @@ class StackConfig:
         else:
             qdrant = {"path": target.path}
         if target is not None:
-            qdrant["from"] = f"namespaces[{entry.index}].qdrant" if entry.qdrant is not None else "qdrant"
+            qdrant["from"] = f"{entry.where}.qdrant" if entry.qdrant is not None else "qdrant"
             qdrant["final_snapshot"] = target.final_snapshot
         return {"key": entry.key, "renamed_from": list(entry.renamed_from), "protect": entry.protect,
                 "deletion_protection": entry.deletion_protection,
@@ -214,9 +249,10 @@ def project_values(config: Mapping[str, Any], project: str = STACK_PROJECT) -> t
 
 
 def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (),
-                       catalogue: Catalogue | None = None) -> StackConfig:
+                       catalogue: Catalogue | None = None, root: str | os.PathLike[str] | None = None) -> StackConfig:
     """Parse the project's config `values` (keys without the `mixpeek-infra:` prefix; object values as
-    data or JSON text, as the engine passes them); `secure` names the keys that were set encrypted.
+    data or JSON text, as the engine passes them); `secure` names the keys that were set encrypted; request
+    files are read under `root`, the project root (default: the one at or above the working directory).
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
@@ -251,11 +287,15 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     if "namespaces" not in values:
         problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
         entries: list[NamespaceEntry] = []
+        origins: list[tuple[str, str | None]] = []
     else:
-        entries = _entries(objects.get("namespaces"), catalogue, problems, token="rayAuthToken" in values)
+        from .paths import project_root
+
+        entries, origins = _entries(objects.get("namespaces"), catalogue, problems, token="rayAuthToken" in values,
+                                    root=Path(root) if root is not None else project_root())
     config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
                          ray=ray or {"mode": "local"}, shared_url=shared_url, catalogue=catalogue,
-                         secrets=frozenset(k for k in SECRET_KEYS if k in values))
+                         secrets=frozenset(k for k in SECRET_KEYS if k in values), origins=tuple(origins))
     problems += _stack_problems(config)
     return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
 
@@ -285,7 +325,7 @@ def _request_api_keys(items: Any, encrypted: bool, problems: list[Problem]) -> A
     for i, item in enumerate(items):
         if isinstance(item, Mapping) and isinstance(item.get("request"), Mapping):
             body, path = item["request"], f"namespaces[{i}].request"
-        elif isinstance(item, Mapping) and "request" not in item:
+        elif isinstance(item, Mapping) and not any(k in item for k in BODY_KEYS):
             body, path = item, f"namespaces[{i}]"
         else:
             continue
@@ -303,33 +343,174 @@ def _request_api_keys(items: Any, encrypted: bool, problems: list[Problem]) -> A
     return out
 
 
-def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool) -> list[NamespaceEntry]:
+def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool,
+             root: Path) -> tuple[list[NamespaceEntry], list[tuple[str, str | None]]]:
+    """The valid namespaces, and every namespace's (entry, request file) by index."""
     if not isinstance(items, list) or not items:
         problems.append(Problem("namespaces", "expected a non-empty list of Create Namespace request bodies"))
-        return []
+        return [], []
     entries: list[NamespaceEntry] = []
+    origins: list[tuple[str, str | None]] = []
+    named = {os.path.normpath(item["file"]) for item in items  # given their own settings: `files` skip them
+             if isinstance(item, Mapping) and isinstance(item.get("file"), str)}
+    matched: dict[str, str] = {}  # request file -> the `files` entry that matched it first
     for i, item in enumerate(items):
         where = f"namespaces[{i}]"
         entry_problems: list[Problem] = []
-        if isinstance(item, Mapping) and "request" in item:
-            body, request_path = item["request"], f"{where}.request"
+        if isinstance(item, Mapping) and any(k in item for k in BODY_KEYS):
             settings = _entry_settings(item, where, entry_problems, token=token)
+            bodies = _entry_bodies(item, where, root, named, matched, entry_problems)
         else:
-            body, request_path, settings = item, where, {}
-        try:
-            body = parse_request(body, catalogue=catalogue)  # the component gets this model: parsed once
-            plan = plan_request(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
-        except InvalidRequest as exc:
-            entry_problems += [p.under(request_path) for p in exc.problems]
-            plan = None
-        if plan is not None and (p := namespace_id_problem(plan, settings.get("namespace_id"))) is not None:
-            entry_problems.append(p.under(where))
+            settings, bodies = {}, [(item, where, None)]
         problems += entry_problems
-        if plan is None or entry_problems:
-            continue
-        entries.append(NamespaceEntry(index=i, request=body, plan=plan, request_path=request_path,
-                                      key=settings.pop("key", None) or plan.namespace_name, **settings))
-    return entries
+        for body, request_path, source in bodies:
+            index = len(origins)
+            origins.append((where, source))
+            body_problems: list[Problem] = []
+            try:
+                if body is _UNREADABLE:
+                    continue
+                body = parse_request(_unwrapped(body), catalogue=catalogue)  # the component gets this model
+                plan = plan_request(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
+            except InvalidRequest as exc:
+                body_problems += [_under_body(p, request_path, source) for p in exc.problems]
+                plan = None
+            if plan is not None and (p := namespace_id_problem(plan, settings.get("namespace_id"))) is not None:
+                body_problems.append(p.under(where))
+            problems += body_problems
+            if plan is None or body_problems or entry_problems:
+                continue
+            entries.append(NamespaceEntry(index=index, request=body, plan=plan, request_path=request_path,
+                                          where=where, source=source,
+                                          **{**settings, "key": settings.get("key") or plan.namespace_name}))
+    return entries, origins
+
+
+_UNREADABLE = object()  # a request file that could not be read (its problem is already listed)
+_ENTRY_PATH = re.compile(r"(?P<where>namespaces\[[0-9]+\])(?:\.(?P<rest>.*))?")  # a path in an entry
+_NAMESPACE_REF = re.compile(r"namespaces\[([0-9]+)\]")  # a namespace named in a message, by its index
+
+
+_CLIENT_WRAPPER = re.compile(r"(any|one)of_schema_[0-9]+_validator|discriminator_value_class_map|actual_instance|"
+                             r"(any|one)_of_schemas")
+
+
+def _unwrapped(body: Any, depth: int = 0) -> Any:
+    """`body` without the official client's anyOf/oneOf wrappers, which its `model_dump_json()` writes
+    (`field_schema: {actual_instance: {...}, any_of_schemas: [...], anyof_schema_1_validator: null, ...}`):
+    each wrapper becomes its `actual_instance`. Anything else is returned as is."""
+    if depth > 32:
+        return body
+    if isinstance(body, Mapping):
+        if "actual_instance" in body and all(isinstance(k, str) and _CLIENT_WRAPPER.fullmatch(k) for k in body):
+            return _unwrapped(body["actual_instance"], depth + 1)
+        items = {k: _unwrapped(v, depth + 1) for k, v in body.items()}
+        return body if all(items[k] is v for k, v in body.items()) else items
+    if isinstance(body, list):
+        items = [_unwrapped(v, depth + 1) for v in body]
+        return body if all(a is b for a, b in zip(items, body)) else items
+    return body
+
+
+def _under_body(problem: Problem, request_path: str, source: str | None) -> Problem:
+    """A problem of a body moved under where the body is: `namespaces[0].request.x`, or `requests/a.json: x`."""
+    if source is None:
+        return problem.under(request_path)
+    return Problem(source if problem.path in ("", "(body)") else f"{source}: {problem.path}", problem.message)
+
+
+def _entry_bodies(item: Mapping[str, Any], where: str, root: Path, named: set[str], matched: dict[str, str],
+                  problems: list[Problem]) -> list[tuple[Any, str, str | None]]:
+    """An entry's bodies as (body, request path, request file): its `request`, its `file`, or one per file its
+    `files` name (a directory's *.json, *.yaml and *.yml files, or a glob's matches; sorted by path)."""
+    given = [k for k in BODY_KEYS if k in item]
+    if len(given) > 1:
+        problems.append(Problem(where, f"expected one of {', '.join(BODY_KEYS)}, got {' and '.join(given)}"))
+        return []
+    if "request" in item:
+        return [(item["request"], f"{where}.request", None)]
+    if "file" in item:
+        path = _request_file(item["file"], f"{where}.file", root, problems)
+        return [] if path is None else [(_read_body(path, root, problems), path, path)]
+    for name in PER_NAMESPACE_KEYS:
+        if name in item:
+            problems.append(Problem(f"{where}.{name}", "names one namespace, and `files` may read many: give that "
+                                                       "file its own entry (`file: PATH`) with this setting"))
+    patterns = item["files"]
+    listed = isinstance(patterns, list)
+    if not (isinstance(patterns, str) or listed and patterns):
+        problems.append(Problem(f"{where}.files", f"expected a directory or glob (or a list of them) relative to the "
+                                                  f"project root, got {_short(patterns)}"))
+        return []
+    found: list[str] = []
+    for j, pattern in enumerate(patterns if listed else [patterns]):
+        at = f"{where}.files[{j}]" if listed else f"{where}.files"
+        for path in _matches(pattern, at, root, problems):
+            first = matched.setdefault(path, at)
+            if first != at:
+                problems.append(Problem(at, f"{path} is also matched by {first}: each request file is one namespace"))
+            elif path not in named:
+                found.append(path)
+    return [(_read_body(path, root, problems), path, path) for path in found]
+
+
+def _request_file(value: Any, at: str, root: Path, problems: list[Problem]) -> str | None:
+    """A request file or directory path from config: relative to the project root and inside it, normalized."""
+    if not (isinstance(value, str) and value.strip() and "\x00" not in value):
+        problems.append(Problem(at, f"expected a path relative to the project root, got {_short(value)}"))
+        return None
+    path = os.path.normpath(value)
+    inside = not os.path.isabs(path) and path != ".." and not path.startswith(".." + os.sep)
+    if inside:
+        try:
+            inside = (root / path).resolve().is_relative_to(root.resolve())
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+    if not inside:
+        problems.append(Problem(at, f"{_short(value)} is not inside the project root: request files are read "
+                                    "relative to it"))
+        return None
+    return path
+
+
+def _matches(pattern: Any, at: str, root: Path, problems: list[Problem]) -> list[str]:
+    """The request files a `files` pattern names: a directory's *.json, *.yaml and *.yml files, or a glob's
+    matching files (`**` recurses); sorted by path."""
+    base = _request_file(pattern, at, root, problems)
+    if base is None:
+        return []
+    if not glob.has_magic(pattern):
+        directory = root / base
+        if not directory.is_dir():
+            problems.append(Problem(at, f"{pattern} is not a directory (or a glob) under the project root"))
+            return []
+        found = sorted(os.path.join(base, p.name) for p in directory.iterdir()
+                       if p.suffix.lower() in REQUEST_SUFFIXES and p.is_file())
+        what = f"no request file (*.json, *.yaml, *.yml) in {pattern}"
+    else:
+        found = sorted(os.path.normpath(p) for p in glob.glob(base, root_dir=root, recursive=True)
+                       if (root / p).is_file())
+        what = f"no file matches {pattern}"
+    inside = [p for p in found if _request_file(p, at, root, problems) is not None]
+    if not found:
+        problems.append(Problem(at, what))
+    return inside
+
+
+def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
+    """The one Create Namespace body of a request file (JSON or YAML, read strictly as the CLI reads files)."""
+    from .documents import InputError, load_documents
+
+    try:
+        documents = load_documents(str(root / path))
+    except InputError as exc:
+        problems.append(Problem(path, str(exc)))
+        return _UNREADABLE
+    if len(documents) != 1:
+        problems.append(Problem(path, f"expected one Create Namespace request body, found {len(documents)} "
+                                      "YAML documents"))
+        return _UNREADABLE
+    return documents[0]
 
 
 def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem], *, token: bool) -> dict[str, Any]:
@@ -459,23 +640,24 @@ def _ray_problems(settings: Any, where: str, *, token: bool) -> list[Problem]:
 def _stack_problems(config: StackConfig) -> list[Problem]:
     """Problems between namespaces: names, keys, shared collections, Ray heads and their Kubernetes names."""
     problems: list[Problem] = []
-    names: dict[str, int] = {}
+    names: dict[str, NamespaceEntry] = {}
     for entry in config.namespaces:
         given_key = () if entry.key == entry.plan.namespace_name else (("key", entry.key),)
         for field_name, value in (("namespace_name", entry.plan.namespace_name), *given_key,
                                   *(("renamed_from", old) for old in entry.renamed_from)):
-            if names.get(value, entry.index) != entry.index:  # an entry's key may equal its own namespace_name
-                path = (f"{entry.request_path}.namespace_name" if field_name == "namespace_name"
-                        else f"namespaces[{entry.index}].{field_name}")
-                problems.append(Problem(path, f"{value!r} is already used by namespaces[{names[value]}]"))
-            names.setdefault(value, entry.index)
+            if names.get(value, entry) is not entry:  # an entry's key may equal its own namespace_name
+                path = (entry.field_path("namespace_name") if field_name == "namespace_name"
+                        else f"{entry.where}.{field_name}")
+                problems.append(Problem(path, f"{value!r} is already used by {names[value].label}"))
+            names.setdefault(value, entry)
     by_index = {e.index: e for e in config.namespaces}
     for i, field_name, message in collection_conflicts(
             [(e.index, e.plan, {"namespace_id": e.namespace_id} | ({"qdrant": e.qdrant.target_key()} if e.qdrant else {}))
              for e in config.namespaces], config.qdrant.target_key()):
-        path = f"namespaces[{i}].{field_name}" if field_name == "namespace_id" \
-            else f"{by_index[i].request_path}.{field_name}"
-        problems.append(Problem(path, message))
+        path = f"{by_index[i].where}.{field_name}" if field_name == "namespace_id" \
+            else by_index[i].field_path(field_name)
+        problems.append(Problem(path, _NAMESPACE_REF.sub(  # the other namespace as this config names it
+            lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message)))
     problems += _head_problems(config)
     for entry in config.namespaces:
         problems += _collection_problems(entry, config.target_of(entry), config.gets_api_key(entry))
@@ -492,12 +674,12 @@ def _head_problems(config: StackConfig) -> list[Problem]:
         use, settings = config.head_of(entry)
         mode = settings.get("mode") if settings else ("external" if use == "request" else None)
         if use == "own" and (p := ray_head_problem(entry.plan.infrastructure, mode)) is not None:
-            problems.append(p.under(entry.request_path))
+            problems.append(_under_body(p, entry.request_path, entry.source))
             continue
         if settings is None:
             continue
         spec = RayHead.from_config(settings, auth_token="(set)" if "rayAuthToken" in config.secrets else None)
-        problems += [p.under(entry.request_path) for p in spec.plan_problems(entry.plan)]
+        problems += [_under_body(p, entry.request_path, entry.source) for p in spec.plan_problems(entry.plan)]
         if spec.mode == "kubernetes":
             heads.append((entry, spec, entry.ray_path))
     if config.runs_shared_head and config.ray.get("mode") == "kubernetes":
@@ -513,13 +695,13 @@ def _kubernetes_name_problems(heads: list[tuple[NamespaceEntry | None, Any, str]
     objects: dict[tuple[str, str], str] = {}
     users: dict[str, tuple[str, Any]] = {}
     for entry, spec, ray_path in heads:
-        label = "the shared Ray head" if entry is None else f"namespaces[{entry.index}]"
-        name = SHARED_RAY_NAME if entry is None else f"{entry.key}-ray"
+        label = "the shared Ray head" if entry is None else entry.label
+        name = SHARED_RAY_NAME if entry is None else ray_head_name(entry.key)
         namespace_name = SHARED_RAY_NAME if entry is None else entry.plan.namespace_name
         namespace, base = head_names(name, spec.k8s, namespace_name)
         first = objects.setdefault((namespace, base), label)
         if first != label:
-            problems.append(Problem(f"namespaces[{entry.index}].key" if entry is not None else ray_path,
+            problems.append(Problem(f"{entry.where}.key" if entry is not None else ray_path,
                                     f"its Ray head's Kubernetes objects ({base}-*) in namespace {namespace!r} would "
                                     f"be {first}'s; set a `key` that names it differently"))
         first_label, first_spec = users.setdefault(namespace, (label, spec))
@@ -557,7 +739,7 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, k
 def _collection_path(path: str, entry: NamespaceEntry) -> str:
     """A Collection input's path as the stack config names it."""
     head, dot, rest = path.partition(".")
-    own = f"namespaces[{entry.index}]."
+    own = f"{entry.where}."
     if head == "settings":
         return f"{own}collection_settings{dot}{rest}"
     if head in ("target", "final_snapshot", "api_key"):
