@@ -36,12 +36,12 @@ except ImportError:  # pragma: no cover - Python 3.10
 # The public API only (the package's own modules are being reorganised underneath it).
 from . import QdrantTarget, RayHead, __version__
 from .namespace import Namespace as _Namespace
+from .state_names import PACKAGE, PACKAGE_NAMESPACE_TYPE
 from .namespace import NamespaceArgs as _NamespaceArgs
 
-PACKAGE = "mixpeek-infra"
 PACKAGE_NAMESPACE = "mixpeek"
 PACKAGE_VERSION = __version__
-TYPE = f"{PACKAGE}:index:Namespace"
+TYPE = PACKAGE_NAMESPACE_TYPE
 
 
 class FeatureExtractor(TypedDict):

@@ -19,8 +19,8 @@ from .qdrant.target import QdrantTarget
 from .ray.deploy import deploy_ray_head
 from .ray.spec import RayHead
 from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
+from .state_names import NAMESPACE_TYPE, SHARED_RAY_NAME, collection_name, payload_index_name, ray_head_name
 
-NAMESPACE_TYPE = "mixpeek:index:Namespace"
 
 
 @dataclass
@@ -69,7 +69,6 @@ def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> Qdra
     return args.qdrant or QdrantTarget()
 
 
-SHARED_RAY_NAME = "shared-ray"
 # The program's default shared Ray head, keyed by the program's resource monitor (one per program run).
 _SHARED_HEADS: dict[int, tuple[Any, Any]] = {}
 
@@ -137,7 +136,7 @@ class Namespace(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         collection = Collection(
-            f"{name}-collection",
+            collection_name(name),
             vectors=plan.vector_config(),
             target=target,
             namespace_id=namespace_id,
@@ -150,7 +149,7 @@ class Namespace(pulumi.ComponentResource):
         self.collection = collection
         self.indexes = [
             PayloadIndex(
-                f"{name}-index-{ix.field_name}",
+                payload_index_name(name, ix.field_name),
                 # The id (the collection's name) stays known while the collection is updated; its outputs
                 # do not (the dynamic provider has no preview of an update), which would replace every index.
                 collection_name=collection.id,
@@ -159,11 +158,11 @@ class Namespace(pulumi.ComponentResource):
                 field_schema=dict(ix.field_schema),
                 target=target,
                 opts=pulumi.ResourceOptions(parent=collection, aliases=_earlier_index_names(
-                    name, opts, f"-index-{ix.field_name}") or None),
+                    name, opts, ix.field_name) or None),
             )
             for ix in plan.payload_indexes
         ]
-        ray = deploy_ray_head(f"{name}-ray", ray_spec, plan, collection.namespace_id, parent=self)
+        ray = deploy_ray_head(ray_head_name(name), ray_spec, plan, collection.namespace_id, parent=self)
         self.ray_resources = ray.resources
 
         self.namespace_id = collection.namespace_id
@@ -195,15 +194,15 @@ class Namespace(pulumi.ComponentResource):
         })
 
 
-def _earlier_index_names(name: str, opts: pulumi.ResourceOptions | None, suffix: str) -> list[pulumi.Alias]:
+def _earlier_index_names(name: str, opts: pulumi.ResourceOptions | None, field_name: str) -> list[pulumi.Alias]:
     """An index's aliases under the namespace's earlier names (`aliases=[Alias(name=old)]`, e.g. the stack's
     `renamed_from`). The engine derives a child's alias only when the child's name starts with its parent's;
     an index's (`<name>-index-<field>`) does not start with its collection's, so they are given here."""
     earlier = [a.name for a in (opts.aliases or []) if isinstance(a, pulumi.Alias) and isinstance(a.name, str)] \
         if opts is not None else []
     collection_type = f"pulumi-python:{Collection._resource_type_name}"
-    return [pulumi.Alias(name=f"{old}{suffix}", parent=pulumi.resource.create_urn(
-        f"{old}-collection", collection_type, parent=pulumi.resource.create_urn(old, NAMESPACE_TYPE, parent=opts.parent)))
+    return [pulumi.Alias(name=payload_index_name(old, field_name), parent=pulumi.resource.create_urn(
+        collection_name(old), collection_type, parent=pulumi.resource.create_urn(old, NAMESPACE_TYPE, parent=opts.parent)))
             for old in earlier]
 
 

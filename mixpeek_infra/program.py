@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 import pulumi
 
 from .redact import redact_url
-from .stackconfig import SHARED_RAY_NAME, NamespaceEntry, QdrantSettings, StackConfig, parse_stack_config
+from .state_names import SHARED_RAY_NAME, kubernetes_name
+from .stackconfig import NamespaceEntry, QdrantSettings, StackConfig, parse_stack_config
 from .vocabulary import STACK_PROJECT
 
 
@@ -160,7 +161,7 @@ def _stack_kubernetes_namespaces(heads: list[_KubernetesHead], namespace_type: s
     for namespace, group in groups.items():
         creators = [h for h in group if h.spec.k8s.create_namespace]
         if creators:
-            aliases = [pulumi.Alias(name=f"{h.name}-namespace", parent=pulumi.ROOT_STACK_RESOURCE if h.key is None
+            aliases = [pulumi.Alias(name=kubernetes_name(h.name, "namespace"), parent=pulumi.ROOT_STACK_RESOURCE if h.key is None
                                     else pulumi.resource.create_urn(h.key, namespace_type)) for h in creators]
             owned[namespace] = deploy_kubernetes_namespace(namespace, {h.spec.k8s.mode for h in group},
                                                            aliases=aliases)

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ["mixpeek_infra.problems", "mixpeek_infra.vocabulary", "mixpeek_infra.extractors", "mixpeek_infra.schema",
         "mixpeek_infra.plan", "mixpeek_infra.stackconfig", "mixpeek_infra.json_schema", "mixpeek_infra.documents",
-        "mixpeek_infra.render", "mixpeek_infra.cli"]
+        "mixpeek_infra.render", "mixpeek_infra.cli", "mixpeek_infra.state_names"]
 
 
 def import_graph() -> dict[str, set[str]]:

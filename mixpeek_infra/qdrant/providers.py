@@ -27,6 +27,7 @@ from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateR
 
 from .. import hostwatch
 from ..problems import InvalidInput
+from ..state_names import QDRANT_PROVIDERS_MODULE
 from ..vocabulary import NAMESPACE_ID
 from .keys import configure as configure_keys
 from .changes import VECTOR_SHAPE, deletion_message, location_changed, managed_settings, vector_change
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from .store.base import CollectionState, Store
 
 #: the module Pulumi's state names the providers by (see the module docstring); never change it
-STABLE_MODULE = "mixpeek_infra.qdrant.resources"
+STABLE_MODULE = QDRANT_PROVIDERS_MODULE
 
 
 def _failures(exc: InvalidInput) -> list[CheckFailure]:

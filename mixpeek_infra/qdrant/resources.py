@@ -22,11 +22,12 @@ from pulumi.runtime import rpc
 
 from .errors import DeletionProtected, FinalSnapshotFailed
 from .inputs import normalize_collection_inputs, normalize_index_inputs
+from ..state_names import COLLECTION_RESOURCE, DYNAMIC_MODULE, PAYLOAD_INDEX_RESOURCE
 from .providers import CollectionProvider, PayloadIndexProvider
 from .target import QdrantTarget
 
 
-class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollection"):
+class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION_RESOURCE):
     """A namespace's Qdrant collection: one named vector per vector index of its feature extractors.
 
     vectors: `{name: {"size", "distance", "datatype", "on_disk"[, "multivector": {"comparator": "max_sim"}]}}` as
@@ -81,7 +82,7 @@ class Collection(pulumi.dynamic.Resource, module="mixpeek", name="QdrantCollecti
         super().__init__(CollectionProvider(), resource_name, props, opts)
 
 
-class PayloadIndex(pulumi.dynamic.Resource, module="mixpeek", name="QdrantPayloadIndex"):
+class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_INDEX_RESOURCE):
     """One payload index of a namespace's collection, with its full field schema.
 
     field_schema as the plan gives it, e.g. `{"type": "text", "tokenizer": "word", "min_token_len": 2,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pulumi
 
+from ..state_names import kubernetes_name
 from .spec import KubernetesRayHead, RayHead, RayHeadOutputs, default_ray_image, installed_ray_version, parse_quantity
 
 if TYPE_CHECKING:
@@ -423,29 +424,29 @@ def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, infra: Infras
     if isinstance(settings, TenantRayHead):
         namespace = settings.owner.metadata.name  # children wait for the owner's namespace
     if rendered.namespace_manifest is not None:
-        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=rendered.namespace_manifest["metadata"], opts=opts)
+        ns = k8s.core.v1.Namespace(kubernetes_name(name, "namespace"), metadata=rendered.namespace_manifest["metadata"], opts=opts)
         resources.append(ns)
         namespace = ns.metadata.name  # children wait for the namespace
     if rendered.secret_manifest is not None:
         m = _with_namespace(rendered.secret_manifest, namespace)
         resources.append(k8s.core.v1.Secret(
-            f"{name}-auth", metadata=m["metadata"], type=m["type"], string_data=m["stringData"],
+            kubernetes_name(name, "auth"), metadata=m["metadata"], type=m["type"], string_data=m["stringData"],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 additional_secret_outputs=["data", "stringData"]))))
     for manifest in rendered.workload_manifests:
         m = _with_namespace(manifest, namespace)
         kind = m["kind"]
         if kind == "Deployment":
-            resources.append(k8s.apps.v1.Deployment(f"{name}-head", metadata=m["metadata"], spec=m["spec"], opts=opts))
+            resources.append(k8s.apps.v1.Deployment(kubernetes_name(name, "head"), metadata=m["metadata"], spec=m["spec"], opts=opts))
         elif kind == "Service":
-            resources.append(k8s.core.v1.Service(f"{name}-service", metadata=m["metadata"], spec=m["spec"],
+            resources.append(k8s.core.v1.Service(kubernetes_name(name, "service"), metadata=m["metadata"], spec=m["spec"],
                                                  opts=opts))
         else:
             resources.append(k8s.apiextensions.CustomResource(
-                f"{name}-cluster", api_version=m["apiVersion"], kind=kind, metadata=m["metadata"], spec=m["spec"],
+                kubernetes_name(name, "cluster"), api_version=m["apiVersion"], kind=kind, metadata=m["metadata"], spec=m["spec"],
                 opts=opts))
     m = _with_namespace(rendered.network_policy, namespace)
-    resources.append(k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=m["metadata"], spec=m["spec"],
+    resources.append(k8s.networking.v1.NetworkPolicy(kubernetes_name(name, "network-policy"), metadata=m["metadata"], spec=m["spec"],
                                                      opts=opts))
     return RayHeadOutputs(ray_head_node_url=pulumi.Output.from_input(rendered.ray_head_node_url),
                           ray_dashboard_url=pulumi.Output.from_input(rendered.ray_dashboard_url),
