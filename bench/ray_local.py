@@ -91,6 +91,9 @@ def bare_command(ray: str, temp_dir: str, ports: dict[str, int], extra: list[str
     return cmd
 
 
+BARE_HEAD_ID = "rayhead-bench0bare00"
+
+
 def run_bare(counter: Any, record: dict[str, list[float]], label: str = "bare",
              extra: list[str] | None = None) -> float:
     from mixpeek_infra.ray import local
@@ -100,6 +103,7 @@ def run_bare(counter: Any, record: dict[str, list[float]], label: str = "bare",
     temp_dir = tempfile.mkdtemp(prefix=f"mxb{next(counter)}-", dir="/tmp")  # short, as Ray's sockets need
     env = local._clean_env()
     env.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    env["MIXPEEK_RAY_HEAD_ID"] = BARE_HEAD_ID  # so stop_bare can prove its leftovers are the bare head's
     start = time.perf_counter()
     ports = dict(zip(local.PORT_FLAGS, local.free_ports(len(local.PORT_FLAGS))))
     with open(os.path.join(temp_dir, "head.log"), "ab") as log:
@@ -156,7 +160,7 @@ def stop_bare() -> None:
         proc.kill()
     proc.wait(timeout=10)
     if start is not None:  # Ray's workers left the process group, not the session
-        left = local.stop_session(proc.pid, start, timeout=0.0)
+        left = local.stop_session(proc.pid, start, timeout=0.0, head_id=BARE_HEAD_ID)
         if left:
             print(f"WARNING: bare head processes {left} survived SIGKILL", file=sys.stderr)
     shutil.rmtree(temp_dir, ignore_errors=True)

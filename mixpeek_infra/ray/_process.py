@@ -1,21 +1,24 @@
 """The processes of a local Ray head: its session, stopping it, its listening sockets.
 
 A head is `ray start --head --block` started as the leader of a new session; every process it starts
-stays in that session and inherits `MIXPEEK_RAY_HEAD_ID`. Linux reads `/proc` (session ids, start
+stays in that session and inherits `MIXPEEK_RAY_HEAD_ID`. `HeadSession` is the one check of which
+processes are a head's; nothing else is ever signalled. Linux reads `/proc` (session ids, start
 ticks, boot id, environments, sockets); other POSIX systems fall back to `ps` and `lsof`, with the
 process group standing in for the session. The process table itself is `mixpeek_infra.processes`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import struct
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ..processes import ProcInfo, current_boot_id, on_linux as _linux, process_info, process_table
 from ..processes import same_start as _same_start
@@ -55,54 +58,139 @@ def _marker(pid: int) -> Optional[str]:
     return ""
 
 
-def _ours(info: ProcInfo, head_id: Optional[str]) -> bool:
-    # `ray start` and its children inherit MIXPEEK_RAY_HEAD_ID. Processes that rename themselves
-    # (ray::DashboardAgent, ray::IDLE, ...) overwrite their environment, so a missing id proves
-    # nothing; another head's id, or an unreadable environment on Linux (another user), rules a
-    # process out.
-    if head_id is None:
-        return True
-    marker = _marker(info.pid)
-    if marker is None:
-        return not _linux()
-    return marker in ("", head_id)
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
-def _same_boot(boot_id: Optional[str]) -> bool:
-    return boot_id is None or boot_id == current_boot_id()
+@dataclass(frozen=True)
+class HeadSession:
+    """The identity of a head's session leader as recorded when this code started it, and the one check
+    of which processes belong to that head.
 
-
-def leader_alive(pid: int, start: float, head_id: Optional[str] = None, boot_id: Optional[str] = None) -> bool:
-    """Whether the head's session leader still runs (zombies count as dead).
-
-    Identified by pid, start time and, when given, the head id in its environment and the boot id.
+    A process is the head's only when it is proven so: the leader by its pid, the kernel's start time,
+    the boot and the head id in its environment; any other process by being in the leader's session,
+    started with or after it, and carrying the head id, or carrying no id at all (Ray's renamed
+    processes, `ray::DashboardAgent` and the like, overwrite their environment) while its parent is
+    proven. A process carrying another id, or whose environment cannot be read (another user's), is
+    never the head's. A pid held by a process with another start time means the head's session is
+    gone entirely (the kernel does not reuse a pid while any process has it as session id), so
+    nothing in that session is the head's.
     """
-    if not _same_boot(boot_id):
-        return False
-    _reap(pid)
-    info = process_info(pid)
-    return (info is not None and not info.zombie and info.sid == pid and _same_start(info.start, start)
-            and _ours(info, head_id))
+
+    pid: int
+    start: float
+    head_id: str
+    boot_id: Optional[str] = None
+
+    @classmethod
+    def recorded(cls, pid: Any, start: Any, head_id: Any, boot_id: Any = None) -> Optional["HeadSession"]:
+        """The identity in a record (resource outputs, a pending marker), or None when it is not one:
+        records are data, checked before they are believed."""
+        start = _number(start)
+        if isinstance(pid, float) and pid.is_integer():
+            pid = int(pid)  # the engine sends numbers as floats
+        if (not isinstance(pid, int) or isinstance(pid, bool) or not 1 < pid < 2 ** 31 or start is None
+                or start < 0 or not isinstance(head_id, str) or not head_id
+                or not (boot_id is None or isinstance(boot_id, str))):
+            return None
+        return cls(pid, start, head_id, boot_id)
+
+    def _same_boot(self) -> bool:
+        return self.boot_id is None or self.boot_id == current_boot_id()
+
+    def _carries(self, pid: int, missing_ok: bool) -> bool:
+        """Whether process `pid` carries this head's id (or, with `missing_ok`, no id at all).
+        Off Linux environments are not read (see docs/ray.md, Known limits)."""
+        marker = _marker(pid)
+        if marker is None:
+            return not _linux()
+        return marker == self.head_id or (missing_ok and marker == "")
+
+    def _is_leader(self, info: ProcInfo) -> bool:
+        return (info.pid == self.pid and not info.zombie and info.sid == self.pid and _same_start(info.start, self.start)
+                and self._carries(info.pid, missing_ok=False))
+
+    def leader_alive(self) -> bool:
+        """Whether the recorded leader still runs (zombies count as dead)."""
+        if not self._same_boot():
+            return False
+        _reap(self.pid)
+        info = process_info(self.pid)
+        return info is not None and self._is_leader(info)
+
+    def members(self) -> list[ProcInfo]:
+        """The live processes proven to be this head's (see the class docstring)."""
+        if not self._same_boot():
+            return []
+        table = process_table()
+        holder = next((p for p in table if p.pid == self.pid), None)
+        if holder is not None and not _same_start(holder.start, self.start):
+            return []  # the pid is another process's: nothing of the head's session is left
+        slack = 0 if _linux() else 1.5  # `ps` reports whole seconds
+        session = [p for p in table if p.sid == self.pid and not p.zombie and p.pid != os.getpid()
+                   and p.start + slack >= self.start]
+        proven = {p.pid: p for p in session if p.pid == self.pid and self._is_leader(p)}
+        proven.update((p.pid, p) for p in session if p.pid != self.pid and self._carries(p.pid, missing_ok=False))
+        growing = True
+        while growing:  # unmarked processes whose parent is proven, down the tree
+            growing = False
+            for p in session:
+                parent = proven.get(p.ppid)
+                if p.pid not in proven and parent is not None and p.start + slack >= parent.start \
+                        and self._carries(p.pid, missing_ok=True):
+                    proven[p.pid] = p
+                    growing = True
+        return sorted(proven.values(), key=lambda p: p.pid)
+
+    def stop(self, timeout: float = RAY_STOP_TIMEOUT) -> list[int]:
+        """Stop this head's processes; return the pids that survived (empty on success).
+
+        SIGTERM to the leader lets `ray start` drain and stop its children; after `timeout` (or at once
+        when the leader is already gone) the remaining processes get SIGTERM, then SIGKILL. A process
+        proven the head's once stays so while it runs with the same start time, even when its parent
+        has exited meanwhile.
+        """
+        deadline = time.monotonic() + timeout
+        if self.leader_alive():
+            _signal(self.pid, signal.SIGTERM)
+            while time.monotonic() < deadline and self.leader_alive():
+                time.sleep(0.1)
+        seen: dict[int, float] = {}
+
+        def remaining() -> list[ProcInfo]:
+            found = {p.pid: p for p in self.members()}
+            for pid, start in seen.items():
+                info = process_info(pid)
+                if pid not in found and info is not None and not info.zombie and _same_start(info.start, start):
+                    found[pid] = info
+            seen.update((pid, p.start) for pid, p in found.items())
+            return list(found.values())
+
+        for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+            members = remaining()
+            if not members:
+                break
+            for member in members:
+                _signal(member.pid, sig)
+            until = time.monotonic() + wait
+            while time.monotonic() < until and remaining():
+                time.sleep(0.1)
+        _reap(self.pid, wait=5.0)
+        return [p.pid for p in remaining()]
 
 
-def session_members(pid: int, start: float, head_id: Optional[str] = None,
-                    boot_id: Optional[str] = None) -> list[ProcInfo]:
-    """Live processes of the head session led by `pid`: same session (process group off Linux),
-    started with or after the leader, in the same boot, not carrying another head's id.
-    """
-    if not _same_boot(boot_id):
-        return []
-    members = []
-    for info in process_table():
-        if info.sid != pid or info.zombie or info.pid == os.getpid():
-            continue
-        if info.pid == pid and not _same_start(info.start, start):
-            continue
-        if info.pid != pid and info.start + (0 if _linux() else 1.5) < start:
-            continue
-        if _ours(info, head_id):
-            members.append(info)
-    return members
+def leader_alive(pid: int, start: float, head_id: Optional[str], boot_id: Optional[str] = None) -> bool:
+    """Whether the head's session leader still runs: `HeadSession.leader_alive` (False for no valid identity)."""
+    session = HeadSession.recorded(pid, start, head_id, boot_id)
+    return session is not None and session.leader_alive()
+
+
+def session_members(pid: int, start: float, head_id: Optional[str], boot_id: Optional[str] = None) -> list[ProcInfo]:
+    """The live processes proven to be the head's: `HeadSession.members` (none for no valid identity)."""
+    session = HeadSession.recorded(pid, start, head_id, boot_id)
+    return session.members() if session is not None else []
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -112,29 +200,11 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, head_id: Optional[str] = None,
+def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, *, head_id: Optional[str],
                  boot_id: Optional[str] = None) -> list[int]:
-    """Stop the head session led by `pid`; return the pids that survived (empty on success).
-
-    SIGTERM to the leader lets `ray start` drain and stop its children; after `timeout` (or at once
-    when the leader is already gone) the remaining members get SIGTERM, then SIGKILL.
-    """
-    deadline = time.monotonic() + timeout
-    if leader_alive(pid, start, head_id, boot_id):
-        _signal(pid, signal.SIGTERM)
-        while time.monotonic() < deadline and leader_alive(pid, start, head_id, boot_id):
-            time.sleep(0.1)
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        members = session_members(pid, start, head_id, boot_id)
-        if not members:
-            break
-        for member in members:
-            _signal(member.pid, sig)
-        until = time.monotonic() + wait
-        while time.monotonic() < until and session_members(pid, start, head_id, boot_id):
-            time.sleep(0.1)
-    _reap(pid, wait=5.0)
-    return [m.pid for m in session_members(pid, start, head_id, boot_id)]
+    """Stop the head's processes: `HeadSession.stop` (nothing is stopped for no valid identity)."""
+    session = HeadSession.recorded(pid, start, head_id, boot_id)
+    return session.stop(timeout) if session is not None else []
 
 
 def _hex_address(text: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from ..paths import state_path
 from ..processes import current_boot_id, lineage, lineage_alive, process_info
 from ..redact import redact_url
-from ._process import _CHILDREN, MARKER_ENV, listening_sockets, session_members, stop_session
+from ._process import _CHILDREN, MARKER_ENV, HeadSession, listening_sockets, session_members, stop_session
 from .ports import LOOPBACK, free_ports, is_listening
 
 #: Ray component -> `ray start` flag; each gets its own free port.
@@ -225,8 +225,9 @@ def _head_temp_dir(head_dir: Path, head_id: str) -> str:
     link = base / f"mxr-{head_id[-12:]}"
     if len(str(link)) > MAX_TEMP_DIR:
         raise RayHeadError(f"no temp directory short enough for Ray's unix sockets (need <= {MAX_TEMP_DIR} chars)")
+    unlink_temp_link(str(link), head_dir)  # ours from an earlier attempt; anything else stays
     if link.is_symlink() or link.exists():
-        link.unlink()
+        raise RayHeadError(f"{link} already exists and is not this head's: remove it or use a shorter state_dir")
     link.symlink_to(real, target_is_directory=True)
     return str(link)
 
@@ -265,7 +266,7 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
     raises at once with its cause.
     """
     ray = find_ray_executable()
-    root = Path(props.get("state_path") or state_path(props["state_dir"]))
+    root = Path(state_path(props.get("state_path") or props["state_dir"]))
     stop_orphaned_heads(root)
     head_dir = root / head_id
     head_dir.mkdir(parents=True, exist_ok=True)
@@ -359,50 +360,116 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
 
 
 PENDING_FILE = "creating.json"
+#: The name of a head's directory under the state dir, and its resource id.
+HEAD_ID = re.compile(r"rayhead-[0-9a-f]{12}\Z")
 
 
 def _mark_pending(head_dir: Path, pid: int, start: float, temp_dir: str) -> None:
     """Record a head whose create has not returned yet, with the processes of the update creating it."""
     record = {"creator": lineage(os.getpid()), "pid": pid, "start": start, "boot_id": current_boot_id(),
               "temp_dir": temp_dir}
-    (head_dir / PENDING_FILE).write_text(json.dumps(record))
+    partial = head_dir / f".{PENDING_FILE}.{os.getpid()}"
+    partial.write_text(json.dumps(record))
+    os.replace(partial, head_dir / PENDING_FILE)  # whole or absent, never half written
+
+
+def _pending_record(head_dir: Path) -> Optional[tuple[list[tuple[int, float]], HeadSession]]:
+    """The creator lineage and head identity a head directory's pending marker records, or None when
+    it holds no such record (absent, not a regular file, not the JSON `_mark_pending` writes)."""
+    marker = head_dir / PENDING_FILE
+    try:
+        if not marker.is_file() or marker.is_symlink() or marker.stat().st_size > 65536:
+            return None
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("creator"), list) or not record["creator"]:
+        return None
+    creator = []
+    for entry in record["creator"]:
+        if not isinstance(entry, list) or len(entry) != 2:
+            return None
+        link = HeadSession.recorded(entry[0], entry[1], head_dir.name)
+        if link is None:
+            return None
+        creator.append((link.pid, link.start))
+    session = HeadSession.recorded(record.get("pid"), record.get("start"), head_dir.name, record.get("boot_id"))
+    return (creator, session) if session is not None else None
+
+
+def own_head_dir(path: Any, state_dir: Optional[Any] = None, head_id: Optional[str] = None) -> Optional[Path]:
+    """`path` when it is a head's own directory: named like a head (and `head_id` when given), a real
+    directory (no symlink), directly under `state_dir` when given; else None."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return None
+    head_dir = Path(path)
+    if not HEAD_ID.match(head_dir.name) or (head_id is not None and head_dir.name != head_id):
+        return None
+    if state_dir is not None and (not isinstance(state_dir, str) or head_dir.parent != Path(state_path(state_dir))):
+        return None
+    if head_dir.is_symlink() or not head_dir.is_dir():
+        return None
+    return head_dir
 
 
 def stop_orphaned_heads(root: Path) -> list[str]:
     """Stop the heads under `root` whose create never returned because its update died.
 
     An engine killed mid-`pulumi up` leaves the head it was starting running in its own session,
-    recorded nowhere in the stack's state (its provider host even lives on, orphaned). Such a head
-    is ours by construction (its directory and pending marker were written here, its processes
-    carry the head id); one whose update (provider host, plugin script, engine) is still alive is
-    left alone.
+    recorded nowhere in the stack's state (its provider host even lives on, orphaned). Its pending
+    marker is data, believed only as far as it checks out: the directory is a real `rayhead-<12 hex>`
+    directory under `root`, the marker is the record `_mark_pending` writes, its update (provider
+    host, plugin script, engine) is gone, and only processes proven this head's (`HeadSession`) are
+    stopped. Then the marker and the head's Ray files go; `head.log` stays.
     """
     stopped = []
-    for marker in sorted(root.glob(f"rayhead-*/{PENDING_FILE}")):
-        try:
-            record = json.loads(marker.read_text())
-            creator_alive = bool(record["creator"]) and lineage_alive(record["creator"])
-        except (OSError, ValueError, KeyError, TypeError):
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return stopped
+    for entry in entries:
+        head_dir = own_head_dir(entry.path, str(root))
+        record = _pending_record(head_dir) if head_dir is not None else None
+        if record is None:
             continue
-        if creator_alive:
+        creator, session = record
+        if lineage_alive(creator):
             continue
-        head_id = marker.parent.name
-        stop_session(int(record["pid"]), float(record["start"]), timeout=0.0, head_id=head_id,
-                     boot_id=record.get("boot_id"))
-        _discard_failed_head(record.get("temp_dir") or "", marker.parent)
-        stopped.append(head_id)
+        session.stop(timeout=0.0)
+        _discard_failed_head(None, head_dir)
+        stopped.append(head_dir.name)
     return stopped
 
 
-def _discard_failed_head(temp_dir: str, head_dir: Path) -> None:
-    """After a failed start: drop Ray's files, the temp dir symlink and the pending marker; keep head.log."""
-    (head_dir / PENDING_FILE).unlink(missing_ok=True)
-    if os.path.islink(temp_dir):
-        try:
+def unlink_temp_link(temp_dir: Any, head_dir: Path) -> None:
+    """Remove the short symlink Ray was given as its temp dir, only while it points at `head_dir`/ray."""
+    if not isinstance(temp_dir, str) or not os.path.islink(temp_dir):
+        return
+    try:
+        if Path(os.readlink(temp_dir)) == head_dir / "ray":
             os.unlink(temp_dir)
-        except OSError:
-            pass
-    shutil.rmtree(head_dir / "ray", ignore_errors=True)
+    except OSError:
+        pass
+
+
+def _temp_links(head_dir: Path) -> list[str]:
+    """Where `_head_temp_dir` may have put the head's symlink."""
+    name = f"mxr-{head_dir.name[-12:]}"
+    return sorted({os.path.join("/tmp", name), os.path.join(__import__("tempfile").gettempdir(), name)})
+
+
+def _discard_failed_head(temp_dir: Optional[str], head_dir: Path) -> None:
+    """After a failed start: drop Ray's files, the temp dir symlink and the pending marker; keep head.log.
+
+    Only the head's own directory and its own symlink are touched (`temp_dir` None: wherever
+    `_head_temp_dir` would have put it).
+    """
+    for link in ([temp_dir] if temp_dir is not None else _temp_links(head_dir)):
+        unlink_temp_link(link, head_dir)
+    (head_dir / PENDING_FILE).unlink(missing_ok=True)
+    ray_dir = head_dir / "ray"
+    if ray_dir.is_dir() and not ray_dir.is_symlink():
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def _ray_version() -> Optional[str]:
@@ -411,13 +478,11 @@ def _ray_version() -> Optional[str]:
     return installed_ray_version()
 
 
-def remove_head_dirs(outs: dict[str, Any]) -> None:
-    """Remove a stopped head's directory and its temp dir symlink."""
-    temp_dir, head_dir = outs.get("temp_dir"), outs.get("head_dir")
-    if temp_dir and os.path.islink(temp_dir):
-        try:
-            os.unlink(temp_dir)
-        except OSError:
-            pass
-    if head_dir and Path(head_dir).name.startswith("rayhead-"):
-        shutil.rmtree(head_dir, ignore_errors=True)
+def remove_head_dirs(outs: dict[str, Any], head_id: Optional[str] = None) -> None:
+    """Remove a stopped head's directory and its temp dir symlink: only the head's own directory under
+    its state dir (`head_dir` named `head_id`, directly in `state_path` when recorded), no symlink."""
+    head_dir = own_head_dir(outs.get("head_dir"), outs.get("state_path"), head_id)
+    if head_dir is None:
+        return
+    unlink_temp_link(outs.get("temp_dir"), head_dir)
+    shutil.rmtree(head_dir, ignore_errors=True)

@@ -24,16 +24,16 @@ import pulumi.dynamic as dynamic
 
 from .. import hostwatch
 from ..paths import state_path
-from ..state_names import DYNAMIC_MODULE, LOCAL_RAY_HEAD_RESOURCE
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
-from ._process import leader_alive, stop_session
-from .head_process import PENDING_FILE, RayHeadError, remove_head_dirs, start_head
+from ._process import HeadSession
+from .head_process import PENDING_FILE, RayHeadError, own_head_dir, remove_head_dirs, start_head, unlink_temp_link
 from .local_settings import normalize_local_head
 from .ports import port_is_free
 
 # Re-exported for callers that imported them from here before (bench/ray_local.py, tests/test_program.py,
 # tests/test_pulumi_cli.py); new code imports them from their homes.
 from ..processes import process_info, process_table  # noqa: F401,E402
+from ._process import leader_alive, stop_session  # noqa: F401,E402
 from .head_process import (PORT_FLAGS, _clean_env, _probe_python, find_ray_executable,  # noqa: F401,E402
                            wait_for_ray_client)
 from .ports import free_ports  # noqa: F401,E402
@@ -95,21 +95,18 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(head_id, {**inputs, **outs})
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
-        pid, start = _int(props.get("pid")), props.get("start_time")
-        if pid is None or start is None:
+        session = HeadSession.recorded(props.get("pid"), props.get("start_time"), id_, props.get("boot_id"))
+        if session is None:
             return dynamic.ReadResult("", {})
-        start, boot_id = float(start), props.get("boot_id")
-        if leader_alive(pid, start, id_ or None, boot_id):
+        if session.leader_alive():
             outs = {k: v for k, v in props.items() if k != "__provider"}
             return dynamic.ReadResult(id_, outs)
         # The leader is dead: sweep what is left of its session (Ray's agents can outlive it and hold
         # ports), then report the head gone so the next `pulumi up` starts a new one. Logs stay in head_dir.
-        stop_session(pid, start, timeout=0.0, head_id=id_ or None, boot_id=boot_id)
-        if props.get("temp_dir") and os.path.islink(props["temp_dir"]):
-            try:
-                os.unlink(props["temp_dir"])
-            except OSError:
-                pass
+        session.stop(timeout=0.0)
+        head_dir = own_head_dir(props.get("head_dir"), props.get("state_path"), id_)
+        if head_dir is not None:
+            unlink_temp_link(props.get("temp_dir"), head_dir)
         return dynamic.ReadResult("", {})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
@@ -121,20 +118,19 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        pid, start = _int(props.get("pid")), props.get("start_time")
-        if pid is not None and start is not None:
-            left = stop_session(pid, float(start), timeout=float(props.get("stop_timeout") or RAY_STOP_TIMEOUT),
-                                head_id=_id or None, boot_id=props.get("boot_id"))
+        session = HeadSession.recorded(props.get("pid"), props.get("start_time"), _id, props.get("boot_id"))
+        if session is not None:
+            left = session.stop(timeout=float(props.get("stop_timeout") or RAY_STOP_TIMEOUT))
             if left:
-                raise RayHeadError(f"processes {left} of the Ray head session {pid} survived SIGKILL")
+                raise RayHeadError(f"processes {left} of the Ray head session {session.pid} survived SIGKILL")
             ports = [int(float(p)) for p in (props.get("ports") or {}).values()]
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline and not all(port_is_free(p) for p in ports):
                 time.sleep(0.1)
-        remove_head_dirs(props)
+        remove_head_dirs(props, _id)
 
 
-class LocalRayHead(dynamic.Resource, module=DYNAMIC_MODULE, name=LOCAL_RAY_HEAD_RESOURCE):
+class LocalRayHead(dynamic.Resource, module="mixpeek", name="LocalRayHead"):
     """A Ray head process on this machine, created by `pulumi up` and stopped by `pulumi destroy`.
 
     Outputs: `ray_head_node_url` (`ray://127.0.0.1:PORT`), `ray_dashboard_url` (set when its own dashboard listens),
