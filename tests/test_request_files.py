@@ -296,3 +296,71 @@ def test_the_program_refuses_a_bad_file_naming_it_before_registering_anything(tm
         run_program({"ray": SHARED, "namespaces": [{"files": "requests"}]}, mocks)
     assert "requests/a.json: invalid JSON" in str(info.value)
     assert mocks.resources == []
+
+
+# -- the real engine (pulumi_cli tier) ------------------------------------------------------------------
+
+
+def engine_project(tmp_path: Path, namespaces) -> "PulumiProject":  # noqa: F821 - imported lazily
+    """A copy of the project with stack `files`: embedded Qdrant Edge and the shared tier on an external Ray
+    URL, so no Ray head starts."""
+    from pulumicli import PulumiProject, cli_bin_dir
+
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir())
+    set_namespaces(proj, namespaces)
+    proj.init("files")
+    return proj
+
+
+def set_namespaces(proj, namespaces) -> None:
+    proj.write_stack("files", {"config": {"mixpeek-infra:qdrant": {"path": ".mixpeek/qdrant"},
+                                          "mixpeek-infra:ray": SHARED, "mixpeek-infra:namespaces": namespaces}})
+
+
+def small(i: int, description: str = "") -> dict:
+    """A body with one extractor and no custom index: a collection and its 5 system indexes."""
+    return {"namespace_name": f"tenant_{i:04d}", "description": description or f"tenant {i}",
+            "feature_extractors": [{"feature_extractor_name": "text_extractor", "version": "v1"}]}
+
+
+@pytest.mark.pulumi_cli
+def test_moving_an_inline_list_to_files_previews_no_change(tmp_path):
+    """The README's move: a plain body goes into a `files` directory, an entry with settings becomes a `file`
+    entry with the same settings; the real engine's preview then changes nothing."""
+    plain, kept = tenant(1), tenant(2)
+    proj = engine_project(tmp_path, [plain, {"request": kept, "key": "kept", "deletion_protection": False}])
+    proj.run("up", "--yes", "--skip-preview", "-s", "files")
+    before = proj.outputs("files")
+    write(proj.root, "requests/tenant_0001.json", plain)
+    write(proj.root, "special/kept.yaml", kept)
+    set_namespaces(proj, [{"files": "requests"}, {"file": "special/kept.yaml", "key": "kept",
+                                                  "deletion_protection": False}])
+    steps = proj.preview_steps("files", "--expect-no-changes", "--show-sames")
+    assert len(steps) == 2 * (1 + 1 + 5 + 2) + 1  # per namespace: component, collection, 5 system + 2 indexes
+    assert {step["op"] for step in steps} == {"same"}, [(s["urn"], s["op"]) for s in steps if s["op"] != "same"]
+    assert proj.outputs("files") == before
+
+
+@pytest.mark.pulumi_cli
+def test_a_stack_too_big_for_inline_config_goes_up_from_files(tmp_path):
+    """Linux caps one environment string at 128 KiB and the engine hands the program its whole config in one:
+    inline, these bodies stop `pulumi` before the program starts; from files they go up."""
+    count = 32
+    bodies = [small(i, description=f"tenant {i}: " + "catalogue of playlists and their tracks; " * 97)
+              for i in range(count)]
+    assert len(json.dumps(bodies)) > ARG_STRLEN
+    proj = engine_project(tmp_path, bodies)
+    inline = proj.run("preview", "-s", "files", check=False)
+    assert inline.returncode != 0 and "argument list too long" in inline.stdout + inline.stderr
+    for body in bodies:
+        write(proj.root, f"requests/{body['namespace_name']}.json", body)
+    set_namespaces(proj, [{"files": "requests", "deletion_protection": False}])
+    assert len(proj.stack_file("files").read_text()) < 300  # the config stays small whatever the count
+    proj.run("up", "--yes", "--skip-preview", "-s", "files")
+    outputs = proj.outputs("files")
+    assert sorted(outputs) == [b["namespace_name"] for b in bodies]
+    assert all(out["namespace"]["description"] == body["description"] for out, body in zip(
+        (outputs[b["namespace_name"]] for b in bodies), bodies))
+    types = [r["type"] for r in proj.resources("files")]
+    assert types.count("pulumi-python:dynamic/mixpeek:QdrantCollection") == count
+    assert types.count("pulumi-python:dynamic/mixpeek:QdrantPayloadIndex") == 5 * count
