@@ -29,3 +29,28 @@ def test_readme_dev_stack_command_uses_the_dev_stack_config():
     assert "main:" not in pulumi_yaml and "stackConfigDir: stacks" in pulumi_yaml
     assert (ROOT / "__main__.py").is_file()
     assert "-e .[local]" in (ROOT / "requirements.txt").read_text()
+
+
+def _python_blocks(section: str) -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, re.S)
+
+
+def test_readme_embedded_example_registers_an_edge_collection_and_a_local_head(tmp_path, monkeypatch):
+    """The no-server example of "Use it from your own infra repo" runs as written (under the SDK's mocks)."""
+    import pulumi
+    from stackmocks import RecordingMocks
+
+    [example] = [b for b in _python_blocks("Use it from your own infra repo") if "QdrantTarget.embedded" in b]
+    monkeypatch.chdir(tmp_path)
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, preview=True)
+    pulumi.runtime.test(lambda: exec(compile(example, "README.md", "exec"), {}))()
+    types = sorted({r.typ for r in mocks.resources})
+    assert types == ["mixpeek:index:Namespace", "pulumi-python:dynamic/mixpeek:LocalRayHead",
+                     "pulumi-python:dynamic/mixpeek:QdrantCollection",
+                     "pulumi-python:dynamic/mixpeek:QdrantPayloadIndex"], types
+    [collection] = [r for r in mocks.resources if r.typ.endswith(":QdrantCollection")]
+    assert collection.inputs["target"]["kind"] == "embedded"
+    assert list(collection.inputs["vectors"]) == ["image_extractor_v1_embedding"]
