@@ -24,6 +24,7 @@ import pulumi.dynamic as dynamic
 
 from .. import hostwatch
 from ..paths import state_path
+from ..state_names import DYNAMIC_MODULE, LOCAL_RAY_HEAD_RESOURCE
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
 from ._process import HeadSession
 from .head_process import PENDING_FILE, RayHeadError, own_head_dir, remove_head_dirs, start_head, unlink_temp_link
@@ -130,7 +131,7 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
         remove_head_dirs(props, _id)
 
 
-class LocalRayHead(dynamic.Resource, module="mixpeek", name="LocalRayHead"):
+class LocalRayHead(dynamic.Resource, module=DYNAMIC_MODULE, name=LOCAL_RAY_HEAD_RESOURCE):
     """A Ray head process on this machine, created by `pulumi up` and stopped by `pulumi destroy`.
 
     Outputs: `ray_head_node_url` (`ray://127.0.0.1:PORT`), `ray_dashboard_url` (set when its own dashboard listens),
