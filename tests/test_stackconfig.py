@@ -3,7 +3,10 @@
 Each stack config is judged twice: by the CLI on a `Pulumi.<stack>.yaml` file (as the PR
 workflow runs it), and by the stack program under Pulumi mocks, where every registered dynamic
 resource also goes through its provider's `check` (what `pulumi preview` runs before any
-create). The verdicts must agree, for the issue's examples and for mutated stack configs.
+create). Both must name the same set of problem paths (so give the same verdict): for the issue's
+examples, for one problem at every key of the stack-config schema, and for mutated stack configs.
+A mutant `validate` that drops the problems of `qdrant.final_snapshot` and
+`ray.kubernetes.service_type` fails 5 tests here (issue 23); dropping them in the shared parser fails 4.
 """
 
 from __future__ import annotations
@@ -48,27 +51,51 @@ def validate_verdict(tmp_path: Path, config: dict[str, Any], secure: set[str]) -
     return code == 0, err.getvalue()
 
 
-def program_verdict(config: dict[str, Any], secure: set[str]) -> tuple[bool, str]:
-    """What the stack program says under mocks, providers' `check` included: (deploys, first error)."""
+def validate_paths(err: str) -> set[str]:
+    """The config paths `validate` names on stderr: `F: config.mixpeek-infra:PATH: m` is PATH, and
+    `F: namespace[i]: REST: m` is `namespaces[i].REST` (the CLI shows a namespace's problems under it)."""
+    paths = set()
+    for line in err.splitlines():
+        rest = line.split(": ", 1)[1]
+        if rest.startswith("config.mixpeek-infra:"):
+            paths.add(rest.removeprefix("config.mixpeek-infra:").split(": ", 1)[0])
+        elif rest.startswith("namespace["):
+            label, path = rest.split(": ", 2)[:2]
+            where = "namespaces" + label.removeprefix("namespace")
+            paths.add(where if path == "(body)" else f"{where}.{path}")
+        else:
+            paths.add(f"(file) {rest}")
+    return paths
+
+
+def program_verdict(config: dict[str, Any], secure: set[str]) -> tuple[bool, str, set[str]]:
+    """What the stack program says under mocks, providers' `check` included: (deploys, first error, the
+    problem paths: a refusal's config paths, or `RESOURCE: check: PROPERTY` for a provider's check)."""
     values = {k: ("top-secret-value" if k in secure else v) for k, v in config.items()}
     mocks = FakeMocks()
     try:
         run_program(values, mocks, secret_keys=secure)
     except (InvalidInput, StackConfigError) as exc:  # a refusal of the input; anything else is a bug
-        return False, str(exc)
+        return False, str(exc), {p.path for p in exc.problems}
+    failed = set()
+    why = ""
     for rec in mocks.resources:
         if rec.typ.startswith(DYNAMIC):
             inputs = unwrap_secrets(rec.inputs)
             failures = decode_provider(inputs["__provider"]).check({}, inputs).failures
-            if failures:
-                return False, f"{rec.name}: check: {failures[0].property}: {failures[0].reason}"
-    return True, ""
+            failed |= {f"{rec.name}: check: {f.property}" for f in failures}
+            why = why or (f"{rec.name}: check: {failures[0].property}: {failures[0].reason}" if failures else "")
+    return not failed, why, failed
 
 
 def agree(tmp_path: Path, config: dict[str, Any], secure: set[str] = frozenset()) -> tuple[bool, str, str]:
+    """`validate` and the program name the same set of problem paths (so the same verdict)."""
     valid, err = validate_verdict(tmp_path, config, set(secure))
-    deploys, why = program_verdict(config, set(secure))
-    assert valid == deploys, f"validate says {valid} ({err.strip()!r}); the program says {deploys} ({why!r})"
+    deploys, why, program_paths = program_verdict(config, set(secure))
+    assert validate_paths(err) == program_paths, (
+        f"validate names {sorted(validate_paths(err))} ({err.strip()!r}); the program names {sorted(program_paths)} "
+        f"({why!r})")
+    assert valid == deploys
     return valid, err, why
 
 
@@ -262,7 +289,7 @@ def test_a_plain_text_api_key_in_a_request_body_is_refused_with_the_way_out(tmp_
     assert f": namespace[0]: infrastructure.qdrant_api_key: a secret must not be stored in plain text: run `pulumi " \
            f"config set --secret --path 'mixpeek-infra:{path}' <value>`" in err, err
     assert API_KEY not in err
-    deploys, why = program_verdict(with_request_key(API_KEY), set())
+    deploys, why, _ = program_verdict(with_request_key(API_KEY), set())
     assert not deploys and f"\n  {path}: a secret must not be stored in plain text" in why and API_KEY not in why
 
 
@@ -285,3 +312,215 @@ def test_the_encrypted_api_key_that_config_set_secret_path_writes_is_accepted_an
 
     assert API_KEY in json.dumps(monitor.raw)  # it does reach its collection...
     assert API_KEY not in json.dumps(plain(monitor.raw))  # ...only ever as a secret
+
+
+# -- one problem at every key of the stack-config schema (issue 23): both name the same paths ---------------
+
+def schema_keys() -> set[str]:
+    """Every key `mixpeek-infra schema --stack-config` describes, as a config path with `[]` for list items
+    (extractor params, field schemas and free-form Qdrant/Kubernetes objects are one key each)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["schema", "--stack-config"]) == 0
+    schema = json.loads(out.getvalue())
+    defs = schema["$defs"]
+    opaque = {"params", "field_schema", "head_resources", "worker_resources", "hnsw_config", "quantization_config",
+              "compute_profiles"}
+
+    def walk(node: dict[str, Any], prefix: str, found: set[str], depth: int = 0) -> None:
+        while "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[1]]
+        assert depth < 12, prefix
+        for branch in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(branch, []):
+                walk(sub, prefix, found, depth + 1)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], prefix + "[]", found, depth + 1)
+        for key, sub in node.get("properties", {}).items():
+            found.add(f"{prefix}.{key}")
+            if key not in opaque:
+                walk(sub, f"{prefix}.{key}", found, depth + 1)
+
+    found: set[str] = set()
+    for full, sub in schema["properties"]["config"]["properties"].items():
+        name = full.split(":", 1)[1]
+        found.add("." + name)
+        walk(sub, "." + name, found)
+    return {k[1:] for k in found}
+
+
+def _k8s(c):
+    c["ray"] = {"mode": "kubernetes", "kubernetes": {}}
+
+
+def _url(c):
+    c["qdrant"] = {"url": "https://q.example:6333"}
+
+
+def _external(c):
+    c["ray"] = {"mode": "external", "url": "ray://h:10001"}
+
+
+def _own(ray: dict[str, Any] | None = None, qdrant: dict[str, Any] | None = None):
+    def setup(c):
+        item = entry(c, 0)
+        item["request"]["infrastructure"] = {"compute_tier": "dedicated_cpu"}
+        if ray is not None:
+            item["ray"] = copy.deepcopy(ray)
+        if qdrant is not None:
+            item["qdrant"] = copy.deepcopy(qdrant)
+    return setup
+
+
+def _entry(c):
+    entry(c, 0)
+
+
+def _extractor(c):
+    c["extractors"] = [{"name": "mine", "version": "v1", "vectors": [
+        {"output": "e", "size": 4, "inference_service": "svc"}]}]
+
+
+def _vectors(where: str):
+    def setup(c):
+        body = entry(c, 0)["request"] if where == "request" else c["namespaces"][0]
+        body["vector_configs"] = [{"name": "v", "dimension": 4, "metric": "cosine"}]
+    return setup
+
+
+def _no_id(where: str):  # the body's extractor without its id, which would then also disagree
+    def setup(c):
+        body = entry(c, 0)["request"] if where == "request" else c["namespaces"][0]
+        body["feature_extractors"][0].pop("feature_extractor_id")
+    return setup
+
+
+K8S_KEYS = {"client_cidrs": ["not-a-cidr"], "create_namespace": "yes", "gpu_image": "a b", "gpu_node_label": 5,
+            "head_resources": {"requests": {"cpu": "lots"}}, "image": "a b", "image_pull_policy": "Sometimes",
+            "mode": "bogus", "namespace": "Not_A_Namespace", "service_type": "Bogus",
+            "worker_resources": {"limits": {"memory": -1}}}
+QDRANT_KEYS = {"final_snapshot": 5, "path": 5, "prefer_grpc": "false", "timeout": True, "url": "ftp://q.example"}
+RAY_KEYS = {"mode": "kubernets", "num_cpus": -3, "ready_timeout": -1, "state_dir": 5, "stop_timeout": "soon",
+            "url": "ray://h:99999", "kubernetes": "yes"}
+REQUEST_KEYS = {
+    "adaptive_indexing": "yes", "auto_create_indexes": "yes", "cost_cap_override": 5, "description": 5,
+    "feature_extractors": "image", "feature_extractors[].feature_extractor_id": "wrong_v1",
+    "feature_extractors[].feature_extractor_name": "nope", "feature_extractors[].params": {"bogus": 1},
+    "feature_extractors[].version": "v9", "features": ["text"], "infrastructure": "big",
+    "infrastructure.authorization": {"a": 1}, "infrastructure.autoscaling_enabled": "yes",
+    "infrastructure.compute_profiles": {"gpu": {"workers": 2}}, "infrastructure.compute_tier": "bogus",
+    "infrastructure.gpu_type": "", "infrastructure.gpus_per_worker": 9, "infrastructure.max_concurrent_jobs": 0,
+    "infrastructure.max_custom_models": -1, "infrastructure.max_custom_plugins": -1, "infrastructure.max_workers": 0,
+    "infrastructure.min_workers": -1, "infrastructure.qdrant_api_key": 5, "infrastructure.qdrant_collection": "a",
+    "infrastructure.qdrant_url": "ftp://q.example", "infrastructure.ray_cluster_id": "bad",
+    "infrastructure.ray_dashboard_url": "ftp://x", "infrastructure.ray_head_node_url": "http://h:1",
+    "infrastructure.s3_plugin_bucket": "", "infrastructure.s3_plugin_prefix": 5, "infrastructure.s3_vector_bucket": "b",
+    "mode": "bogus", "namespace_id": "ns_bad", "namespace_name": "bad name/", "namespace_type": "bogus",
+    "payload_indexes": "x", "payload_indexes[].field_name": "", "payload_indexes[].field_schema": {"type": "bogus"},
+    "payload_indexes[].is_protected": "yes", "payload_indexes[].type": "bogus", "scope": "bogus", "spend_budget": 5,
+    "tiering": 5, "trusted_issuers": 5, "ttl_seconds": 5, "vector_configs": "v", "vector_configs[].dimension": 0,
+    "vector_configs[].metric": "bogus", "vector_configs[].name": "bad name/"}
+ENTRY_KEYS = {"request": 5, "file": 5, "files": 5, "key": "bad key/", "renamed_from": "bad name/", "protect": "yes",
+              "deletion_protection": "no", "namespace_id": "ns_bad", "cluster_id": "", "qdrant": 5, "ray": 5,
+              "collection_settings": 5, "collection_settings.hnsw_config": {"m": -1},
+              "collection_settings.on_disk_payload": "yes", "collection_settings.quantization_config": {"bogus": 1},
+              "collection_settings.replication_factor": 0, "collection_settings.shard_number": 0,
+              "vectors_on_disk": "yes"}
+
+
+def _single_problems() -> dict[str, tuple[Any, Any]]:
+    """Config path (as `schema_keys` names it) -> (a bad value there, the setup that makes the rest valid)."""
+    table: dict[str, tuple[Any, Any]] = {
+        "namespaces": ("x", None), "qdrant": (5, None), "ray": (5, None), "extractors": (5, None),
+        "qdrantApiKey": ("plain-text", None), "rayAuthToken": ("plain-text", None),
+        "qdrantApiKey.secure": (5, None), "rayAuthToken.secure": (5, None), "ray.shared_url": ("ray://h:99999", None),
+        "extractors[].name": ("bad name/", _extractor), "extractors[].version": ("", _extractor),
+        "extractors[].vectors": ("x", _extractor), "extractors[].vectors[].output": ("", _extractor),
+        "extractors[].vectors[].size": (0, _extractor), "extractors[].vectors[].inference_service": ("", _extractor),
+        "extractors[].vectors[].distance": ("bogus", _extractor),
+        "extractors[].vectors[].datatype": ("bogus", _extractor),
+        "extractors[].vectors[].multivector": ("yes", _extractor),
+    }
+    for key, value in QDRANT_KEYS.items():
+        table[f"qdrant.{key}"] = (value, _url if key in ("timeout", "prefer_grpc") else None)
+        table[f"namespaces[].qdrant.{key}"] = (value, _own(qdrant={"url": "https://q.example:6333"} if key in (
+            "timeout", "prefer_grpc") else {"path": ".mixpeek/q2"}))
+    for key, value in RAY_KEYS.items():
+        setup = _k8s if key == "kubernetes" else _external if key == "url" else None
+        table[f"ray.{key}"] = (value, setup)
+        own = {"mode": "kubernetes"} if key == "kubernetes" else {"mode": "external", "url": "ray://h:10001"} \
+            if key == "url" else {"mode": "local"}
+        table[f"namespaces[].ray.{key}"] = (value, _own(ray=own))
+    for key, value in K8S_KEYS.items():
+        table[f"ray.kubernetes.{key}"] = (value, _k8s)
+        table[f"namespaces[].ray.kubernetes.{key}"] = (value, _own(ray={"mode": "kubernetes", "kubernetes": {}}))
+    for key, value in REQUEST_KEYS.items():
+        special = _vectors if key.startswith("vector_configs[]") else _no_id if key in (
+            "feature_extractors[].feature_extractor_name", "feature_extractors[].version") else None
+        table[f"namespaces[].{key}"] = (value, special("bare") if special else None)
+        table[f"namespaces[].request.{key}"] = (value, special("request") if special else _entry)
+    for key, value in ENTRY_KEYS.items():
+        table[f"namespaces[].{key}"] = (value, _entry)
+    return table
+
+
+SINGLE = _single_problems()
+
+
+def test_every_key_of_the_stack_config_schema_has_a_single_problem_example():
+    assert set(SINGLE) == schema_keys()
+
+
+def _put(config: dict[str, Any], key: str, value: Any) -> str:
+    """Put `value` at `key` (list items: the first), creating mappings on the way; returns the concrete path."""
+    parts = key.replace("[]", ".[]").split(".")
+    node: Any = config
+    for part, following in zip(parts, parts[1:] + [None]):
+        if part == "[]":
+            continue
+        if following is None:
+            node[part] = copy.deepcopy(value)
+        else:
+            if following == "[]":
+                node = node[part][0]
+            else:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+    return key.replace("[]", "[0]")
+
+
+def _related(path: str, concrete: str) -> bool:
+    return any(a == b or a.startswith(b + ".") or a.startswith(b + "[") for a, b in ((path, concrete), (concrete, path)))
+
+
+def _single_config(key: str) -> tuple[dict[str, Any], str]:
+    value, setup = SINGLE[key]
+    config = stack_config("dev")
+    if setup is not None:
+        setup(config)
+    if key.startswith("namespaces[].") and "request" not in config["namespaces"][0] and \
+            key.split(".")[1].split("[")[0] in ENTRY_KEYS:
+        entry(config, 0)
+    return config, _put(config, key, value)
+
+
+@pytest.mark.parametrize("key", sorted({setup for _, setup in SINGLE.values() if setup is not None}, key=repr),
+                         ids=lambda s: getattr(s, "__qualname__", repr(s)))
+def test_every_single_problem_setup_is_valid_alone(tmp_path, key):
+    config = stack_config("dev")
+    key(config)
+    valid, err, why = agree(tmp_path, config)
+    assert valid, (err, why)
+
+
+@pytest.mark.parametrize("key", sorted(SINGLE))
+def test_one_problem_at_each_schema_key_is_named_alike_by_validate_and_the_program(tmp_path, key):
+    config, concrete = _single_config(key)
+    valid, err, _ = agree(tmp_path, config)
+    assert not valid, f"{concrete}={SINGLE[key][0]!r} passed"
+    paths = validate_paths(err)
+    assert paths and all(_related(p, concrete) for p in paths), (concrete, paths)
