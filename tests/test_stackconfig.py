@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from hypothesis import strategies as st
 from mixpeek_infra.cli import main
 from mixpeek_infra.problems import InvalidInput
 from mixpeek_infra.program import StackConfigError
+from mixpeek_infra import stackconfig
 from mixpeek_infra.stackconfig import parse_stack_config
 from stackmocks import DYNAMIC, FakeMocks, decode_provider, run_program, unwrap_secrets
 
@@ -463,7 +467,8 @@ def _single_problems() -> dict[str, tuple[Any, Any]]:
         table[f"namespaces[].{key}"] = (value, special("bare") if special else None)
         table[f"namespaces[].request.{key}"] = (value, special("request") if special else _entry)
     for key, value in ENTRY_KEYS.items():
-        table[f"namespaces[].{key}"] = (value, _entry)
+        if key.split(".")[0] in stackconfig.ENTRY_KEYS:  # (request files: `file`, `files`)
+            table[f"namespaces[].{key}"] = (value, _entry)
     return table
 
 
@@ -524,3 +529,75 @@ def test_one_problem_at_each_schema_key_is_named_alike_by_validate_and_the_progr
     assert not valid, f"{concrete}={SINGLE[key][0]!r} passed"
     paths = validate_paths(err)
     assert paths and all(_related(p, concrete) for p in paths), (concrete, paths)
+
+
+# -- the real engine: `pulumi preview` names what `validate` names (marker pulumi_cli) ----------------------
+
+def _engine(tmp_path: Path, config: dict[str, Any]):
+    from pulumicli import PulumiProject, cli_bin_dir
+
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir(),
+                         {"dev": {"config": {f"mixpeek-infra:{k}": v for k, v in config.items()}}})
+    proj.init("dev")
+    return proj
+
+
+def _cli_validate(stack_file: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mixpeek_infra.cli", "validate", str(stack_file)],
+                          capture_output=True, text=True, timeout=120, cwd=stack_file.parent,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.pulumi_cli
+def test_pulumi_preview_names_the_same_problem_paths_as_validate(tmp_path):
+    config = stack_config("dev")
+    config["qdrant"]["final_snapshot"] = 5
+    config["ray"] = {"mode": "kubernetes", "kubernetes": {"service_type": "Bogus"}}
+    proj = _engine(tmp_path, config)
+    checked = _cli_validate(proj.stack_file("dev"))
+    assert checked.returncode == 2, checked.stderr
+    expected = validate_paths(checked.stderr)
+    assert expected == {"qdrant.final_snapshot", "ray.kubernetes.service_type"}, checked.stderr
+    preview = proj.run("preview", "-s", "dev", check=False)
+    assert preview.returncode != 0
+    shown = preview.stdout + preview.stderr
+    assert "invalid stack config:" in shown, shown
+    assert {p for p in expected if f"  {p}: " in shown} == expected, shown
+    assert proj.export("dev")["deployment"].get("resources") in (None, []), "preview touched the state"
+
+
+@pytest.mark.pulumi_cli
+def test_pulumi_preview_refuses_a_credential_in_a_pass_through_param_unquoted(tmp_path):
+    """Issue 18 item 11 with the real engine: nothing reaches an output or the state, the value nowhere."""
+    config = stack_config("dev")
+    config["namespaces"][0]["feature_extractors"][0]["params"] = {
+        "generation_config": {"temperature": 0.2, "openaiApiKey": API_KEY}}
+    proj = _engine(tmp_path, config)
+    path = "namespaces[0].feature_extractors[0].params.generation_config.openaiApiKey"
+    checked = _cli_validate(proj.stack_file("dev"))
+    assert validate_paths(checked.stderr) == {path}, checked.stderr
+    preview = proj.run("preview", "-s", "dev", check=False)
+    shown = preview.stdout + preview.stderr
+    assert preview.returncode != 0 and f"  {path}: " in shown, shown
+    assert API_KEY not in shown and API_KEY not in checked.stderr
+    exported = proj.run("stack", "export", "-s", "dev").stdout
+    assert API_KEY not in exported and not json.loads(exported)["deployment"].get("resources")
+
+
+@pytest.mark.pulumi_cli
+def test_config_set_secret_path_writes_a_request_key_validate_accepts_and_preview_keeps_secret(tmp_path):
+    """Issue 18 item 12 with the real engine: the encrypted form `pulumi config set --secret --path` writes."""
+    proj = _engine(tmp_path, stack_config("dev"))
+    where = "mixpeek-infra:namespaces[0].infrastructure"
+    proj.run("config", "set", "-s", "dev", "--path", f"{where}.qdrant_url", "https://q.example:6333")
+    proj.run("config", "set", "-s", "dev", "--secret", "--path", f"{where}.qdrant_api_key", API_KEY)
+    written = proj.stack_file("dev").read_text()
+    assert API_KEY not in written
+    infra = yaml.safe_load(written)["config"]["mixpeek-infra:namespaces"][0]["infrastructure"]
+    assert set(infra["qdrant_api_key"]) == {"secure"}
+    checked = _cli_validate(proj.stack_file("dev"))
+    assert checked.returncode == 0, checked.stderr
+    steps = proj.run("preview", "--diff", "--json", "-s", "dev")
+    assert API_KEY not in steps.stdout + steps.stderr
+    collection = [s for s in json.loads(steps.stdout)["steps"] if s["urn"].endswith("-collection")]
+    assert collection and collection[0]["newState"]["inputs"]["api_key"] == "[secret]", collection
