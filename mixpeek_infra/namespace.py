@@ -157,7 +157,9 @@ class Namespace(pulumi.ComponentResource):
                 field_type=ix.type,
                 field_schema=dict(ix.field_schema),
                 target=target,
-                opts=pulumi.ResourceOptions(parent=collection, aliases=_earlier_index_names(
+                namespace_id=collection.namespace_id,
+                # deleted_with: a destroy keeps the indexes until the collection goes (its final snapshot holds them)
+                opts=pulumi.ResourceOptions(parent=collection, deleted_with=collection, aliases=_earlier_index_names(
                     name, opts, ix.field_name) or None),
             )
             for ix in plan.payload_indexes

@@ -634,7 +634,8 @@ def test_read_only_target_directory(tmp_path, seed_plan):
     })
     for what, result in results.items():
         assert result["error"] is not None, f"{what} succeeded on a read-only target"
-        assert result["type"] in ("EdgeCorrupt", "QdrantError", "EdgeLocked"), result
+        # InvalidSpec: the inputs' check itself sees the read-only mount (target.path), before any write is tried
+        assert result["type"] in ("EdgeCorrupt", "QdrantError", "EdgeLocked", "InvalidSpec"), result
         assert str(root) in result["error"], result
         assert re.search(r"read-only file system|permission denied", result["error"], re.I), result
         assert result["seconds"] < 1.0 + 4.0, result
@@ -723,8 +724,11 @@ def test_shard_without_its_config_is_never_overwritten(tmp_path, seed_plan):
     saved = open(config, "rb").read()
     os.remove(config)
     damaged = tree_digest(shard)
+    inputs = collection_inputs(plan, target, namespace_id=name)
+    refused = {f.property: f.reason for f in COLLECTIONS.check({}, wire(inputs)).failures}  # at preview
+    assert set(refused) == {"namespace_id"} and shard in refused["namespace_id"], refused
     with pytest.raises(EdgeCorrupt) as info:
-        create(COLLECTIONS, collection_inputs(plan, target, namespace_id=name))
+        COLLECTIONS.create(wire(inputs))
     assert shard in str(info.value) and "edge_config.json" in str(info.value)
     assert tree_digest(shard) == damaged
     with open(config, "wb") as fh:

@@ -495,3 +495,255 @@ def test_field_names_qdrant_accepts_pass_check_and_create(tmp_path):
         created = INDEXES.create(checked(INDEXES, {"target": target, "collection_name": "docs", "field_name": name,
                                                    "field_type": "keyword", "field_schema": None}))
         assert created.outs["field_name"] == name
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18, items 3-7: collections and directories that are not ours
+
+
+def rechecked(provider, news: dict, olds: dict) -> dict:
+    """`check` of an existing resource (the engine passes its old inputs)."""
+    result = check(provider, news, olds)
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+    return wire(result.inputs)
+
+
+def index(target: dict, field: str, schema: dict, **extra) -> dict:
+    return {"target": target, "collection_name": "docs", "field_name": field, "field_type": schema["type"],
+            "field_schema": schema, **extra}
+
+
+KEYWORD = {"type": "keyword", "is_tenant": False}
+INTEGER = {"type": "integer", "lookup": True, "range": True}
+
+
+@pytest.mark.parametrize("kind", ["edge", "server"])
+def test_a_lost_name_taken_by_another_namespace_is_never_changed(tmp_path, kind, local_server, monkeypatch):
+    """A's fixed-name collection is deleted out of band and B creates that name: A's next preview, up,
+    refresh and destroy refuse (naming B) or leave B's collection, its vectors, settings, indexes and points alone."""
+    target = edge(tmp_path / "qdrant") if kind == "edge" else local_server
+    a_inputs = checked(COLLECTIONS, coll(target, collection_name="docs", namespace_id=NS_A))
+    a = COLLECTIONS.create(a_inputs)
+    a_outs = wire(a.outs)
+    a_index = INDEXES.create(checked(INDEXES, index(target, "a_field", KEYWORD, namespace_id=NS_A)))
+    a_index_outs = wire(a_index.outs)
+    store = open_store(target)
+    store.delete_collection("docs")  # lost out of band
+    b = COLLECTIONS.create(checked(COLLECTIONS, coll(target, collection_name="docs", namespace_id=NS_B,
+                                                     settings={"hnsw_config": {"m": 8}})))
+    b_index = INDEXES.create(checked(INDEXES, index(target, "a_field", KEYWORD, namespace_id=NS_B)))
+    store.upsert("docs", [{"id": 1, "vector": {"image": [1.0, 0, 0, 0]}, "payload": {"a_field": "x"}}])
+    before = store.read_collection("docs")
+    before_indexes = store.read_payload_indexes("docs")
+
+    # A's next `up`: a vector added and hnsw m changed -> refused at preview (diff) and at update, naming B.
+    more = {**VECTORS, "text": {"size": 4, "distance": "dot", "datatype": "float32", "on_disk": False}}
+    news = rechecked(COLLECTIONS, coll(target, collection_name="docs", namespace_id=NS_A, vectors=more,
+                                       settings={"hnsw_config": {"m": 32}}), a_inputs)
+    for attempt in (lambda: COLLECTIONS.diff("docs", a_outs, news), lambda: COLLECTIONS.update("docs", a_outs, news)):
+        with pytest.raises(CollectionConflict) as info:
+            attempt()
+        assert f"belongs to namespace {NS_B}" in str(info.value) and "pulumi refresh" in str(info.value)
+    # A's index: changed params, a new index, and its delete (destroy).
+    changed = rechecked(INDEXES, index(target, "a_field", INTEGER, namespace_id=NS_A), a_index_outs)
+    for attempt in (lambda: INDEXES.diff(a_index.id, a_index_outs, changed),
+                    lambda: INDEXES.update(a_index.id, a_index_outs, changed),
+                    lambda: INDEXES.create(checked(INDEXES, index(target, "new_field", INTEGER, namespace_id=NS_A)))):
+        with pytest.raises(CollectionConflict, match=f"belongs to namespace {NS_B}"):
+            attempt()
+    warned: list[str] = []
+    import pulumi
+
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    INDEXES.delete(a_index.id, a_index_outs)
+    COLLECTIONS.delete("docs", {**a_outs, "deletion_protection": False})
+    assert len(warned) == 2 and all(NS_B in w for w in warned), warned
+    # A's refresh sees its collection and index gone (B's are not A's); nothing is touched.
+    assert COLLECTIONS.read("docs", a_outs).id == ""
+    assert INDEXES.read(a_index.id, a_index_outs).id == ""
+
+    after = open_store(target).read_collection("docs")
+    assert after.vectors == before.vectors == VECTORS and after.settings == before.settings
+    assert after.points_count == 1 and after.namespace_id == NS_B
+    assert open_store(target).read_payload_indexes("docs") == before_indexes
+    if kind == "edge":
+        assert before_indexes == {"a_field": KEYWORD}
+    # B itself goes on as before.
+    b_changed = rechecked(INDEXES, index(target, "a_field", INTEGER, namespace_id=NS_B), wire(b_index.outs))
+    assert INDEXES.update(b_index.id, wire(b_index.outs), b_changed).outs["field_type"] == "integer"
+    assert COLLECTIONS.update("docs", wire(b.outs), checked(COLLECTIONS, coll(
+        target, collection_name="docs", namespace_id=NS_B, settings={"hnsw_config": {"m": 12}}))).outs
+
+
+def _copy_of_a_real_shard(tmp_path, name: str = "other_app") -> str:
+    """A Qdrant Edge shard with 2 points written by another application (no marker of ours)."""
+    import qdrant_edge as qe
+
+    from mixpeek_infra.qdrant.store.edge import _edge_config
+
+    path = os.path.join(str(tmp_path / "elsewhere"), name)
+    os.makedirs(path)
+    shard = qe.EdgeShard.create(path, _edge_config(VECTORS, {}))
+    try:
+        shard.update(qe.UpdateOperation.upsert_points([qe.Point(i, {"image": [1.0, float(i), 0.0, 0.0]}, {"n": i})
+                                                       for i in (1, 2)]))
+        shard.flush()
+    finally:
+        shard.close()
+    return path
+
+
+@pytest.mark.parametrize("marker_owner", [NS_B, NS_A])
+def test_a_copied_marker_beside_someone_elses_wal_is_never_removed(tmp_path, marker_owner):
+    """Item 4: a directory with a copied mixpeek_collection.json plus a WAL holding data (no config): refused at
+    check naming the field, untouched at create; whoever the marker names."""
+    import shutil
+
+    real = _copy_of_a_real_shard(tmp_path)
+    root = tmp_path / "qdrant"
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    shutil.copytree(os.path.join(real, "wal"), docs / "wal")
+    (docs / "segments").mkdir()
+    (docs / "mixpeek_collection.json").write_text(json.dumps({"created_by": "mixpeek-infra",
+                                                               "namespace_id": marker_owner}))
+    before = tree_digest(docs)
+    inputs = coll(edge(root), collection_name="docs", namespace_id=NS_A)
+    reasons = failures(COLLECTIONS, inputs)
+    assert set(reasons) == {"collection_name"}, reasons
+    assert str(docs) in reasons["collection_name"] or marker_owner in reasons["collection_name"], reasons
+    if marker_owner == NS_B:
+        assert f"belongs to namespace {NS_B}" in reasons["collection_name"]
+    with pytest.raises(QdrantError):
+        COLLECTIONS.create(wire({**inputs, "target": edge(root)}))
+    assert tree_digest(docs) == before
+
+
+def test_a_symlinked_shard_directory_is_refused_at_check_and_never_written(tmp_path):
+    """Item 5: ROOT/docs -> another application's Edge shard: refused at check naming the path; create,
+    refresh and destroy neither adopt it nor write into the link target, nor fail with a raw OSError."""
+    real = _copy_of_a_real_shard(tmp_path)
+    root = tmp_path / "qdrant"
+    root.mkdir()
+    link = root / "docs"
+    link.symlink_to(real, target_is_directory=True)
+    before = tree_digest(real)
+    inputs = coll(edge(root), collection_name="docs", namespace_id=NS_A)
+    reasons = failures(COLLECTIONS, inputs)
+    assert set(reasons) == {"collection_name"}, reasons
+    assert str(link) in reasons["collection_name"] and "symbolic link" in reasons["collection_name"]
+    with pytest.raises(CollectionConflict, match="symbolic link"):
+        COLLECTIONS.create(wire({**inputs, "target": edge(root)}))
+    outs = {**wire(inputs), "collection_name": "docs", "namespace_id": NS_A, "deletion_protection": False}
+    for attempt in (lambda: COLLECTIONS.delete("docs", outs), lambda: COLLECTIONS.read("docs", outs)):
+        with pytest.raises(CollectionConflict, match="symbolic link"):
+            attempt()
+    assert os.path.islink(link) and tree_digest(real) == before
+    assert not os.path.exists(os.path.join(real, "mixpeek_collection.json"))
+
+
+def _edge_wal_of_an_empty_shard(tmp_path) -> str:
+    """The wal/ a fresh, empty Qdrant Edge shard holds (preallocated segments, nothing in them)."""
+    scratch = EdgeStore(str(tmp_path / "scratch"))
+    scratch.create_collection("empty", VECTORS, {})
+    close_all_shards()
+    return os.path.join(str(tmp_path / "scratch"), "empty", "wal")
+
+
+def test_the_state_a_kill_mid_create_leaves_is_resumed_by_the_same_namespace(tmp_path):
+    """Item 6: `.atomicwrite…/tmpfile.tmp` beside wal/ and an empty segments/ (what SIGKILL during
+    EdgeShard.create leaves): the same namespace's rerun creates the collection; another's is refused."""
+    import shutil
+
+    root = tmp_path / "qdrant"
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    (docs / "mixpeek_collection.json").write_text(json.dumps({"created_by": "mixpeek-infra", "namespace_id": NS_A}))
+    shutil.copytree(_edge_wal_of_an_empty_shard(tmp_path), docs / "wal")
+    (docs / "segments").mkdir()
+    (docs / ".atomicwriteBaLdn9").mkdir()
+    (docs / ".atomicwriteBaLdn9" / "tmpfile.tmp").write_text('{"vectors": {"ima')
+    other = coll(edge(root), collection_name="docs", namespace_id=NS_B)
+    assert f"belongs to namespace {NS_A}" in failures(COLLECTIONS, other).get("collection_name", ""), \
+        failures(COLLECTIONS, other)
+    created = COLLECTIONS.create(checked(COLLECTIONS, coll(edge(root), collection_name="docs", namespace_id=NS_A)))
+    assert created.outs["vectors"] == VECTORS and created.outs["namespace_id"] == NS_A
+
+
+_KILLED_CREATE = """
+import sys
+from mixpeek_infra.qdrant.resources import CollectionProvider
+print("go", flush=True)
+CollectionProvider().create(__import__("json").loads(sys.argv[1]))
+print("done", flush=True)
+"""
+
+
+def test_a_create_killed_anywhere_is_resumed_by_the_same_namespace(tmp_path):
+    """Item 6: SIGKILL at spread-out moments of a create (real processes); every rerun of the same namespace
+    completes, and the directory is never mistaken for another namespace's or for damaged data."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    problems = []
+    for trial in range(12):
+        root = tmp_path / f"trial{trial}"
+        inputs = checked(COLLECTIONS, coll(edge(root), collection_name="docs", namespace_id=NS_A))
+        child = subprocess.Popen([sys.executable, "-c", _KILLED_CREATE, json.dumps(inputs)], stdout=subprocess.PIPE)
+        assert child.stdout.readline().strip() == b"go"
+        time.sleep(random.uniform(0.0, 0.25))
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+        left = sorted(os.listdir(root / "docs")) if (root / "docs").exists() else None
+        try:
+            rerun = COLLECTIONS.create(checked(COLLECTIONS, coll(edge(root), collection_name="docs",
+                                                                 namespace_id=NS_A)))
+            assert rerun.outs["vectors"] == VECTORS and rerun.outs["namespace_id"] == NS_A
+        except Exception as exc:  # noqa: BLE001 - collected
+            problems.append((trial, left, f"{type(exc).__name__}: {exc}"))
+        close_all_shards()
+    assert problems == [], problems
+
+
+@pytest.mark.parametrize("case", ["5000-character path", "/proc", "/sys", "component over 255 bytes"])
+@pytest.mark.parametrize("field", ["target.path", "final_snapshot"])
+def test_check_refuses_paths_create_cannot_use(tmp_path, case, field):
+    """Item 6: what create would fail on (too long, a kernel pseudo file system) is refused at check."""
+    path = {"5000-character path": str(tmp_path / ("d" * 200 + "/")) * 25,
+            "/proc": "/proc/mixpeek/qdrant", "/sys": "/sys/kernel/mixpeek",
+            "component over 255 bytes": str(tmp_path / ("x" * 300))}[case]
+    inputs = coll(edge(tmp_path / "qdrant"))
+    if field == "target.path":
+        inputs["target"] = edge(path)
+    else:
+        inputs["final_snapshot"] = path
+    reasons = failures(COLLECTIONS, inputs)
+    assert set(reasons) == {field}, reasons
+    if field == "target.path":
+        assert set(failures(INDEXES, index(edge(path), "a", KEYWORD))) == {"target.path"}
+
+
+@pytest.mark.parametrize("where", ["the shard itself", "inside the shard", "inside another target's shard"])
+def test_final_snapshot_inside_a_shard_is_refused_at_check_and_at_delete(tmp_path, where):
+    """Item 7: a snapshot directory equal to or inside a shard (this collection's, or any other Edge shard) would
+    be deleted with it: refused at check; a state that already holds one refuses the delete, nothing lost."""
+    from mixpeek_infra.qdrant.resources import FinalSnapshotFailed
+
+    root = tmp_path / "qdrant"
+    made = COLLECTIONS.create(checked(COLLECTIONS, coll(edge(root), collection_name="docs", namespace_id=NS_A)))
+    open_store(edge(root)).upsert("docs", [{"id": 1, "vector": {"image": [1.0, 0, 0, 0]}, "payload": {}}])
+    snaps = {"the shard itself": root / "docs", "inside the shard": root / "docs" / "backups",
+             "inside another target's shard": tmp_path / "elsewhere" / "other_app" / "snaps"}[where]
+    if where == "inside another target's shard":
+        _copy_of_a_real_shard(tmp_path)
+    reasons = failures(COLLECTIONS, coll(edge(root), collection_name="docs", namespace_id=NS_A,
+                                         final_snapshot=str(snaps)))
+    assert set(reasons) == {"final_snapshot"}, reasons
+    assert "shard" in reasons["final_snapshot"] or "target" in reasons["final_snapshot"], reasons
+    state = {**wire(made.outs), "deletion_protection": False, "final_snapshot": str(snaps)}
+    with pytest.raises(FinalSnapshotFailed):
+        COLLECTIONS.delete("docs", state)
+    assert open_store(edge(root)).count_points("docs") == 1

@@ -97,6 +97,15 @@ def owner_message(name: str, location: str, owner: str, namespace_id: str | None
             f"was lost), set namespace_id: {owner} to adopt it.")
 
 
+def foreign_message(name: str, location: str, owner: str, namespace_id: str, doing: str) -> str:
+    """The refusal to `doing` collection `name` for namespace `namespace_id` when it is recorded as `owner`'s."""
+    return (f"Qdrant collection {name!r} at {location} belongs to namespace {owner}, not to namespace {namespace_id} "
+            f"whose state names it (its collection was deleted outside Pulumi and the name taken by another "
+            f"namespace); refusing to {doing} it. Nothing was changed. Run `pulumi refresh` to drop it from this "
+            f"stack's state (nothing is deleted), then give namespace {namespace_id} another collection name "
+            f"(infrastructure.qdrant_collection / collection_name).")
+
+
 __all__ = ["CollectionConflict", "CollectionNotFound", "DeletionProtected", "EdgeCorrupt", "EdgeLocked",
-           "FinalSnapshotFailed", "InvalidSpec", "InvalidTarget", "QdrantError", "TargetUnavailable", "moved_under",
-           "owner_message"]
+           "FinalSnapshotFailed", "InvalidSpec", "InvalidTarget", "QdrantError", "TargetUnavailable", "foreign_message",
+           "moved_under", "owner_message"]

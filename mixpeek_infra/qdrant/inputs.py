@@ -17,7 +17,8 @@ from .errors import InvalidSpec, InvalidTarget
 from .keys import ambient_key
 from .normalize import (COLLECTION_NAME, COLLECTION_NAME_RULE, FIELD_NAME, normalize_field_schema, normalize_settings,
                         normalize_vectors)
-from .target import QdrantTarget, directory_problem, is_plain_http_off_loopback, normalize_spec
+from .target import (QdrantTarget, directory_problem, is_plain_http_off_loopback, normalize_spec,
+                     snapshot_dir_problem)
 from .values import has_unknown, is_unknown, plain, plain_props
 
 
@@ -88,7 +89,9 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = value
     snapshot_dir = props.get("final_snapshot")
     if snapshot_dir is not None and not is_unknown(snapshot_dir):
-        problem = directory_problem(snapshot_dir)
+        name = out.get("collection_name") or out.get("namespace_id")
+        problem = directory_problem(snapshot_dir) or snapshot_dir_problem(
+            snapshot_dir, out["target"], name if isinstance(name, str) else None)
         if problem:
             raise InvalidSpec("final_snapshot", problem)
     out["final_snapshot"] = snapshot_dir
@@ -114,6 +117,12 @@ def normalize_index_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidSpec("field_name", f"{field!r} must be a payload path of 1-255 characters: keys of letters, "
                                         "digits, '_' or '-' joined by '.', each optionally followed by [] or [N]")
     out["field_name"] = field
+    namespace_id = props.get("namespace_id")  # the owning namespace (the collection's), checked before every write
+    if namespace_id is not None:
+        if not is_unknown(namespace_id) and (not isinstance(namespace_id, str)
+                                             or not NAMESPACE_ID.fullmatch(namespace_id)):
+            raise InvalidSpec("namespace_id", f"{namespace_id!r} is not {NAMESPACE_ID_RULE}")
+        out["namespace_id"] = namespace_id
     field_type, schema = props.get("field_type"), props.get("field_schema")
     if is_unknown(field_type) or has_unknown(schema):
         out["field_type"], out["field_schema"] = field_type, schema

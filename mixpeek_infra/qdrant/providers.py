@@ -31,12 +31,12 @@ from ..state_names import QDRANT_PROVIDERS_MODULE
 from ..vocabulary import NAMESPACE_ID
 from .keys import configure as configure_keys
 from .changes import VECTOR_SHAPE, deletion_message, location_changed, managed_settings, vector_change
-from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeLocked, FinalSnapshotFailed,
-                     InvalidSpec, QdrantError, TargetUnavailable, owner_message)
+from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeCorrupt, EdgeLocked,
+                     FinalSnapshotFailed, InvalidSpec, QdrantError, TargetUnavailable, foreign_message, owner_message)
 from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
 from .keys import keep_key_secret, secret_key_output, store_for
 from .normalize import normalize_field_schema, normalize_settings, normalize_vectors
-from .target import QdrantTarget, normalize_spec
+from .target import QdrantTarget, normalize_spec, snapshot_dir_problem
 from .values import has_unknown, is_unknown, now, plain, plain_props
 
 if TYPE_CHECKING:
@@ -48,6 +48,23 @@ STABLE_MODULE = QDRANT_PROVIDERS_MODULE
 
 def _failures(exc: InvalidInput) -> list[CheckFailure]:
     return [CheckFailure(p.path, p.message) for p in exc.problems]
+
+
+def refuse_foreign(store: Store, name: str, namespace_id: Any, doing: str, *, recent: bool = False) -> None:
+    """The ownership check of every change, index write and delete: raise `CollectionConflict`, naming the owner,
+    when collection `name` is recorded as another namespace's than `namespace_id` (the one this resource belongs
+    to). An unrecorded collection, or a resource that records no namespace (state of an older version), passes.
+    `recent`: a read of this run may serve (`Store.read_owner`)."""
+    if not isinstance(namespace_id, str) or not namespace_id:
+        return
+    owner = store.read_owner(name, recent=recent)
+    if owner and owner != namespace_id:
+        raise CollectionConflict(foreign_message(name, store.location, owner, namespace_id, doing))
+
+
+def _is_foreign(owner: str | None, namespace_id: Any) -> bool:
+    """Whether a collection recorded as `owner`'s is another namespace's than `namespace_id` (see `refuse_foreign`)."""
+    return bool(owner and isinstance(namespace_id, str) and namespace_id and owner != namespace_id)
 
 
 def _settings_view(state: CollectionState, desired: Mapping[str, Any], store: Store) -> dict[str, Any]:
@@ -97,7 +114,7 @@ class CollectionProvider(_QdrantProvider):
             return  # an existing resource keeping its name (or whose generated name check cannot know)
         try:
             store_for(inputs).check_claim(name, inputs.get("namespace_id"))
-        except CollectionConflict as exc:
+        except (CollectionConflict, EdgeCorrupt) as exc:
             raise InvalidSpec("collection_name" if inputs.get("collection_name") else "namespace_id",
                               str(exc)) from None
         except QdrantError:
@@ -178,12 +195,27 @@ class CollectionProvider(_QdrantProvider):
         if news.get("final_snapshot") != olds.get("final_snapshot"):
             changes.append("final_snapshot")
 
+        if replaces or changes:
+            self._refuse_if_foreign(olds, "update" if not replaces else "replace")
         if replaces:
             self._refuse_if_protected(olds, reasons)
         fixed_name = bool(news.get("namespace_id") or news.get("collection_name"))
         changed = sorted(set(replaces) | set(changes))
         return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
                           delete_before_replace=fixed_name if replaces else None)
+
+    @staticmethod
+    def _refuse_if_foreign(olds: Mapping[str, Any], doing: str) -> None:
+        """At preview: refuse a change to a collection that is now another namespace's (`refuse_foreign`)."""
+        name = olds.get("collection_name")
+        if safe_spec(olds.get("target")) is None or not isinstance(name, str):
+            return
+        try:
+            refuse_foreign(store_for(olds), name, olds.get("namespace_id"), doing)
+        except CollectionConflict:
+            raise
+        except QdrantError:
+            pass  # the target cannot be read now; the update reports it
 
     @staticmethod
     def _refuse_if_protected(olds: Mapping[str, Any], reasons: list[str]) -> None:
@@ -219,7 +251,11 @@ class CollectionProvider(_QdrantProvider):
             except (InvalidSpec, TargetUnavailable, EdgeLocked):
                 raise  # nothing to learn from a read now (a timed-out create that did land: the rerun adopts it)
             except QdrantError as refused:
-                self._adopt(store, name, namespace_id, self._existing(store, name, refused), inputs)
+                existing = self._existing(store, name, refused)
+                self._adopt(store, name, namespace_id, existing, inputs)
+                pulumi.log.info(f"adopted the existing Qdrant collection {name!r} at {store.location} with "
+                                f"{existing.points_count} point(s) as namespace {namespace_id}; nothing was created "
+                                "and its points were kept")
             try:
                 state = self._converge(store, name, inputs)
             except Exception:
@@ -319,8 +355,8 @@ class CollectionProvider(_QdrantProvider):
         inputs = normalize_collection_inputs(props)
         store = store_for(inputs)
         state = store.read_collection(id_)
-        if state is None:
-            return ReadResult("", {})
+        if state is None or (not importing and _is_foreign(state.namespace_id, plain(props.get("namespace_id")))):
+            return ReadResult("", {})  # gone, or the name is now another namespace's collection: not this one
         namespace_id = plain(props.get("namespace_id"))
         if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
             namespace_id = state.namespace_id or (id_ if NAMESPACE_ID.fullmatch(id_) else f"ns_{secrets.token_hex(5)}")
@@ -337,6 +373,7 @@ class CollectionProvider(_QdrantProvider):
         inputs = normalize_collection_inputs(news)
         name = olds.get("collection_name") or _id
         store = store_for(inputs)
+        refuse_foreign(store, name, olds.get("namespace_id") or inputs.get("namespace_id"), "update")
         state = self._converge(store, name, inputs)
         return UpdateResult(self._outputs(inputs, olds.get("namespace_id") or inputs.get("namespace_id"), name, state,
                                           store, olds.get("created_at") or now(), now()))
@@ -352,9 +389,10 @@ class CollectionProvider(_QdrantProvider):
             state = store.read_collection(name)
             if state is None:
                 return
-            if state.namespace_id and mine and state.namespace_id != mine:
-                pulumi.log.warn(f"Qdrant collection {name!r} at {store.location} now belongs to namespace "
-                                f"{state.namespace_id}, not {mine}; it was left in place")
+            try:
+                refuse_foreign(store, name, mine, "delete")
+            except CollectionConflict as exc:
+                pulumi.log.warn(f"{exc} It was left in place.")
                 return
             points = store.count_points(name)
             if points > 0 and props.get("deletion_protection", True) is not False:
@@ -362,6 +400,9 @@ class CollectionProvider(_QdrantProvider):
             directory = props.get("final_snapshot")
             if directory:
                 try:
+                    problem = snapshot_dir_problem(directory, safe_spec(props.get("target")), name)
+                    if problem:
+                        raise QdrantError(problem)
                     archive = store.snapshot(name, directory)
                 except QdrantError as exc:
                     raise FinalSnapshotFailed(
@@ -399,24 +440,49 @@ class PayloadIndexProvider(_QdrantProvider):
                 changes.append(key)
         if plain(olds.get("api_key")) != news.get("api_key"):
             changes.append("api_key")
+        # The owning namespace is recorded (an update) once known; unknown at preview (the collection is being
+        # updated) it is no change of its own.
+        ns = news.get("namespace_id")
+        if isinstance(ns, str) and ns != olds.get("namespace_id"):
+            changes.append("namespace_id")
         changed = sorted(set(replaces) | set(changes))
+        if changed:
+            self._refuse_if_foreign(olds, news)
         return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
                           delete_before_replace=False if replaces else None)
 
     @staticmethod
-    def _outputs(inputs: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    def _outputs(inputs: Mapping[str, Any], schema: Mapping[str, Any], namespace_id: str | None = None) \
+            -> dict[str, Any]:
+        namespace_id = namespace_id or inputs.get("namespace_id")
         return {
             "target": inputs["target"],
             "collection_name": inputs["collection_name"],
             "field_name": inputs["field_name"],
             "field_type": schema["type"],
             "field_schema": dict(schema),
+            **({"namespace_id": namespace_id} if isinstance(namespace_id, str) else {}),
             **secret_key_output(inputs),
         }
 
-    def _apply(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _refuse_if_foreign(olds: Mapping[str, Any], news: Mapping[str, Any]) -> None:
+        """At preview: refuse a change to an index of a collection that is now another namespace's."""
+        if safe_spec(olds.get("target")) is None or not isinstance(olds.get("collection_name"), str):
+            return
+        try:
+            refuse_foreign(store_for(olds), olds["collection_name"], olds.get("namespace_id") or
+                           plain(news.get("namespace_id")), f"change payload index {olds.get('field_name')!r} of")
+        except CollectionConflict:
+            raise
+        except QdrantError:
+            pass  # the target cannot be read now; the update reports it
+
+    def _apply(self, inputs: Mapping[str, Any], namespace_id: Any = None) -> dict[str, Any]:
         store = store_for(inputs)
         collection, field = inputs["collection_name"], inputs["field_name"]
+        namespace_id = namespace_id or inputs.get("namespace_id")
+        refuse_foreign(store, collection, namespace_id, f"write payload index {field!r} of", recent=True)
         indexes = store.read_payload_indexes(collection)
         if indexes is None:
             raise CollectionNotFound(f"cannot index {field!r}: Qdrant collection {collection!r} does not exist at "
@@ -429,7 +495,10 @@ class PayloadIndexProvider(_QdrantProvider):
             schema = store.read_payload_index(collection, field) if store.reads_payload_indexes else dict(wanted)
         if schema is None:
             raise QdrantError(f"payload index {field!r} on {collection!r} at {store.location} was not created")
-        return self._outputs(inputs, schema)
+        # Without a declared namespace, the collection's owner now is recorded, so later writes and the delete are
+        # checked against it.
+        return self._outputs(inputs, schema, namespace_id if isinstance(namespace_id, str)
+                             else store.read_owner(collection, recent=True))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Create the index (adopting an identical one); outputs its schema as the store reads it back."""
@@ -446,7 +515,11 @@ class PayloadIndexProvider(_QdrantProvider):
                   "field_name": props.get("field_name") or field}
         if props.get("api_key") is not None:
             inputs["api_key"] = props["api_key"]
+        if isinstance(props.get("namespace_id"), str):
+            inputs["namespace_id"] = props["namespace_id"]
         store = store_for(inputs)
+        if _is_foreign(store.read_owner(inputs["collection_name"], recent=True), inputs.get("namespace_id")):
+            return ReadResult("", {})  # the name is now another namespace's collection: this index is gone
         if store.reads_payload_indexes:
             schema = store.read_payload_index(inputs["collection_name"], inputs["field_name"])
         elif store.read_collection(inputs["collection_name"]) is not None:
@@ -458,16 +531,23 @@ class PayloadIndexProvider(_QdrantProvider):
             return ReadResult("", {})
         return ReadResult(id_, self._outputs(inputs, schema))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Re-create the index with the new type/params in place (data kept); returns every output."""
-        return UpdateResult(self._apply(normalize_index_inputs(news)))
+        inputs = normalize_index_inputs(news)
+        return UpdateResult(self._apply(inputs, inputs.get("namespace_id") or plain(olds.get("namespace_id"))))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Drop the index; a no-op when it or its collection is gone."""
+        """Drop the index; a no-op when it or its collection is gone, or the collection is now another namespace's."""
         props = {k: plain(v) for k, v in props.items()}
         collection, _, field = id_.partition("/")
         store = store_for(props)
-        store.delete_payload_index(props.get("collection_name") or collection, props.get("field_name") or field)
+        collection = props.get("collection_name") or collection
+        try:
+            refuse_foreign(store, collection, props.get("namespace_id"), f"drop payload index {field!r} of")
+        except CollectionConflict as exc:
+            pulumi.log.warn(f"{exc} It was left in place.")
+            return
+        store.delete_payload_index(collection, props.get("field_name") or field)
 
 
 # Pickled by reference as `mixpeek_infra.qdrant.resources.<name>` (see the module docstring).

@@ -87,7 +87,11 @@ class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_
 
     field_schema as the plan gives it, e.g. `{"type": "text", "tokenizer": "word", "min_token_len": 2,
     "max_token_len": 15, "lowercase": True}` or `{"type": "keyword", "is_tenant": True}`.
-    Outputs: collection_name, field_name, field_type and field_schema as Qdrant reports them.
+    namespace_id: the namespace owning the collection (`Collection.namespace_id`); every write and the delete
+        refuse a collection recorded as another namespace's. Without it, the owner found at create is recorded.
+    Give it `ResourceOptions(deleted_with=collection)` so a destroy leaves the index to the collection's delete
+    (whose final snapshot then holds it), as the `Namespace` component does.
+    Outputs: collection_name, field_name, field_type and field_schema as Qdrant reports them, namespace_id.
     """
 
     collection_name: pulumi.Output[str]
@@ -95,10 +99,11 @@ class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_
     field_type: pulumi.Output[str]
     field_schema: pulumi.Output[dict]
     target: pulumi.Output[dict]
+    namespace_id: pulumi.Output[str | None]
 
     def __init__(self, resource_name: str, *, collection_name: pulumi.Input[str], field_name: str, field_type: str,
                  field_schema: Mapping[str, Any] | None, target: QdrantTarget | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 namespace_id: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None):
         target = target or QdrantTarget()
         props: dict[str, Any] = {
             "target": target.spec(),
@@ -106,6 +111,7 @@ class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_
             "field_name": field_name,
             "field_type": field_type,
             "field_schema": dict(field_schema) if field_schema is not None else None,
+            "namespace_id": namespace_id,
             "api_key": pulumi.Output.secret(target.api_key) if target.api_key is not None else None,
         }
         check = {k: v for k, v in props.items() if v is not None and not isinstance(v, pulumi.Output)}

@@ -185,18 +185,87 @@ def _path_text_problem(path: Any) -> str | None:
     return None
 
 
+#: the longest target or snapshot directory accepted (bytes): Qdrant Edge's files add a collection name (up to 255
+#: bytes) and their own paths inside a shard below it, all within Linux's 4096-byte path limit
+PATH_BYTES_MAX = 2048
+NAME_BYTES_MAX = 255  # one path component (Linux's NAME_MAX)
+#: kernel pseudo file systems: no directory can be created or written there
+PSEUDO_FILE_SYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+                                 "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc",
+                                 "efivarfs", "selinuxfs", "autofs", "nsfs", "rpc_pipefs", "hugetlbfs"})
+SHARD_FILES = ("edge_config.json", "mixpeek_collection.json")  # either one marks a Qdrant Edge shard directory
+
+
+def _mount_of(path: str) -> tuple[str, str, bool] | None:
+    """(mount point, file system type, read-only) of the mount holding the existing `path`; None if unknown."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    best: tuple[str, str, bool] | None = None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 6 or not tail:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, tail[0], "ro" in fields[5].split(","))
+    return best
+
+
 def directory_problem(path: str) -> str | None:
-    """Why `path` (relative paths resolve against the project root) cannot be used as a directory, else None."""
+    """Why `path` (relative paths resolve against the project root) cannot be used as a directory that this code
+    creates and writes, else None: what `create` would fail on is refused at check."""
     problem = _path_text_problem(path)
     if problem:
         return problem
-    here = state_path(path)
+    full = state_path(path)
+    raw = os.fsencode(full)
+    if len(raw) > PATH_BYTES_MAX:
+        return (f"{path[:60]!r}... is {len(raw)} bytes long as an absolute path; at most {PATH_BYTES_MAX} are "
+                "accepted (Qdrant Edge's files below it must stay within the system's 4096-byte path limit); give a "
+                "shorter directory path")
+    if any(len(part) > NAME_BYTES_MAX for part in raw.split(b"/")):
+        return f"{path[:60]!r}... has a path component longer than {NAME_BYTES_MAX} bytes; give a shorter one"
+    here = full
     while not os.path.lexists(here):
         parent = os.path.dirname(here)
         if parent == here:
             return None
         here = parent
-    if os.path.isdir(here):
-        return None
-    where = "is" if here == state_path(path) else f"lies under {here}, which is"
-    return f"{path!r} {where} a file, not a directory; give a directory path"
+    if not os.path.isdir(here):
+        where = "is" if here == full else f"lies under {here}, which is"
+        return f"{path!r} {where} a file, not a directory; give a directory path"
+    mount = _mount_of(os.path.realpath(here))
+    if mount is not None and mount[1] in PSEUDO_FILE_SYSTEMS:
+        return (f"{path!r} lies on {mount[0]}, a kernel pseudo file system ({mount[1]}) where no directory can be "
+                "created; give a directory on a disk")
+    if mount is not None and mount[2]:
+        return f"{path!r} lies on {mount[0]}, a read-only file system (mounted read-only); give a writable directory"
+    return None
+
+
+def snapshot_dir_problem(directory: str, target: Mapping[str, Any] | None, collection_name: str | None) -> str | None:
+    """Why final_snapshot `directory` would be lost with a collection, else None: it is, or lies inside, a Qdrant
+    Edge shard directory (one holding edge_config.json or mixpeek_collection.json, of any target) or the directory
+    collection `collection_name` of an embedded `target` has (or will have). Symbolic links are resolved."""
+    here = os.path.realpath(state_path(directory))
+    if isinstance(target, Mapping) and target.get("kind") == "embedded" and isinstance(collection_name, str):
+        shard = os.path.realpath(os.path.join(state_path(target["path"]), collection_name))
+        if here == shard or here.startswith(shard + os.sep):
+            return (f"{directory!r} is {'' if here == shard else 'inside '}the shard directory {shard} of collection "
+                    f"{collection_name!r}: a snapshot there would be deleted with the collection it keeps. Give a "
+                    "directory outside every shard, e.g. .mixpeek/snapshots")
+    probe = here
+    while True:
+        if any(os.path.isfile(os.path.join(probe, f)) for f in SHARD_FILES):
+            return (f"{directory!r} is {'' if probe == here else 'inside '}the Qdrant Edge shard directory {probe}: a "
+                    "snapshot there would be deleted with that collection. Give a directory outside every shard, "
+                    "e.g. .mixpeek/snapshots")
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent

@@ -18,7 +18,8 @@ canonical form, the same form the resources take as inputs and report as outputs
 
 Each collection records the namespace that owns it (Edge: a marker file in the shard directory;
 server: the collection's metadata `mixpeek_namespace_id`); `check_claim` refuses a collection or
-directory that is not provably that namespace's. `lock(name)` serialises create-or-adopt and
+directory that is not provably that namespace's, and `read_owner` is what every change, index write
+and delete checks first. `lock(name)` serialises create-or-adopt and
 delete of one collection (Edge: across processes too). `snapshot` writes a restorable copy into a
 directory and `mixpeek_infra.qdrant.restore_snapshot` brings it back.
 
@@ -99,6 +100,14 @@ class Store(ABC):
     def check_claim(self, name: str, namespace_id: str | None) -> None:
         """Raise `CollectionConflict` when `name` exists but is not provably `namespace_id`'s to create or adopt
         (another namespace's, or something this code did not create); reads only."""
+
+    def read_owner(self, name: str, *, recent: bool = False) -> str | None:
+        """The namespace recorded as the owner of collection `name`; None when none is recorded or there is no
+        such collection. Every mutating path of the providers checks it first (`providers.refuse_foreign`).
+        It reads the target, unless `recent` and a store that caches reads has read `name` moments ago in this
+        run (a payload index write right after its collection's create or read)."""
+        state = self.read_collection(name)
+        return state.namespace_id if state is not None else None
 
     @abstractmethod
     def record_namespace(self, name: str, namespace_id: str) -> None:

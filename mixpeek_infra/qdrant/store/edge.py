@@ -38,7 +38,9 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
+import io
 import os
+import re
 import secrets
 import shutil
 import tarfile
@@ -59,7 +61,11 @@ from .base import CollectionState, Store, thread_lock
 
 CONFIG_FILE = "edge_config.json"
 MARKER_FILE = "mixpeek_collection.json"
-_EDGE_ENTRIES = {CONFIG_FILE, "wal", "segments"}  # what EdgeShard.create puts in a shard directory
+SNAPSHOT_MANIFEST = "mixpeek_snapshot.json"  # in a snapshot: each trimmed file's full size
+_ATOMIC_WRITE = ".atomicwrite"  # the prefix of the temp directory Edge writes edge_config.json through
+_WAL_SEGMENT = re.compile(r"(tmp-)?(open|closed)-[0-9]+")  # tmp-: a segment being preallocated
+_WAL_HEADER = 8  # bytes a WAL segment starts with; an empty segment holds only zeros after them
+_SMALL = 1 << 20  # bytes: the most a WAL's first-index or Edge's temp config file holds
 _FLOCKED: set[str] = set()  # shard paths whose lock file this process holds (guarded by their thread lock)
 
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid,
@@ -329,6 +335,74 @@ def _plain_vector(value: Any) -> list[Any]:
     return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
 
 
+def _only_what_edge_writes_before_storing(path: str) -> bool:
+    """Whether shard directory `path` (without edge_config.json) holds nothing but our marker and what
+    `EdgeShard.create` writes before anything is stored: WAL segments holding no entry, an empty segments/, and the
+    temp directory Edge writes its config through. No links, no other entries."""
+    for entry in os.scandir(path):
+        if entry.is_symlink():
+            return False
+        if entry.name == MARKER_FILE and entry.is_file(follow_symlinks=False):
+            continue
+        if entry.name == "segments" and entry.is_dir(follow_symlinks=False):
+            if os.listdir(entry.path):
+                return False
+        elif entry.name == "wal" and entry.is_dir(follow_symlinks=False):
+            if not all(_empty_wal_file(e) for e in os.scandir(entry.path)):
+                return False
+        elif entry.name.startswith(_ATOMIC_WRITE) and entry.is_dir(follow_symlinks=False):
+            if not all(e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= _SMALL
+                       for e in os.scandir(entry.path)):
+                return False
+        else:
+            return False
+    return True
+
+
+def _empty_wal_file(entry: os.DirEntry) -> bool:
+    """A WAL file with no entry in it: `first-index`, or a segment that is zeros after its header."""
+    if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+        return False
+    if entry.name == "first-index":
+        return entry.stat(follow_symlinks=False).st_size <= _SMALL
+    if not _WAL_SEGMENT.fullmatch(entry.name):
+        return False
+    with open(entry.path, "rb") as fh:
+        fh.seek(_WAL_HEADER)
+        while chunk := fh.read(1 << 20):
+            if chunk.count(0) != len(chunk):
+                return False
+    return True
+
+
+def _data_length(fh: Any) -> int:
+    """Bytes of open file `fh` up to its last non-zero byte: the rest is preallocation (zeros), which a restore
+    gives back by extending the file. Holes are skipped where the system reports them."""
+    fd = fh.fileno()
+    size = os.fstat(fd).st_size
+    end = pos = 0
+    while pos < size:
+        seek_data = getattr(os, "SEEK_DATA", None)
+        if seek_data is None:
+            stop = size
+        else:
+            try:
+                pos = os.lseek(fd, pos, seek_data)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            stop = os.lseek(fd, pos, os.SEEK_HOLE)
+        fh.seek(pos)
+        while pos < stop:
+            chunk = fh.read(min(1 << 20, stop - pos))
+            if not chunk:
+                return end
+            kept = len(chunk.rstrip(b"\0"))
+            if kept:
+                end = pos + kept
+            pos += len(chunk)
+    return end
+
+
 def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
     if not conditions:
         return None
@@ -361,7 +435,14 @@ class EdgeStore(Store):
         if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
             raise InvalidSpec("collection_name", f"{name!r} is not a valid collection name for an embedded target "
                                                  "(1-255 letters, digits, '_' or '-')")
-        return os.path.join(self.root, name)
+        path = os.path.join(self.root, name)
+        if os.path.islink(path):
+            raise CollectionConflict(
+                f"{path} is a symbolic link; mixpeek-infra never adopts, writes into or removes a collection's shard "
+                "directory through a link (its target may be another application's). Remove the link (or move the "
+                "real directory there), or choose another collection name (infrastructure.qdrant_collection / "
+                "collection_name) or target path.")
+        return path
 
     def _exists(self, path: str) -> bool:
         return os.path.isfile(os.path.join(path, CONFIG_FILE))
@@ -439,13 +520,10 @@ class EdgeStore(Store):
             json.dump({"created_by": "mixpeek-infra", "namespace_id": namespace_id}, fh)
         os.replace(tmp, os.path.join(path, MARKER_FILE))
 
-    def _is_interrupted_create(self, path: str) -> bool:
-        """Our marker, nothing but Edge's own entries, no config and no segment data: safe to remove."""
-        if self._marker(path) is None or self._exists(path):
-            return False
-        entries = set(os.listdir(path)) - {MARKER_FILE}
-        segments = os.path.join(path, "segments")
-        return entries <= _EDGE_ENTRIES and not (os.path.isdir(segments) and os.listdir(segments))
+    def read_owner(self, name: str, *, recent: bool = False) -> str | None:
+        """The marker's namespace of an existing shard (the shard itself is not opened)."""
+        path = self.shard_path(name)
+        return (self._marker(path) or {}).get("namespace_id") if self._exists(path) else None
 
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -483,6 +561,9 @@ class EdgeStore(Store):
                 os.close(fd)  # releases the flock
 
     def check_claim(self, name: str, namespace_id: str | None) -> None:
+        """Refuse unless `name` is free, an existing shard that is unrecorded or `namespace_id`'s, or an interrupted
+        create of `namespace_id` (its marker names it, and it holds nothing but what Edge writes before it stores
+        anything; create removes and redoes it). A symbolic link is refused by `shard_path`."""
         path = self.shard_path(name)
         if not os.path.lexists(path):
             return
@@ -491,21 +572,28 @@ class EdgeStore(Store):
                                      "is not a directory; choose another collection name (infrastructure."
                                      "qdrant_collection / collection_name) or another target path, or move it away")
         marker = self._marker(path)
+        owner = (marker or {}).get("namespace_id")
         if self._exists(path):
-            owner = (marker or {}).get("namespace_id")
             if owner and owner != namespace_id:
                 raise CollectionConflict(owner_message(name, self.location, owner, namespace_id))
             return
-        if self._is_interrupted_create(path):
-            return
-        if marker is not None:
-            raise EdgeCorrupt(f"Qdrant Edge shard {path} has segments but no {CONFIG_FILE}; restore it from a "
-                              "snapshot or backup, or remove the directory if its data is expendable.")
-        raise CollectionConflict(f"refusing to create Qdrant collection {name!r} at {self.location}: the directory "
-                                 f"{path} exists and was not created by mixpeek-infra (it has no {MARKER_FILE}), so "
-                                 "it is neither removed nor taken over. Choose another collection name (infrastructure."
-                                 "qdrant_collection / collection_name) or another target path, or move the directory "
-                                 "away.")
+        if marker is None:
+            raise CollectionConflict(
+                f"refusing to create Qdrant collection {name!r} at {self.location}: the directory {path} exists and "
+                f"was not created by mixpeek-infra (it has no {MARKER_FILE}), so it is neither removed nor taken "
+                "over. Choose another collection name (infrastructure.qdrant_collection / collection_name) or another "
+                "target path, or move the directory away.")
+        if owner != namespace_id:
+            if owner:
+                raise CollectionConflict(owner_message(name, self.location, owner, namespace_id))
+            raise CollectionConflict(
+                f"refusing to create Qdrant collection {name!r} at {self.location}: {path} holds an unfinished "
+                f"collection that records no namespace, so it is not provably {namespace_id}'s and is left alone. "
+                "Move the directory away (or remove it if its contents are expendable), or choose another collection "
+                "name.")
+        if not _only_what_edge_writes_before_storing(path):
+            raise EdgeCorrupt(f"Qdrant Edge shard {path} holds data but no {CONFIG_FILE}; restore it from a snapshot "
+                              "or backup, or remove the directory if its data is expendable.")
 
     def record_namespace(self, name: str, namespace_id: str) -> None:
         path = self.shard_path(name)
@@ -523,22 +611,45 @@ class EdgeStore(Store):
             if self._exists(path):
                 raise CollectionConflict(f"collection {name!r} already exists at {self.location}")
             self.check_claim(name, namespace_id)
-            if os.path.lexists(path):  # an interrupted create of ours: nothing but empty Edge entries
+            self._remove_staging(name)
+            if os.path.lexists(path):  # check_claim proved it: this namespace's interrupted create, nothing stored
                 shutil.rmtree(path)
 
             def create() -> Any:
+                # The directory appears with the marker already in it (a rename), so a kill at any moment leaves
+                # either nothing, a staging directory, or a shard directory that names its namespace.
+                staging = os.path.join(self.root, f".{name}.creating-{secrets.token_hex(4)}")
                 try:
-                    os.mkdir(path)
-                    self._write_marker(path, namespace_id)
+                    os.mkdir(staging)
+                    self._write_marker(staging, namespace_id)
+                    os.rename(staging, path)
+                except OSError as exc:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
+                try:
                     return qe.EdgeShard.create(path, config)
                 except Exception as exc:  # noqa: BLE001
-                    if self._marker(path) is not None:
-                        shutil.rmtree(path, ignore_errors=True)
+                    shutil.rmtree(path, ignore_errors=True)  # made just now, by this call
                     raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
 
             # No flush per operation: the WAL makes each change durable, and the pool flushes on close.
             with _POOL.use(path, create):
                 pass
+
+    def _remove_staging(self, name: str) -> None:
+        """Remove `ROOT/.<name>.creating-*` left by a killed create: only ones holding nothing but our marker."""
+        prefix = f".{name}.creating-"
+        try:
+            entries = [e for e in os.scandir(self.root) if e.name.startswith(prefix)]
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            inside = list(os.scandir(entry.path))
+            if all(e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= _SMALL
+                   and (e.name == MARKER_FILE or e.name.startswith(f".{MARKER_FILE}.")) for e in inside):
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         with self._use(name) as shard:
@@ -566,11 +677,10 @@ class EdgeStore(Store):
         if not os.path.isdir(path):
             return False
         with self.lock(name), _POOL.closed(path):
-            if self._exists(path):
-                # Take the shard's lock once: never remove a shard another process has open.
-                self._load(path).close()
-            elif not (os.path.isdir(path) and self._is_interrupted_create(path)):
-                return False  # nothing of ours is there
+            if not self._exists(path):
+                return False  # no shard there (an interrupted create is redone by its own namespace's next create)
+            # Take the shard's lock once: never remove a shard another process has open.
+            self._load(path).close()
             shutil.rmtree(path)
         return True
 

@@ -453,6 +453,11 @@ class ServerStore(Store):
             raise
         self._indexed(collection, field_name, schema if self.reads_payload_indexes else None)
 
+    def read_owner(self, name: str, *, recent: bool = False) -> str | None:
+        """The owner record; with `recent`, from the cached read (see the module docstring)."""
+        state = self._recent(name) if recent else self.read_collection(name)
+        return state.namespace_id if state is not None else None
+
     def read_payload_indexes(self, collection: str) -> dict[str, dict[str, Any]] | None:
         """Every index of the collection, from the cached read (see the module docstring) or a new one."""
         state = self._recent(collection)
