@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extractors import DEFAULT_CATALOGUE, DISCRIMINATOR, Catalogue, ExtractorVersion
+from .extractors import DEFAULT_CATALOGUE, DISCRIMINATOR, JSON_SCHEMA, PLAIN, Catalogue, ExtractorVersion
 from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
                      CreateNamespaceRequest, _FIELD_NAME, _NAMESPACE_NAME)
 from .stackconfig import ENTRY_KEYS, PER_NAMESPACE_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
@@ -91,18 +91,33 @@ def request_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
 
 def _param_schemas(entry: ExtractorVersion) -> dict[str, Any]:
     """The `params` properties of one extractor version: documented and pinned params with their choices,
-    inert params as any value, the client's discriminator as its one value. Vector-changing and credential
-    params are left out, so `additionalProperties: false` refuses them with every unknown one."""
+    inert params by their shape (plain values; generation_config with its own keys), the client's discriminator
+    as its one value. Vector-changing and credential params are left out, so `additionalProperties: false`
+    refuses them with every unknown one."""
     props: dict[str, Any] = {p.name: {"enum": list(p.choices), "default": p.default} for p in entry.params}
     for p in entry.pinned_params:
         props[p.name] = {"enum": list(p.choices), "default": p.default,
                          "description": "other values would change the namespace's vectors: not supported"}
+    shapes = dict(entry.inert_shapes)
     for name in sorted(entry.inert_params):
-        props[name] = {"description": "changes no vector: passed through unchanged"}
+        props[name] = {**_shape_schema(shapes.get(name, PLAIN)),
+                       "description": "changes no vector: passed through unchanged (so published)"}
     if entry.client_model:
         props[DISCRIMINATOR] = {"const": entry.name, "description": f"the discriminator of the client's "
                                                                     f"{entry.client_model}; dropped from the plan"}
     return props
+
+
+def _shape_schema(shape: Any) -> dict[str, Any]:
+    """The JSON Schema of a pass-through value's shape (`extractors._shape_problems` checks the same, and inside
+    a JSON Schema value more than an editor's schema can say)."""
+    scalar = {"type": ["string", "number", "boolean", "null"]}
+    if shape == PLAIN:
+        return {"anyOf": [scalar, {"type": "array", "items": scalar}]}
+    if shape == JSON_SCHEMA:
+        return {"type": ["object", "boolean", "null"]}
+    return {"type": ["object", "null"], "additionalProperties": False,
+            "properties": {key: _shape_schema(sub) for key, sub in shape}}
 
 
 def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
