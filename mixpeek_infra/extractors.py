@@ -55,6 +55,7 @@ def is_credential(name: Any) -> bool:
 # as ((key, shape), ...): only those keys, each of its shape.
 PLAIN = "plain"  # a string, number, true/false or null, or a list of them
 JSON_SCHEMA = "json_schema"  # a JSON Schema (the OpenAPI subset Gemini's response_schema takes)
+MAX_SHAPE_PROBLEMS = 20  # listed per param: a value with thousands of unknown keys must not flood the output
 PLAIN_RULE = ("must be a plain JSON value (a string, number, true/false or null, or a list of them): what passes "
               "through is published in the plan, the outputs and the state")
 # JSON Schema keywords: those holding names of your own (each naming a sub-schema), a sub-schema, a list of
@@ -256,7 +257,10 @@ class ExtractorVersion:
                     why = f": {key}={shown} {VECTOR_CHANGE}" if key in pinned else ""
                     errors.append((where, f"invalid value {shown}{why}; valid choices: {choices}"))
             elif key in self.inert_params:
-                errors += _shape_problems(value, dict(self.inert_shapes).get(key, PLAIN), where)
+                found = _shape_problems(value, dict(self.inert_shapes).get(key, PLAIN), where)
+                errors += found[:MAX_SHAPE_PROBLEMS] + ([(where, f"{len(found) - MAX_SHAPE_PROBLEMS} more problems "
+                                                                 "like the ones above")]
+                                                        if len(found) > MAX_SHAPE_PROBLEMS else [])
             elif key == DISCRIMINATOR and self.client_model:
                 if value != self.name or not isinstance(value, str):
                     shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."

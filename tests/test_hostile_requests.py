@@ -597,3 +597,11 @@ def test_a_stack_setting_nested_deeper_than_the_bound_is_refused_with_its_path(t
     with pytest.raises(StackConfigError) as info:
         run_program(config, FakeMocks())
     assert "nested too deeply" in str(info.value) and "ray.state_dir" in str(info.value)
+
+
+def test_thousands_of_unknown_keys_in_a_pass_through_param_are_refused_without_a_flood():
+    with pytest.raises(InvalidRequest) as info:
+        plan_namespace(generation_config_body({f"k{i}": CREDENTIAL for i in range(5000)}))
+    problems = info.value.problems
+    assert len(problems) == 21 and problems[-1] == (GC, "4980 more problems like the ones above"), problems[-1]
+    assert CREDENTIAL not in str(info.value)
