@@ -164,7 +164,8 @@ class Namespace(pulumi.ComponentResource):
             )
             for ix in plan.payload_indexes
         ]
-        ray = deploy_ray_head(ray_head_name(name), ray_spec, plan, collection.namespace_id, parent=self)
+        head_namespace_id = _preview_stable_namespace_id(collection, namespace_id, plan)
+        ray = deploy_ray_head(ray_head_name(name), ray_spec, plan, head_namespace_id, parent=self)
         self.ray_resources = ray.resources
 
         self.namespace_id = collection.namespace_id
@@ -217,6 +218,23 @@ def _ints(value: Any) -> Any:
     if isinstance(value, list):
         return [_ints(v) for v in value]
     return value
+
+
+def _preview_stable_namespace_id(collection: Collection, namespace_id: str | None,
+                                  plan: NamespacePlan) -> pulumi.Input[str]:
+    """The namespace id for the Ray head, known at preview whenever it cannot change.
+
+    The collection's outputs are unknown while a preview shows it updated (the dynamic provider has no
+    preview of an update), so its `namespace_id` made every update of the collection preview an update
+    of the head. A fixed id is known here; a generated one is the collection's name unless
+    `qdrant_collection` is fixed, and the collection's id stays known unless it is created or replaced.
+    All three are the same value once the collection exists.
+    """
+    if namespace_id:
+        return namespace_id
+    if plan.infrastructure.qdrant_collection is None:
+        return collection.id
+    return collection.namespace_id  # a fixed collection name with a generated id: unknown while updated
 
 
 def _known(value: Any) -> pulumi.Output[Any]:

@@ -437,3 +437,75 @@ def test_a_pending_marker_is_checked_before_it_is_believed(state_dir, tmp_path, 
     assert link.is_symlink() and (precious / "keep").exists()
     assert (foreign / "ray" / "keep").exists() and (foreign / PENDING_FILE).exists()
     assert run_task(result.outs) == "42"
+
+
+# --- a preview shows only real changes (issue 18, item 10) ----------------------------------------------
+
+
+@needs_ray
+@linux_only
+@pytest.mark.ray
+@pytest.mark.pulumi_cli
+def test_an_in_place_collection_update_previews_no_change_of_the_local_ray_head(tmp_path, state_dir):
+    """Adding `final_snapshot` updates each collection in place and touches no Ray head: the preview shows
+    the collections only, for a generated and for a fixed namespace id, and `up` leaves the heads as they
+    were. A change that does give a namespace a new id (its collection replaced) still shows the head."""
+    import copy
+    import json
+
+    import yaml
+    from pulumicli import ROOT, PulumiProject, cli_bin_dir, ops_by_name, ray_sessions
+
+    bin_dir = cli_bin_dir()
+    dev = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    body = dev["config"]["mixpeek-infra:namespaces"][0]
+    body["infrastructure"] = {"compute_tier": "dedicated_cpu", "min_workers": 0, "max_workers": 1}
+    fixed = {**copy.deepcopy(body), "namespace_name": "playlists_fixed_id"}
+    config = {"config": {"mixpeek-infra:qdrant": {"path": str(tmp_path / "qdrant")},
+                         "mixpeek-infra:ray": {"mode": "local", "state_dir": str(state_dir),
+                                               "num_cpus": 1},
+                         "mixpeek-infra:namespaces": [body, {"request": fixed, "namespace_id": "ns_0123456789"}]}}
+    proj = PulumiProject(tmp_path / "proj", bin_dir, {"t": config})
+    proj.init("t")
+    heads = {"spotify_playlists_dev-ray", "playlists_fixed_id-ray"}
+    collections = {"spotify_playlists_dev-collection", "playlists_fixed_id-collection"}
+
+    def head_outputs() -> dict[str, dict]:
+        return {r["urn"].split("::")[-1]: r["outputs"] for r in proj.resources("t")
+                if r["type"].endswith("mixpeek:LocalRayHead")}
+
+    try:
+        proj.run("up", "--yes", "-s", "t", timeout=1200)
+        before = head_outputs()
+        assert set(before) == heads
+        config["config"]["mixpeek-infra:qdrant"]["final_snapshot"] = str(tmp_path / "snapshots")
+        proj.write_stack("t", config)
+        ops = ops_by_name(proj.preview_steps("t"))
+        changed = {name: op for name, op in ops.items() if op != "same"}
+        assert changed == {name: "update" for name in collections}, ops
+        proj.run("up", "--yes", "-s", "t", timeout=1200)
+        after = head_outputs()
+        for name in heads:
+            assert {k: after[name][k] for k in ("pid", "start_time", "namespace_id")} == \
+                   {k: before[name][k] for k in ("pid", "start_time", "namespace_id")}
+        assert before["playlists_fixed_id-ray"]["namespace_id"] == "ns_0123456789"
+        assert set(ops_by_name(proj.preview_steps("t")).values()) <= {"same"}  # nothing left to do
+        # A new collection name replaces the collection, and a generated id is generated anew: a real change.
+        config["config"]["mixpeek-infra:namespaces"][0]["infrastructure"]["qdrant_collection"] = "playlists_moved"
+        proj.write_stack("t", config)
+        ops = ops_by_name(proj.preview_steps("t"))
+        assert ops["spotify_playlists_dev-collection"] in ("replace", "create-replacement", "delete-replaced"), ops
+        assert ops["spotify_playlists_dev-ray"] == "update" and ops.get("playlists_fixed_id-ray", "same") == "same", ops
+    finally:
+        config["config"]["mixpeek-infra:namespaces"][0].setdefault("infrastructure", {}).pop("qdrant_collection", None)
+        for entry in config["config"]["mixpeek-infra:namespaces"]:
+            if isinstance(entry, dict) and "request" in entry:
+                entry["deletion_protection"] = False
+        proj.write_stack("t", config)
+        proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "t", check=False, timeout=1200)
+        for session in ray_sessions(proj):
+            try:
+                os.killpg(session, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        print(json.dumps({"left": sorted(ray_sessions(proj))}))
