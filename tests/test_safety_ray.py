@@ -509,3 +509,31 @@ def test_an_in_place_collection_update_previews_no_change_of_the_local_ray_head(
             except ProcessLookupError:
                 pass
         print(json.dumps({"left": sorted(ray_sessions(proj))}))
+
+
+def test_delete_and_refresh_remove_nothing_outside_the_heads_own_directory(tmp_path, unrelated_session):
+    """State outputs are data too: a `head_dir` outside the state dir (or not named after the head), a
+    `temp_dir` that is someone else's symlink and a pid of someone else's are left alone."""
+    state = tmp_path / "state"
+    state.mkdir()
+    elsewhere = tmp_path / "elsewhere" / "rayhead-0123456789ab"  # a head's name, outside its state dir
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "keep").write_text("someone else's")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    link = tmp_path / "someone-elses-link"
+    link.symlink_to(precious, target_is_directory=True)
+    other = unrelated_session()
+    before = session_of(other.pid)
+    outs = {"pid": other.pid, "start_time": process_info(other.pid).start, "boot_id": None, "ports": {},
+            "state_path": str(state), "head_dir": str(elsewhere), "temp_dir": str(link)}
+    provider = LocalRayHeadProvider()
+    assert provider.read("rayhead-0123456789ab", dict(outs)).id == ""
+    provider.delete("rayhead-0123456789ab", dict(outs))
+    mine = state / "rayhead-0123456789ab"
+    mine.mkdir()
+    provider.delete("rayhead-ba9876543210", {**outs, "head_dir": str(mine)})  # another head's directory
+    assert (elsewhere / "keep").exists() and link.is_symlink() and mine.is_dir()
+    assert session_of(other.pid) == before
+    provider.delete("rayhead-0123456789ab", {**outs, "head_dir": str(mine), "temp_dir": None})
+    assert not mine.exists()  # the head's own directory does go
