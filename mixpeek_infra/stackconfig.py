@@ -343,6 +343,18 @@ def _request_api_keys(items: Any, encrypted: bool, problems: list[Problem]) -> A
     return out
 
 
+def _file_api_key(body: Any, source: str, where: str) -> list[Problem]:
+    """A request file is plain text, never decrypted: an `infrastructure.qdrant_api_key` in it is refused, the
+    way out named (the body inline at `where`, its key set encrypted)."""
+    infra = body.get("infrastructure") if isinstance(body, Mapping) else None
+    if not isinstance(infra, Mapping) or infra.get("qdrant_api_key") is None:
+        return []
+    return [Problem(f"{source}: infrastructure.qdrant_api_key",
+                    "a request file is stored in plain text, so it must not hold a secret: leave the key out of it, "
+                    f"give this namespace its body inline ({where}.request) and run `pulumi config set --secret "
+                    f"--path '{STACK_PROJECT}:{where}.request.infrastructure.qdrant_api_key' <value>`")]
+
+
 def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool,
              root: Path) -> tuple[list[NamespaceEntry], list[tuple[str, str | None]]]:
     """The valid namespaces, and every namespace's (entry, request file) by index."""
@@ -370,6 +382,8 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token
             try:
                 if body is _UNREADABLE:
                     continue
+                if source is not None:
+                    body_problems += _file_api_key(body, source, where if "file" in item else "namespaces[<i>]")
                 body = parse_request(_unwrapped(body), catalogue=catalogue)  # the component gets this model
                 plan = plan_request(body, catalogue=catalogue, vectors_on_disk=settings.get("vectors_on_disk", False))
             except InvalidRequest as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,11 @@ def validate_paths(err: str) -> set[str]:
         if rest.startswith("config.mixpeek-infra:"):
             paths.add(rest.removeprefix("config.mixpeek-infra:").split(": ", 1)[0])
         elif rest.startswith("namespace["):
-            label, path = rest.split(": ", 2)[:2]
+            label, path, *more = rest.split(": ", 3)
+            if path.endswith((".json", ".yaml", ".yml")):  # a body in a request file: `FILE: field` as is
+                field = more[0] if len(more) > 1 and re.fullmatch(r"[^\s]+", more[0]) else None
+                paths.add(f"{path}: {field}" if field else path)
+                continue
             where = "namespaces" + label.removeprefix("namespace")
             paths.add(where if path == "(body)" else f"{where}.{path}")
         else:
@@ -601,3 +606,19 @@ def test_config_set_secret_path_writes_a_request_key_validate_accepts_and_previe
     assert API_KEY not in steps.stdout + steps.stderr
     collection = [s for s in json.loads(steps.stdout)["steps"] if s["urn"].endswith("-collection")]
     assert collection and collection[0]["newState"]["inputs"]["api_key"] == "[secret]", collection
+
+
+@pytest.mark.parametrize("form", ["file", "files"])
+def test_an_api_key_in_a_request_file_is_refused_naming_the_file_and_the_way_out(tmp_path, form):
+    """A request file is plain text that is never decrypted: a key in it would sit in the repository."""
+    body = copy.deepcopy(stack_config("dev")["namespaces"][0])
+    body["infrastructure"] = {"qdrant_url": "https://q.example:6333", "qdrant_api_key": API_KEY}
+    (tmp_path / "requests").mkdir()
+    (tmp_path / "requests" / "a.json").write_text(json.dumps(body))
+    config = stack_config("dev")
+    config["namespaces"] = [{"file": "requests/a.json"} if form == "file" else {"files": "requests"}]
+    valid, err, why = agree(tmp_path, config)
+    assert not valid and API_KEY not in err + why
+    assert validate_paths(err) == {"requests/a.json: infrastructure.qdrant_api_key"}, err
+    where = "namespaces[0]" if form == "file" else "namespaces[<i>]"
+    assert f"pulumi config set --secret --path 'mixpeek-infra:{where}.request.infrastructure.qdrant_api_key'" in err
