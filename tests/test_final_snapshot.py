@@ -113,7 +113,7 @@ def test_delete_takes_a_final_snapshot_that_restores_points_vectors_and_indexes(
     COLLECTIONS.delete(name, coll["outputs"])
     assert open_store(target).read_collection(name) is None
     [archive] = [os.path.join(snaps, f) for f in os.listdir(snaps)]
-    assert re.fullmatch(re.escape(name) + r"-\d{8}T\d{6}\.\d{6}Z\.tar", os.path.basename(archive))
+    assert re.fullmatch(re.escape(name) + r"-\d{8}T\d{6}\.\d{6}Z\.tar\.gz", os.path.basename(archive))
     assert any(archive in message and "restore_snapshot" in message for message in logged), logged
 
     state = restore_snapshot(archive, QdrantTarget(path=root))
@@ -290,3 +290,121 @@ def test_stack_config_final_snapshot_reaches_the_collection(seed):
     config["qdrant"] = {"path": ".mixpeek/qdrant"}
     config["namespaces"] = [seed]
     assert collection_inputs_for(config) == {"spotify_playlists_dev-collection": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18 item 8: a snapshot's size follows its data
+
+
+def test_a_snapshot_is_as_large_as_its_data_not_its_preallocation(tmp_path, seed):
+    """3 points: the shard's preallocated WAL and mmap files (over 100 MB of zeros) are not stored, and the archive
+    is compressed; the restore gives every file back at its full size, points, vectors and indexes intact."""
+    root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
+    plan = plan_namespace(seed)
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    coll = deploy(plan, target, deletion_protection=False, final_snapshot=snaps)
+    name = coll["id"]
+    close_all_shards()
+    shard = os.path.join(root, name)
+    sizes = {os.path.relpath(os.path.join(b, f), shard): os.path.getsize(os.path.join(b, f))
+             for b, _, files in os.walk(shard) for f in files}
+    assert sum(sizes.values()) > 50 * 2**20  # the preallocation this is about
+    COLLECTIONS.delete(name, coll["outputs"])
+    [archive] = [os.path.join(snaps, f) for f in os.listdir(snaps)]
+    assert os.path.getsize(archive) < 512 * 1024, os.path.getsize(archive)
+
+    import json
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        stored = {m.name.split("/", 1)[1]: m.size for m in tar.getmembers() if m.isfile()}
+        full = json.load(tar.extractfile(f"{name}/mixpeek_snapshot.json"))["full_sizes"]
+    assert sum(stored.values()) < 2**20 < sum(full.values())  # the zeros were not stored
+    restore_snapshot(archive, QdrantTarget(path=root))
+    restored = {os.path.relpath(os.path.join(b, f), shard): os.path.getsize(os.path.join(b, f))
+                for b, _, files in os.walk(shard) for f in files}
+    # every file back at its full size, nothing added (the manifest is removed)
+    assert restored == {k: full.get(k, v) for k, v in stored.items() if k != "mixpeek_snapshot.json"}
+    assert_restored(root, name, plan)
+
+
+def test_adopting_a_restored_collection_says_so_with_its_points(tmp_path, seed, monkeypatch):
+    """Issue 18 item 10: create that adopts an existing collection says so, with its point count; a create that
+    creates says nothing of the kind."""
+    root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
+    plan = plan_namespace(seed)
+    target = {"kind": "embedded", "path": root, "timeout": 10.0}
+    logged: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *args, **kwargs: logged.append(message))
+    coll = deploy(plan, target, deletion_protection=False, final_snapshot=snaps)
+    assert not [m for m in logged if "adopted" in m], logged
+    COLLECTIONS.delete(coll["id"], coll["outputs"])
+    restore_snapshot(os.path.join(snaps, os.listdir(snaps)[0]), QdrantTarget(path=root))
+    logged.clear()
+    create(COLLECTIONS, collection_inputs(plan, target, namespace_id=coll["outputs"]["namespace_id"]))
+    [said] = [m for m in logged if "adopted" in m]
+    assert f"adopted the existing Qdrant collection {coll['id']!r}" in said and "with 3 point(s)" in said, said
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 18 items 9 and 10 through the real Pulumi CLI
+
+
+def _cli_project(tmp_path):
+    import yaml
+
+    from pulumicli import ROOT, PulumiProject, cli_bin_dir
+
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config["config"]["mixpeek-infra:ray"] = {"mode": "external", "url": "ray://127.0.0.1:10001"}  # no head process
+    config["config"]["mixpeek-infra:qdrant"]["final_snapshot"] = ".mixpeek/snapshots"
+    [body] = config["config"]["mixpeek-infra:namespaces"]
+    config["config"]["mixpeek-infra:namespaces"] = [{"request": body, "deletion_protection": False}]
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir(), {"dev": config})
+    proj.init("dev")
+    return proj
+
+
+@pytest.mark.pulumi_cli
+def test_restore_after_pulumi_destroy_gives_back_every_index_and_adoption_says_so(tmp_path):
+    """`pulumi destroy` with final_snapshot: the snapshot holds the points, vectors and every payload index with
+    its params (the indexes are no longer dropped before their collection), so restoring it gives them all back;
+    re-adopting it with namespace_id says in `pulumi up`'s output that a collection with 3 points was adopted."""
+    from pulumicli import NS
+
+    proj = _cli_project(tmp_path)
+    qdrant = str(proj.root / ".mixpeek" / "qdrant")
+    try:
+        proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+        ns_id = proj.outputs("dev")[NS]["namespace_id"]
+        store = open_store({"kind": "embedded", "path": qdrant, "timeout": 10.0})
+        declared = store.read_payload_indexes(ns_id)
+        assert len(declared) == 7, declared
+        store.upsert(ns_id, [{"id": i, "vector": {IMAGE: [0.1 * (i + 1)] * 768},
+                              "payload": {"metadata": {"title": f"playlist {i}"}}} for i in (1, 2, 3)])
+        close_all_shards()
+        forget_stores()
+
+        proj.run("destroy", "--yes", "--skip-preview", "-s", "dev")
+        assert not os.path.exists(os.path.join(qdrant, ns_id))
+        [archive] = os.listdir(proj.root / ".mixpeek" / "snapshots")
+        state = restore_snapshot(str(proj.root / ".mixpeek" / "snapshots" / archive), QdrantTarget(path=qdrant))
+        assert state.points_count == 3 and state.namespace_id == ns_id
+        assert state.payload_schema == declared  # every index, with its params
+        assert IMAGE in state.vectors
+        close_all_shards()
+        forget_stores()
+
+        # Item 10: declared again with its namespace_id, the restored collection is adopted, and `up` says so.
+        config = proj.read_stack("dev")
+        config["config"]["mixpeek-infra:namespaces"][0]["namespace_id"] = ns_id
+        proj.write_stack("dev", config)
+        up = proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+        said = up.stdout + up.stderr
+        assert f"adopted the existing Qdrant collection {ns_id!r}" in said and "with 3 point(s)" in said, said
+        assert proj.outputs("dev")[NS]["namespace_id"] == ns_id
+        assert open_store({"kind": "embedded", "path": qdrant, "timeout": 10.0}).count_points(ns_id) == 3
+    finally:
+        close_all_shards()
+        forget_stores()
+        proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)

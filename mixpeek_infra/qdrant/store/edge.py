@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import json
 import io
+import json
 import os
 import re
 import secrets
@@ -403,6 +403,54 @@ def _data_length(fh: Any) -> int:
     return end
 
 
+def _add_trimmed(tar: tarfile.TarFile, path: str, name: str) -> None:
+    """Add shard directory `path` as `name/`, each file up to its last non-zero byte, plus the sizes manifest."""
+    full_sizes: dict[str, int] = {}
+    for base, dirs, files in os.walk(path):
+        dirs.sort()
+        rel_base = os.path.relpath(base, path)
+        tar.add(base, arcname=name if rel_base == "." else f"{name}/{rel_base}", recursive=False)
+        for fname in sorted(files):
+            full = os.path.join(base, fname)
+            rel = os.path.normpath(os.path.join(rel_base, fname))
+            info = tar.gettarinfo(full, arcname=f"{name}/{rel}")
+            if not info.isfile():
+                raise OSError(f"{full} is not a regular file")
+            with open(full, "rb") as fh:
+                kept = _data_length(fh)
+                if kept < info.size:
+                    full_sizes[rel] = info.size
+                    info.size = kept
+                fh.seek(0)
+                tar.addfile(info, fh)
+    manifest = json.dumps({"full_sizes": full_sizes}, sort_keys=True).encode()
+    info = tarfile.TarInfo(f"{name}/{SNAPSHOT_MANIFEST}")
+    info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
+    tar.addfile(info, io.BytesIO(manifest))
+
+
+def _extend_to_manifest(shard: str, files: set[str], archive: str) -> None:
+    """Give each trimmed file of a restored shard its full size again (zeros), as the manifest records; then
+    remove the manifest. Only files of the archive are extended, and never shortened."""
+    manifest_path = os.path.join(shard, SNAPSHOT_MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return  # a plain tar of an earlier version: every file is whole
+    try:
+        with open(manifest_path, encoding="utf-8") as fh:
+            sizes = json.load(fh)["full_sizes"]
+        if not isinstance(sizes, dict):
+            raise ValueError("full_sizes is not an object")
+        for rel, size in sizes.items():
+            target = os.path.join(shard, rel)
+            if rel not in files or not isinstance(size, int) or not 0 <= size <= 1 << 40 \
+                    or os.path.getsize(target) > size:
+                raise ValueError(f"bad entry {rel!r}: {size!r}")
+            os.truncate(target, size)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise QdrantError(f"{archive}: its {SNAPSHOT_MANIFEST} cannot be applied ({exc})") from None
+    os.remove(manifest_path)
+
+
 def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
     if not conditions:
         return None
@@ -685,11 +733,15 @@ class EdgeStore(Store):
         return True
 
     def snapshot(self, name: str, directory: str) -> str:
-        """A tar archive of the flushed, closed shard: `DIRECTORY/<name>-<UTC time>.tar`."""
+        """A gzip-compressed tar of the flushed, closed shard: `DIRECTORY/<name>-<UTC time>.tar.gz`.
+
+        Each file is stored up to its last non-zero byte; the zeros after it (Edge preallocates its WAL segments and
+        mmap files) are not stored, only the file's full size, in `<name>/mixpeek_snapshot.json`, and `restore`
+        extends the file to it again. So the archive's size follows the data, not the preallocation."""
         path = self.shard_path(name)
         out_dir = state_path(directory)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        archive = os.path.join(out_dir, f"{name}-{stamp}.tar")
+        archive = os.path.join(out_dir, f"{name}-{stamp}.tar.gz")
         partial = archive + ".partial"
         with self.lock(name), _POOL.closed(path):
             if not self._exists(path):
@@ -701,19 +753,22 @@ class EdgeStore(Store):
                 shard.close()
             try:
                 os.makedirs(out_dir, exist_ok=True)
-                with tarfile.open(partial, "w") as tar:
-                    tar.add(path, arcname=name)
+                with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+                    _add_trimmed(tar, path, name)
                 with tarfile.open(partial) as tar:  # read it back whole before trusting it
                     if f"{name}/{CONFIG_FILE}" not in tar.getnames():
                         raise OSError(f"{CONFIG_FILE} missing from the archive")
+                    for _ in tar:
+                        pass
                 os.replace(partial, archive)
-            except (OSError, tarfile.TarError) as exc:
+            except (OSError, tarfile.TarError, EOFError) as exc:
                 if os.path.exists(partial):
                     os.remove(partial)
                 raise QdrantError(f"cannot write a snapshot of collection {name!r} into {directory}: {exc}") from None
         return archive
 
     def restore(self, archive: str, name: str) -> None:
+        """Create collection `name` from a snapshot (`.tar.gz` with its sizes manifest, or a plain `.tar`)."""
         path = self.shard_path(name)
         os.makedirs(self.root, exist_ok=True)
         staging = os.path.join(self.root, f".restore-{name}-{secrets.token_hex(4)}")
@@ -726,14 +781,17 @@ class EdgeStore(Store):
                     raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (expected one top directory "
                                       "of plain files)")
                 tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-            shard = os.path.join(staging, tops.pop())
+            top = tops.pop()
+            shard = os.path.join(staging, top)
             if not os.path.isfile(os.path.join(shard, CONFIG_FILE)):
                 raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (no {CONFIG_FILE})")
+            _extend_to_manifest(shard, {m.name.split("/", 1)[1] for m in members if m.isfile() and "/" in m.name},
+                                archive)
             with self.lock(name):
                 if os.path.lexists(path):
                     raise CollectionConflict(f"cannot restore into {path}: it exists")
                 os.rename(shard, path)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, tarfile.TarError, EOFError) as exc:
             raise QdrantError(f"cannot restore {archive} as collection {name!r} at {self.location}: {exc}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
