@@ -400,3 +400,56 @@ def test_a_removed_extractor_sent_to_update_removes_nothing(driver, deployed, se
         driver.step(COLLECTION, "ns-collection", collection_inputs(driver, fewer_plan), updated, preview=True)
     refused(info, "replace")
     assert_points_intact(driver, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real Pulumi CLI (issue 23 item 5)
+
+
+@pytest.mark.pulumi_cli
+def test_pulumi_destroy_of_a_collection_holding_points_is_refused_and_keeps_points_and_indexes(tmp_path):
+    """`pulumi destroy` of the dev stack with 3 points and deletion_protection on (the default): the CLI exits
+    non-zero naming the point count and the way out; every point and every payload index stays (the indexes are
+    deleted with their collection, so they are not dropped before the refusal); the next `up` converges."""
+    import yaml
+
+    from mixpeek_infra.qdrant.store import open_store
+    from pulumicli import NS, ROOT, PulumiProject, cli_bin_dir
+
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config["config"]["mixpeek-infra:ray"] = {"mode": "external", "url": "ray://127.0.0.1:10001"}  # no head process
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir(), {"dev": config})
+    proj.init("dev")
+    target = {"kind": "embedded", "path": str(proj.root / ".mixpeek" / "qdrant"), "timeout": 10.0}
+    try:
+        proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+        ns_id = proj.outputs("dev")[NS]["namespace_id"]
+        store = open_store(target)
+        indexes = store.read_payload_indexes(ns_id)
+        store.upsert(ns_id, [{"id": i, "vector": {MULTIMODAL: [0.1 * i] * 1408}, "payload": {"n": i}}
+                             for i in (1, 2, 3)])
+        close_all_shards()
+        forget_stores()
+
+        refused = proj.run("destroy", "--yes", "--skip-preview", "-s", "dev", check=False)
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0, said
+        assert "it holds 3 point(s) and deletion_protection is on" in said, said
+        assert "deletion_protection=False" in said, said
+        store = open_store(target)
+        assert store.count_points(ns_id) == 3
+        assert store.read_payload_indexes(ns_id) == indexes
+        close_all_shards()
+        forget_stores()
+
+        proj.run("up", "--yes", "--skip-preview", "-s", "dev")  # the state converges again, nothing lost
+        assert proj.outputs("dev")[NS]["namespace_id"] == ns_id
+        assert open_store(target).count_points(ns_id) == 3
+        close_all_shards()
+        forget_stores()
+    finally:
+        config = proj.read_stack("dev")
+        [body] = config["config"]["mixpeek-infra:namespaces"]
+        config["config"]["mixpeek-infra:namespaces"] = [{"request": body, "deletion_protection": False}]
+        proj.write_stack("dev", config)
+        proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)

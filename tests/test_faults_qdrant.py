@@ -61,8 +61,8 @@ class FakeQdrant:
     Collections keep their metadata (the owner record `ServerStore` writes) as a server does.
 
     `on_request(method, path)` may return `("fail", status)` (answer that HTTP error without doing
-    anything) or `("sleep", seconds)` (stall, then do the work anyway, as a slow server does after
-    its client gave up). `requests` logs `(method, path)` of every request received.
+    anything) or `("sleep", seconds)` (stall until `release()` or `seconds`, then do the work anyway, as a
+    slow server does after its client gave up). `requests` logs `(method, path)` of every request received.
     """
 
     def __init__(self, port: int = 0, *, api_key: str | None = None, version: str = "1.18.0"):
@@ -72,7 +72,7 @@ class FakeQdrant:
         self.requests: list[tuple[str, str]] = []
         self.on_request: Callable[[str, str], tuple[str, float] | None] | None = None
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # set by close() or release(): stalled requests go on at once
         self.in_flight = 0
         fake = self
 
@@ -105,7 +105,11 @@ class FakeQdrant:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
+    def release(self) -> None:
+        """End every stall now (its work is then done, as a slow server does after its client gave up)."""
+        self.stopping.set()
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
         """Until no request is being handled (a stalled one has finished its work)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -343,7 +347,7 @@ def test_unreachable_server_fails_fast_naming_the_url_then_a_run_completes_once_
         assert url in message, (what, message)
         assert KEY not in message and KEY not in repr(info.value.args), what
         assert "did not answer" in message and "timeout 1s" in message, message
-        assert elapsed < 1.0 + 4.0, (what, elapsed)  # gives up at the target's timeout (slack for a slow machine)
+        assert elapsed < 1.0 + 60, (what, elapsed)  # gives up at the target's timeout (room for a loaded machine)
 
     # The server comes up on that port: the same cached store (client) recovers, the run completes.
     fake = FakeQdrant(port, api_key=KEY)
@@ -366,7 +370,7 @@ def fake():
 
 def test_slow_server_times_out_clearly_then_a_run_completes(fake, seed_plan):
     target = server_spec(fake.url, 1.0)
-    fake.on_request = lambda method, path: ("sleep", 3.0)  # every answer comes after the 1 s timeout
+    fake.on_request = lambda method, path: ("sleep", 600.0)  # no answer before release(): far past the 1 s timeout
     start = time.monotonic()
     with pytest.raises(TargetUnavailable) as info:
         create(COLLECTIONS, collection_inputs(seed_plan, target, api_key=KEY))
@@ -374,8 +378,9 @@ def test_slow_server_times_out_clearly_then_a_run_completes(fake, seed_plan):
     message = str(info.value)
     assert fake.url in message and KEY not in message
     assert re.search(r"(Read|Write|Connect|Pool)Timeout|timed out", message), message  # the cause, not just the limit
-    assert elapsed < 1.0 + 4.0, elapsed  # the client gave up at the timeout; it did not wait the 3 s
+    assert elapsed < 1.0 + 60, elapsed  # the client gave up at its timeout; it did not wait for the stalled answers
     fake.on_request = None
+    fake.release()
     fake.wait_idle()
     coll = create(COLLECTIONS, collection_inputs(seed_plan, target, api_key=KEY))
     assert fake.collections[coll["id"]]["params"]["vectors"].keys() == seed_plan.vector_config().keys()
@@ -385,11 +390,13 @@ def test_collection_create_applied_after_the_client_gave_up_is_adopted_by_the_re
     """A slow server that finishes the create after the client timed out: the rerun (same fixed id)
     adopts that collection instead of failing on a name conflict."""
     target = server_spec(fake.url, 1.0)
-    fake.on_request = lambda method, path: ("sleep", 2.0) if method == "PUT" and path.count("/") == 2 else None
+    # The create stalls until released, so the client's 1 s timeout always comes first, however loaded the machine.
+    fake.on_request = lambda method, path: ("sleep", 600.0) if method == "PUT" and path.count("/") == 2 else None
     inputs = collection_inputs(seed_plan, target, api_key=KEY, namespace_id="ns_00000000b2")
     with pytest.raises(TargetUnavailable, match="create collection 'ns_00000000b2'"):
         create(COLLECTIONS, inputs)
     fake.on_request = None
+    fake.release()
     fake.wait_idle()
     assert "ns_00000000b2" in fake.collections  # the server did it after all
     made = fake.collections["ns_00000000b2"]
@@ -559,7 +566,7 @@ def test_shard_locked_by_another_process(tmp_path, seed_plan):
             start = time.monotonic()
             with pytest.raises(EdgeLocked) as info:
                 attempt()
-            assert time.monotonic() - start < 1.0 + 4.0, what
+            assert time.monotonic() - start < 1.0 + 60, what  # gave up at its 1 s timeout, did not hang
             message = str(info.value)
             assert os.path.join(target["path"], name) in message and "locked by another process" in message, message
         assert os.path.isdir(os.path.join(target["path"], name))
@@ -612,8 +619,11 @@ def _run_read_only(root: str, payload: dict) -> dict:
         probe = ["unshare", "-m", "sh", "-c", script, root, "sh", "-c", 'touch "$0/.probe" 2>/dev/null && exit 1 || '
                                                                          'exit 0', root]
         if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
-            pytest.skip("running as root without a working `unshare -m` + read-only bind mount: cannot make a "
-                        "directory read-only for root")
+            reason = ("running as root without a working `unshare -m` + read-only bind mount: cannot make a "
+                      "directory read-only for root")
+            if os.environ.get("MIXPEEK_REQUIRE_READ_ONLY_MOUNT") == "1":
+                pytest.fail(reason + " (MIXPEEK_REQUIRE_READ_ONLY_MOUNT=1: this tier must run)", pytrace=False)
+            pytest.skip(reason)
         out = subprocess.run(["unshare", "-m", "sh", "-c", script, root, *args], capture_output=True, text=True,
                              timeout=120)
     assert out.returncode == 0, out.stderr
@@ -638,7 +648,7 @@ def test_read_only_target_directory(tmp_path, seed_plan):
         assert result["type"] in ("EdgeCorrupt", "QdrantError", "EdgeLocked", "InvalidSpec"), result
         assert str(root) in result["error"], result
         assert re.search(r"read-only file system|permission denied", result["error"], re.I), result
-        assert result["seconds"] < 1.0 + 4.0, result
+        assert result["seconds"] < 1.0 + 60, result  # a refusal, not a hang
     assert tree_digest(str(root)) == before  # nothing changed, nothing removed
     assert not (root / "ns_00000000c3").exists()
     # Writable again: the next run completes, and the other namespace can be created.

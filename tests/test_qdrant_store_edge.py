@@ -82,11 +82,13 @@ def test_shard_locked_by_another_process(root):
         start = time.monotonic()
         with pytest.raises(EdgeLocked) as info:
             store.read_collection("c1")
-        assert time.monotonic() - start < 3
+        # The holder never lets go meanwhile, so only the store's own timeout (0.5 s) ends the wait; the bound only
+        # tells giving up from hanging, with room for a loaded machine.
+        assert time.monotonic() - start < 0.5 + 60
         assert "locked by another process" in str(info.value) and "c1" in str(info.value)
     finally:
         holder.stdin.close()
-        holder.wait(10)
+        holder.wait(60)
     # Once the other process has let go, the shard opens.
     assert store.read_collection("c1").vectors == VECTORS
 
@@ -98,20 +100,20 @@ def test_idle_shards_are_released_for_other_processes(root, monkeypatch):
     code = textwrap.dedent(f"""
         import time, qdrant_edge
         start = time.monotonic()
-        while True:  # the first attempt may come before this process has let go
+        while True:  # until this process has let go (its idle close), however loaded the machine
             try:
                 qdrant_edge.EdgeShard.load({os.path.join(root, 'c1')!r}).close()
                 break
             except Exception:
-                if time.monotonic() - start > 10:
+                if time.monotonic() - start > 120:
                     raise
                 time.sleep(0.05)
-        print("ok", round(time.monotonic() - start, 2))
+        print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # This process stays alive and keeps the store: the other process can open the shard only because the idle
+    # close released it, not because this process exited.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.stdout.startswith("ok"), out.stderr
-    # Released by the idle close, not held until this process exits.
-    assert float(out.stdout.split()[1]) < 5
 
 
 def test_corrupt_shard_gives_a_clear_error(root):
