@@ -131,6 +131,21 @@ class PulumiProject:
         return self.export(stack)["deployment"].get("resources", [])
 
 
+class FilesProject(PulumiProject):
+    """A Pulumi project of someone else's in `root`: only the `files` given (its own Pulumi.yaml and
+    program), plus the same `home`, file backend and offline environment as `PulumiProject`."""
+
+    def __init__(self, root: Path, bin_dir: Path, files: Mapping[str, str]):  # noqa: super-init
+        self.root, self.bin_dir = root, bin_dir
+        root.mkdir(parents=True)
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        for sub in ("home", "state"):
+            (root / sub).mkdir()
+        self.env = self._env()
+
+
 def ops_by_name(steps: list[dict[str, Any]]) -> dict[str, str]:
     """`{resource name: op}` for the custom (non-component, non-stack) resources of a preview."""
     ops: dict[str, str] = {}
