@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,3 +56,21 @@ def test_readme_embedded_example_registers_an_edge_collection_and_a_local_head(t
     [collection] = [r for r in mocks.resources if r.typ.endswith(":QdrantCollection")]
     assert collection.inputs["target"]["kind"] == "embedded"
     assert list(collection.inputs["vectors"]) == ["image_extractor_v1_embedding"]
+
+
+@pytest.mark.pulumi_cli
+def test_readme_dev_stack_command_leaves_the_committed_stack_file_as_it_is(tmp_path):
+    """`pulumi stack select dev --create` with the README's empty passphrase writes the stack file's
+    `encryptionsalt`; the committed file already holds that salt, so the checkout stays clean."""
+    from pulumicli import PulumiProject, cli_bin_dir
+
+    committed = (ROOT / "stacks" / "Pulumi.dev.yaml").read_bytes()
+    assert b"\nencryptionsalt: v1:" in committed
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir())
+    proj.stack_file("dev").write_bytes(committed)
+    proj.run("stack", "select", "dev", "--create", env={"PULUMI_CONFIG_PASSPHRASE": ""})
+    assert proj.stack_file("dev").read_bytes() == committed
+    # The salt is the empty passphrase's: the stack's secrets open with it, and with no other.
+    proj.run("config", "set", "--secret", "probe", "x", "-s", "dev", env={"PULUMI_CONFIG_PASSPHRASE": ""})
+    wrong = proj.run("config", "get", "probe", "-s", "dev", check=False, env={"PULUMI_CONFIG_PASSPHRASE": "other"})
+    assert wrong.returncode != 0 and "passphrase" in (wrong.stdout + wrong.stderr).lower()
