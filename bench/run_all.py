@@ -34,6 +34,7 @@ BENCHES: list[tuple[str, str]] = [
     ("state_size", "__provider bytes (goal <= 256) and state bytes per namespace"),
     ("preview_cost", "check + diff for 500 namespaces, no change (goal < 2 ms per resource)"),
     ("provisioning", "seed namespace through the providers vs direct calls (goal <= 1.2x)"),
+    ("snapshot_size", "Edge final snapshot at 0/3/10,000 points vs the same points as JSON (goal: < 1 MB; <= 1.0x)"),
     # Hooks for benches added later (skipped until the module exists):
     ("program_scale", "stack program with 10/100/500 namespaces under mocks (goal: flat per namespace, < 20 ms)"),
     ("ray_local", "local Ray head ready through the provider vs bare `ray start --head --block` (goal <= 1.1x)"),

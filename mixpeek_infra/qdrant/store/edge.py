@@ -753,7 +753,7 @@ class EdgeStore(Store):
                 shard.close()
             try:
                 os.makedirs(out_dir, exist_ok=True)
-                with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+                with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
                     _add_trimmed(tar, path, name)
                 with tarfile.open(partial) as tar:  # read it back whole before trusting it
                     if f"{name}/{CONFIG_FILE}" not in tar.getnames():
