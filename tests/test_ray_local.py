@@ -180,7 +180,8 @@ def heads(tmp_path_factory):
             result = provider.create(checked.inputs)
             created["A"] = {"id": result.id, "outs": result.outs}
         finally:
-            thread.join(timeout=180)
+            thread.join(timeout=900)  # generous: B's create is bounded by the RPC's own timeout
+        assert not thread.is_alive(), "head B's create through the provider host never returned"
         if errors:
             raise errors[0]
         created["wall_seconds"] = time.monotonic() - started
