@@ -14,9 +14,17 @@ The CLI built by tools/pulumi/install drives copies of the project in a temp dir
 Timed: `pulumi up` of each (stack first, then the baseline, which needs the stack's state), then
 `--reps` rounds of `pulumi preview --expect-no-changes`, interleaved, the order alternating. While
 each runs, /proc is sampled every 50 ms for the peak RSS (VmHWM) of the engine (`pulumi`), the
-program and the provider host. Then the state: bytes per namespace of `pulumi stack export`, split
-into `__provider`, other inputs and outputs; and the `__provider` strings the host unpickles (each
+program and the provider host. Then the state: bytes per namespace of the file backend's checkpoint,
+and of its `__provider`s, other inputs and outputs; and the `__provider` strings the host unpickles (each
 distinct string once per host process: the SDK caches providers by it).
+
+`--skip-checkpoints`: the `up`s run with `PULUMI_SKIP_CHECKPOINTS=true` (the engine writes the state once,
+at the end, instead of after every step): what the checkpoint writes cost each side.
+
+`--split`: one more no-change preview of each with the engine's log (`--logflow -v=9`), split at its
+timestamps: engine start to the program's first resource, the program registering (first to last
+resource, until its function returns), the providers' Check and Diff calls as the engine saw them (sum
+per resource), and the rest to the CLI's exit.
 
 `--profile`: one more no-change preview of each with the program under cProfile (its main thread, where
 resources are registered and serialized), printing the functions with the most own time per resource.
@@ -28,6 +36,7 @@ import base64
 import json
 import os
 import pstats
+import re
 import shutil
 import signal
 import sys
@@ -42,7 +51,7 @@ if __package__ in (None, ""):
 
 from bench._common import Row, arg_parser, finish, fmt_s, median, paired_ratios, table, use_bytecode_cache
 from bench.engine_preview import BASELINE_PROGRAM, NOOP_PROVIDER, RESOURCES_PER_NAMESPACE, stack_config, stack_inputs, up
-from bench.engine_up import STACK, WARM_IMPORTS, failure_text, find_cli, new_project, run_timed
+from bench.engine_up import STACK, VERBOSE, WARM_IMPORTS, failure_text, find_cli, new_project, parse_engine_log, run_timed
 
 GOAL = 1.3
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +68,7 @@ STACK_PROGRAM = "from mixpeek_infra.program import run\nrun()\n"
 def files_config(root: Path, n: int) -> dict[str, Any]:
     """bench/engine_preview.py's stack config for `n` namespaces, its bodies moved to requests/*.json."""
     config = stack_config(n)
+    config.pop("encryptionsalt", None)  # a salt a local `pulumi` run left in stacks/Pulumi.dev.yaml is not ours
     bodies = config["config"]["mixpeek-infra:namespaces"]
     (root / "requests").mkdir(parents=True, exist_ok=True)
     for body in bodies:
@@ -129,7 +139,8 @@ def state_figures(project, n: int) -> dict[str, float]:
             provider += len(json.dumps(ins["__provider"]))
         inputs += len(json.dumps({k: v for k, v in ins.items() if k != "__provider"}))
         outputs += len(json.dumps(resource.get("outputs", {})))
-    total = len(json.dumps(exported, indent=4))
+    checkpoint = project.root / "state" / ".pulumi" / "stacks" / "mixpeek-infra" / f"{STACK}.json"
+    total = checkpoint.stat().st_size if checkpoint.is_file() else len(json.dumps(exported))  # as the backend writes it
     unpickle = []
     for text in providers:
         import dill
@@ -144,6 +155,51 @@ def state_figures(project, n: int) -> dict[str, float]:
             "resources": len(resources), "distinct providers": len(providers),
             "provider bytes": max((len(p) for p in providers), default=0),
             "unpickle ms": sum(unpickle) * 1e3}
+
+
+def split_preview(project, resources: int) -> dict[str, float]:
+    """One no-change preview with the engine's log, split at its timestamps (seconds; per resource in ms)."""
+    args = ("preview", "--expect-no-changes", "-s", STACK, *VERBOSE)
+    elapsed, proc, t0 = run_timed(project, *args)
+    if proc.returncode != 0:
+        raise RuntimeError(failure_text(args, proc))
+    marks, calls = parse_engine_log(proc.stderr)
+    registered = [line for line in proc.stderr.splitlines() if "registering resource: ty=" in line]
+    last_registered = max((at for line in registered if (at := _line_time(line)) is not None), default=None)
+    check = sum(e - s for s, e in calls.get("Check", {}).values())
+    diff = sum(e - s for s, e in _diffs(proc.stderr))
+    start = marks.get("first_custom", t0)
+    return {"wall": elapsed, "to first resource": start - t0,
+            "registering": (last_registered or start) - start,
+            "program done after last registration": marks.get("program_done", start) - (last_registered or start),
+            "check ms per resource": check / resources * 1e3, "diff ms per resource": diff / resources * 1e3,
+            "after program to exit": t0 + elapsed - marks.get("program_done", t0 + elapsed)}
+
+
+_DIFF = re.compile(r"^Provider\[[^\]]*\]\.Diff\((urn:[^,)]*)[^)]*\):? (executing|success)")
+
+
+def _diffs(stderr: str) -> list[tuple[float, float]]:
+    """(executing, success) of each provider Diff in the engine's log (its line differs from Check's)."""
+    slots: dict[str, list[float]] = {}
+    for line in stderr.splitlines():
+        if ".Diff(urn" not in line or not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        match, at = _DIFF.match(str(entry.get("msg", ""))), _line_time(line)
+        if match and at is not None:
+            slot = slots.setdefault(match[1], [0.0, 0.0])
+            slot[0 if match[2] == "executing" else 1] = slot[0] or at if match[2] == "executing" else at
+    return [(s, e) for s, e in slots.values() if s and e]
+
+
+def _line_time(line: str) -> float | None:
+    from bench.engine_up import _epoch
+
+    try:
+        return _epoch(str(json.loads(line).get("time", "")))
+    except ValueError:
+        return None
 
 
 def profile_preview(project, program: str, out: Path) -> pstats.Stats:
@@ -169,7 +225,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = arg_parser(__doc__.splitlines()[0], default_reps=2)
     parser.add_argument("--namespaces", type=int, nargs="+", default=None, help="namespace counts (default 100 300)")
     parser.add_argument("--profile", action="store_true", help="also profile one preview of each program")
+    parser.add_argument("--split", action="store_true", help="also split one verbose preview of each")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
+    parser.add_argument("--skip-checkpoints", action="store_true",
+                        help="run the ups with PULUMI_SKIP_CHECKPOINTS=true (state written once, at the end)")
     args = parser.parse_args(argv)
     reps = 1 if args.quick else args.reps
     counts = sorted(set(args.namespaces or ([20] if args.quick else [100, 300])))
@@ -182,6 +241,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     use_bytecode_cache(WARM_IMPORTS)
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     env = {"PYTHONPATH": str(ROOT)}
+    if args.skip_checkpoints:
+        env["PULUMI_SKIP_CHECKPOINTS"] = "true"
     workdir = Path(tempfile.mkdtemp(prefix="mxes", dir="/tmp"))
     rows: list[Row] = []
     results: dict[int, dict[str, Any]] = {}
@@ -216,6 +277,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
             res["state baseline"] = state_figures(baseline, n)
             print(f"  state per namespace: {json.dumps(res['state'])}", flush=True)
             print(f"  baseline state per namespace: {json.dumps(res['state baseline'])}", flush=True)
+            if args.split:
+                for variant in ("stack", "baseline"):
+                    res[f"split {variant}"] = split_preview(projects[variant], RESOURCES_PER_NAMESPACE * n)
+                    print(f"  split, {variant}: " + ", ".join(f"{k} {v:.2f}" for k, v in res[f"split {variant}"].items()),
+                          flush=True)
             if args.profile:
                 for variant, program in (("stack", STACK_PROGRAM), ("baseline", BASELINE_PROGRAM)):
                     stats = profile_preview(projects[variant], program, workdir / f"{variant}{n}.prof")
