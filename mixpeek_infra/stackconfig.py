@@ -37,22 +37,24 @@ from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
-from .problems import Problem, did_you_mean
+from .problems import Problem
 from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, key_text, parse_request, text_problems
-from .settings import RESOURCE_NAME_PATTERN, NamespaceSettings, StackEntrySettings, setting_names, setting_problems
 from .state_names import SHARED_RAY_NAME, ray_head_name
-from .vocabulary import DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, QDRANT_TIMEOUT, STACK_PROJECT
+from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
+                         STACK_PROJECT)
 
 SECRET_KEYS = ("qdrantApiKey", "rayAuthToken")
 OBJECT_KEYS = ("namespaces", "qdrant", "ray", "extractors")
 KEYS = OBJECT_KEYS + SECRET_KEYS
-BODY_KEYS = ("request", "file", "files")  # where an entry's body is: inline, one file, many files
-ENTRY_KEYS = BODY_KEYS + setting_names(StackEntrySettings)  # and its settings, each declared once in settings.py
+ENTRY_KEYS = ("request", "file", "files", "key", "renamed_from", "protect", "deletion_protection", "namespace_id",
+              "cluster_id", "qdrant", "ray", "collection_settings", "vectors_on_disk")
 QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
-RESOURCE_NAME = re.compile(RESOURCE_NAME_PATTERN)
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
 STACK_DEPTH = 64  # levels of nesting in a stack config value (a body in it: 32, see schema.MAX_DEPTH)
 ENCRYPTED_PLACEHOLDER = "(encrypted in the stack file)"  # what `validate` holds for an encrypted key
+BODY_KEYS = ("request", "file", "files")  # where an entry's body is: inline, one file, many files
 PER_NAMESPACE_KEYS = ("key", "renamed_from", "namespace_id")  # settings that name one namespace: not with `files`
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")  # the files of a `files` directory
 
@@ -83,17 +85,16 @@ class NamespaceEntry:
     request_path: str  # `namespaces[i]`, `namespaces[i].request`, or its request file: where its body is
     renamed_from: tuple[str, ...] = ()  # earlier keys: Pulumi aliases, so a rename replaces nothing
     protect: bool = False  # Pulumi's `protect` on the component and every child
+    deletion_protection: bool = True
+    namespace_id: str | None = None
+    cluster_id: str | None = None
     qdrant: QdrantSettings | None = None  # its own target (replaces the stack's `qdrant`)
     ray: Mapping[str, Any] | None = None  # its own Ray head settings (replaces the stack's `ray`)
-    settings: NamespaceSettings = field(default_factory=NamespaceSettings)  # what `NamespaceArgs` takes too
+    collection_settings: Mapping[str, Any] | None = None
+    vectors_on_disk: bool = False
 
     where: str = ""  # its entry in the config, `namespaces[i]`, which holds its settings
     source: str | None = None  # its request file (relative to the project root), if its body is in one
-
-    def __getattr__(self, name: str) -> Any:  # a shared setting read as the entry's own: `entry.namespace_id`
-        if name in setting_names() and "settings" in self.__dict__:
-            return getattr(self.__dict__["settings"], name)
-        raise AttributeError(name)
 
     @property
     def ray_path(self) -> str:
@@ -255,7 +256,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
-        problems.append(Problem(key_text(name), f"unknown key{did_you_mean(name, KEYS)}; valid keys: {', '.join(KEYS)}"))
+        problems.append(Problem(key_text(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
     for name in SECRET_KEYS:
         if name in values and name not in secure:
             problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
@@ -284,8 +285,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems)
     ray, shared_url = _default_ray(objects.get("ray"), problems, token="rayAuthToken" in values)
     if "namespaces" not in values:
-        if not any(did_you_mean(k, ("namespaces",)) for k in set(values) - set(KEYS)):  # else a typo, reported
-            problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
+        problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
         entries: list[NamespaceEntry] = []
         origins: list[tuple[str, str | None]] = []
     else:
@@ -296,8 +296,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
                          ray=ray or {"mode": "local"}, shared_url=shared_url, catalogue=catalogue,
                          secrets=frozenset(k for k in SECRET_KEYS if k in values), origins=tuple(origins))
-    # A refused `qdrant` leaves the default (embedded) target in its place: no check may read it as the user's.
-    problems += _stack_problems(config, default_target=qdrant is not None or objects.get("qdrant") is None)
+    problems += _stack_problems(config)
     return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
 
 
@@ -395,11 +394,9 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token
             problems += body_problems
             if plan is None or body_problems or entry_problems:
                 continue
-            shared = {k: v for k, v in settings.items() if k in setting_names()}
-            own = {k: v for k, v in settings.items() if k not in shared}
             entries.append(NamespaceEntry(index=index, request=body, plan=plan, request_path=request_path,
-                                          where=where, source=source, settings=NamespaceSettings(**shared),
-                                          **{**own, "key": settings.get("key") or plan.namespace_name}))
+                                          where=where, source=source,
+                                          **{**settings, "key": settings.get("key") or plan.namespace_name}))
     return entries, origins
 
 
@@ -418,12 +415,12 @@ def _unwrapped(body: Any, depth: int = 0) -> Any:
     each wrapper becomes its `actual_instance`. Anything else is returned as is."""
     if depth > 32:
         return body
-    if type(body) is dict:  # JSON and YAML data (a typing.Mapping check costs ~10x, once per value)
+    if isinstance(body, Mapping):
         if "actual_instance" in body and all(isinstance(k, str) and _CLIENT_WRAPPER.fullmatch(k) for k in body):
             return _unwrapped(body["actual_instance"], depth + 1)
         items = {k: _unwrapped(v, depth + 1) for k, v in body.items()}
         return body if all(items[k] is v for k, v in body.items()) else items
-    if type(body) is list:
+    if isinstance(body, list):
         items = [_unwrapped(v, depth + 1) for v in body]
         return body if all(a is b for a, b in zip(items, body)) else items
     return body
@@ -531,13 +528,41 @@ def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
 
 
 def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem], *, token: bool) -> dict[str, Any]:
-    """An entry's settings beside its request, checked; keys as `StackEntrySettings` fields."""
+    """An entry's settings beside its request, checked; keys as `NamespaceEntry` fields."""
+    out: dict[str, Any] = {}
     for name in sorted(set(item) - set(ENTRY_KEYS), key=str):
-        problems.append(Problem(f"{where}.{name}", f"unknown key{did_you_mean(name, ENTRY_KEYS)}; "
-                                                   f"valid keys: {', '.join(ENTRY_KEYS)}"))
-    # Each setting is checked by its declaration (settings.py); these three by their parsers below.
-    out, found = setting_problems(StackEntrySettings, {k: v for k, v in item.items() if k not in _OWN_PARSERS}, where)
-    problems += found
+        problems.append(Problem(f"{where}.{name}", f"unknown key; valid keys: {', '.join(ENTRY_KEYS)}"))
+    for name in ("protect", "deletion_protection", "vectors_on_disk"):
+        if name in item:
+            if isinstance(item[name], bool):
+                out[name] = item[name]
+            else:
+                problems.append(Problem(f"{where}.{name}", f"expected true or false, got {_short(item[name])}"))
+    if "key" in item:
+        if isinstance(item["key"], str) and RESOURCE_NAME.fullmatch(item["key"]):
+            out["key"] = item["key"]
+        else:
+            problems.append(Problem(f"{where}.key", f"{_short(item['key'])} is not a resource name: "
+                                                    f"{RESOURCE_NAME_RULE}"))
+    if "renamed_from" in item:
+        old = item["renamed_from"]
+        names = [old] if isinstance(old, str) else old
+        if isinstance(names, list) and names and all(isinstance(n, str) and RESOURCE_NAME.fullmatch(n) for n in names):
+            out["renamed_from"] = tuple(names)
+        else:
+            problems.append(Problem(f"{where}.renamed_from", f"{_short(old)} is not an earlier key or namespace_name "
+                                                             f"(or a list of them): {RESOURCE_NAME_RULE}"))
+    if "namespace_id" in item:
+        value = item["namespace_id"]
+        if isinstance(value, str) and NAMESPACE_ID.fullmatch(value):
+            out["namespace_id"] = value
+        else:
+            problems.append(Problem(f"{where}.namespace_id", f"{_short(value)} is not {NAMESPACE_ID_RULE}"))
+    if "cluster_id" in item:
+        if isinstance(item["cluster_id"], str) and item["cluster_id"]:
+            out["cluster_id"] = item["cluster_id"]
+        else:
+            problems.append(Problem(f"{where}.cluster_id", f"expected a non-empty string, got {_short(item['cluster_id'])}"))
     if "qdrant" in item:
         out["qdrant"] = _qdrant(item["qdrant"], f"{where}.qdrant", problems, required=True)
     if "ray" in item:
@@ -556,9 +581,6 @@ def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]
     return out
 
 
-_OWN_PARSERS = ("qdrant", "ray", "collection_settings")  # settings whose parsers report several problems at once
-
-
 def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool = False) -> QdrantSettings | None:
     """A Qdrant target from config, checked by the rules `QdrantTarget` applies."""
     if value is None and not required:
@@ -566,7 +588,8 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     if not isinstance(value, Mapping):
         problems.append(Problem(where, f"expected a mapping with `path` or `url`, got {_short(value)}"))
         return None
-    found = [Problem(f"{where}.{k}", _unknown_qdrant_key(k, where)) for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
+    found = [Problem(f"{where}.{k}", f"unknown key; valid keys: {', '.join(QDRANT_KEYS)}")
+             for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
     snapshot = value.get("final_snapshot")
     if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
         found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
@@ -587,20 +610,6 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
                                   final_snapshot=snapshot)
     problems += found
     return None
-
-
-def _unknown_qdrant_key(key: Any, where: str) -> str:
-    """Why a key of a `qdrant` target is refused; a credential points to the `qdrantApiKey` secret."""
-    from .extractors import is_credential
-
-    if not is_credential(key):
-        return f"unknown key{did_you_mean(key, QDRANT_KEYS)}; valid keys: {', '.join(QDRANT_KEYS)}"
-    head = ("a secret does not go in the stack file in plain text: remove it and run `pulumi config set --secret "
-            "qdrantApiKey <key>`")
-    if where == "qdrant":
-        return head + " (stored encrypted; sent only to qdrant.url's server)"
-    return head + (", sent here when this url is the stack's qdrant.url server (for another server: the body's "
-                   "infrastructure.qdrant_api_key, set with --secret --path)")
 
 
 def _default_ray(value: Any, problems: list[Problem], *, token: bool) -> tuple[Mapping[str, Any] | None, str | None]:
@@ -642,7 +651,7 @@ def _ray_problems(settings: Any, where: str, *, token: bool) -> list[Problem]:
     return []
 
 
-def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list[Problem]:
+def _stack_problems(config: StackConfig) -> list[Problem]:
     """Problems between namespaces: names, keys, shared collections, Ray heads and their Kubernetes names."""
     problems: list[Problem] = []
     names: dict[str, NamespaceEntry] = {}
@@ -665,8 +674,6 @@ def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list
             lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message)))
     problems += _head_problems(config)
     for entry in config.namespaces:
-        if not default_target and entry.qdrant is None and config.target_of(entry) is not None:
-            continue  # its target is the refused `qdrant`, already reported
         problems += _collection_problems(entry, config.target_of(entry), config.gets_api_key(entry))
     return problems
 
