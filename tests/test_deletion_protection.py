@@ -417,6 +417,7 @@ def test_pulumi_destroy_of_a_collection_holding_points_is_refused_and_keeps_poin
     from pulumicli import NS, ROOT, PulumiProject, cli_bin_dir
 
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config.pop("encryptionsalt", None)  # a salt there belongs to someone else's passphrase, not this project's
     config["config"]["mixpeek-infra:ray"] = {"mode": "external", "url": "ray://127.0.0.1:10001"}  # no head process
     proj = PulumiProject(tmp_path / "proj", cli_bin_dir(), {"dev": config})
     proj.init("dev")

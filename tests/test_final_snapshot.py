@@ -356,6 +356,7 @@ def _cli_project(tmp_path):
     from pulumicli import ROOT, PulumiProject, cli_bin_dir
 
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config.pop("encryptionsalt", None)  # a salt there belongs to someone else's passphrase, not this project's
     config["config"]["mixpeek-infra:ray"] = {"mode": "external", "url": "ray://127.0.0.1:10001"}  # no head process
     config["config"]["mixpeek-infra:qdrant"]["final_snapshot"] = ".mixpeek/snapshots"
     [body] = config["config"]["mixpeek-infra:namespaces"]

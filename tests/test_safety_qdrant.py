@@ -548,9 +548,12 @@ def test_a_lost_name_taken_by_another_namespace_is_never_changed(tmp_path, kind,
     changed = rechecked(INDEXES, index(target, "a_field", INTEGER, namespace_id=NS_A), a_index_outs)
     for attempt in (lambda: INDEXES.diff(a_index.id, a_index_outs, changed),
                     lambda: INDEXES.update(a_index.id, a_index_outs, changed),
-                    lambda: INDEXES.create(checked(INDEXES, index(target, "new_field", INTEGER, namespace_id=NS_A)))):
+                    lambda: INDEXES.create(wire(index(target, "new_field", INTEGER, namespace_id=NS_A)))):
         with pytest.raises(CollectionConflict, match=f"belongs to namespace {NS_B}"):
             attempt()
+    # A new index of A is refused already at check (preview), on collection_name, naming B.
+    reasons = failures(INDEXES, index(target, "new_field", INTEGER, namespace_id=NS_A))
+    assert set(reasons) == {"collection_name"} and f"belongs to namespace {NS_B}" in reasons["collection_name"]
     warned: list[str] = []
     import pulumi
 
@@ -747,3 +750,54 @@ def test_final_snapshot_inside_a_shard_is_refused_at_check_and_at_delete(tmp_pat
     with pytest.raises(FinalSnapshotFailed):
         COLLECTIONS.delete("docs", state)
     assert open_store(edge(root)).count_points("docs") == 1
+
+
+@pytest.mark.pulumi_cli
+def test_a_stack_whose_collection_name_another_namespace_took_touches_nothing_of_it(tmp_path):
+    """Item 3 through the real Pulumi CLI: stack A (collection name fixed to `docs`) loses its collection out of
+    band and namespace B creates `docs`. A's preview and up of an added extractor fail naming B; A's destroy
+    leaves B's collection, settings, indexes and points exactly as they were."""
+    import yaml
+
+    from pulumicli import ROOT, PulumiProject, cli_bin_dir
+
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config.pop("encryptionsalt", None)  # a salt there belongs to someone else's passphrase, not this project's
+    config["config"]["mixpeek-infra:ray"] = {"mode": "external", "url": "ray://127.0.0.1:10001"}  # no head process
+    [body] = config["config"]["mixpeek-infra:namespaces"]
+    body["infrastructure"] = {"qdrant_collection": "docs"}
+    config["config"]["mixpeek-infra:namespaces"] = [{"request": body, "deletion_protection": False}]
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir(), {"dev": config})
+    proj.init("dev")
+    target = edge(proj.root / ".mixpeek" / "qdrant")
+    try:
+        proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+        store = open_store(target)
+        assert store.read_collection("docs").namespace_id not in (None, NS_B)
+        store.delete_collection("docs")  # lost out of band
+        store.create_collection("docs", VECTORS, {"hnsw_config": {"m": 8, "ef_construct": 100,
+                                                                  "full_scan_threshold": 10000}}, NS_B)
+        store.create_payload_index("docs", "b_field", KEYWORD)
+        store.upsert("docs", [{"id": 1, "vector": {"image": [1.0, 0, 0, 0]}, "payload": {"b_field": "x"}}])
+        before, before_indexes = store.read_collection("docs"), store.read_payload_indexes("docs")
+        close_all_shards()
+        forget_stores()
+
+        body["feature_extractors"].append({"feature_extractor_name": "text_extractor", "version": "v1"})
+        proj.write_stack("dev", config)
+        for command in (("preview", "--diff"), ("up", "--yes", "--skip-preview")):
+            refused = proj.run(*command, "-s", "dev", check=False)
+            said = refused.stdout + refused.stderr
+            assert refused.returncode != 0, said
+            assert f"belongs to namespace {NS_B}" in said and "pulumi refresh" in said, said
+        proj.run("destroy", "--yes", "--skip-preview", "-s", "dev", check=False)
+
+        store = open_store(target)
+        after = store.read_collection("docs")
+        assert (after.vectors, after.settings, after.points_count, after.namespace_id) == \
+            (before.vectors, before.settings, 1, NS_B)
+        assert store.read_payload_indexes("docs") == before_indexes == {"b_field": KEYWORD}
+    finally:
+        close_all_shards()
+        forget_stores()
+        proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)

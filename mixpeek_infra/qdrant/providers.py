@@ -421,6 +421,18 @@ class PayloadIndexProvider(_QdrantProvider):
 
     normalize = staticmethod(normalize_index_inputs)
 
+    def check_target(self, olds: dict[str, Any], inputs: Mapping[str, Any]) -> None:
+        """A new index of a collection now recorded as another namespace's is refused at preview."""
+        if olds or has_unknown([inputs.get("collection_name"), inputs.get("namespace_id"), inputs["target"]]):
+            return  # an existing index is checked in diff (only when it changes)
+        try:
+            refuse_foreign(store_for(inputs), inputs["collection_name"], inputs.get("namespace_id"),
+                           f"create payload index {inputs['field_name']!r} in", recent=True)
+        except CollectionConflict as exc:
+            raise InvalidSpec("collection_name", str(exc)) from None
+        except QdrantError:
+            pass  # the target cannot be read now; create reports it
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """collection, field or target location change: replace; type/params change: update (re-create in place)."""
         olds = {k: plain(v) for k, v in olds.items()}
