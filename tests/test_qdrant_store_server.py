@@ -11,7 +11,7 @@ import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mixpeek_infra.qdrant.store import TargetUnavailable, retry
-from mixpeek_infra.qdrant.store.server import ServerStore, _is_transient
+from mixpeek_infra.qdrant.store.server import ServerStore, _is_transient, grpc_port_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection:UserWarning")
 
@@ -107,3 +107,15 @@ def test_adding_a_vector_needs_server_1_18(tmp_path):
     with pytest.raises(QdrantError, match="1.18"):
         store.add_vector("c1", "b", {"size": 2, "distance": "cosine"})
     store.close()
+
+
+@pytest.mark.parametrize("url, port", [("https://qdrant.internal", 6334), ("http://127.0.0.1:6333", 6334),
+                                       ("http://127.0.0.1:40001/prefix", 40002), ("https://h:443", 444)])
+def test_grpc_goes_to_the_port_after_the_urls(url, port):
+    """`prefer_grpc`: the URL's port + 1 (Qdrant's 6333/6334 pairing); qdrant-client alone would use 6334 always."""
+    assert grpc_port_of(url) == port
+    store = ServerStore.connect(url, prefer_grpc=True)
+    try:
+        assert store.client._client._grpc_port == port
+    finally:
+        store.close()

@@ -30,7 +30,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -94,6 +94,17 @@ def _is_already_exists(exc: BaseException) -> bool:
                                               or "already exists" in str(exc.details() or ""))
 
 
+def grpc_port_of(url: str) -> int:
+    """The gRPC port `prefer_grpc` uses for the server at `url`: the port after the URL's (Qdrant's own pairing,
+    6333/6334), 6334 when the URL names none. (qdrant-client alone would always use 6334, whatever the URL's port:
+    a server on other ports would be missed, or another server on the same host reached.)"""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # a malformed port: the target's check reports it
+        port = None
+    return 6334 if port is None or port >= 65535 else port + 1
+
+
 def _cause(exc: BaseException) -> str:
     source = getattr(exc, "source", None)
     text = f"{type(source).__name__}: {source}" if source is not None else f"{type(exc).__name__}: {exc}"
@@ -133,7 +144,7 @@ class ServerStore(Store):
             raise QdrantError(f"refusing to send the Qdrant API key to {redact_url(url)} over plain http (the host is "
                               "not loopback); use an https:// URL")
         client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)), prefer_grpc=prefer_grpc,
-                              check_compatibility=False)
+                              grpc_port=grpc_port_of(url), check_compatibility=False)
         return cls(client, location=url, timeout=timeout, api_key=api_key, url=url)
 
     # -- calls ------------------------------------------------------------------------------------
