@@ -801,3 +801,21 @@ def test_a_stack_whose_collection_name_another_namespace_took_touches_nothing_of
         close_all_shards()
         forget_stores()
         proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)
+
+
+def test_an_index_state_from_before_the_owner_record_gets_it_by_an_in_place_update(tmp_path):
+    """State written before payload indexes recorded their namespace: one in-place update records it (the index is
+    not re-created); from then on its writes and delete are checked against the collection's owner."""
+    target = edge(tmp_path / "qdrant")
+    COLLECTIONS.create(checked(COLLECTIONS, coll(target, collection_name="docs", namespace_id=NS_A)))
+    made = INDEXES.create(checked(INDEXES, index(target, "a_field", KEYWORD)))
+    old_outs = {k: v for k, v in wire(made.outs).items() if k != "namespace_id"}  # as an earlier version wrote it
+    news = rechecked(INDEXES, index(target, "a_field", KEYWORD, namespace_id=NS_A), old_outs)
+    diff = INDEXES.diff(made.id, old_outs, news)
+    assert diff.changes is True and diff.replaces == []
+    assert wire(INDEXES.update(made.id, old_outs, news).outs)["namespace_id"] == NS_A
+    assert INDEXES.diff(made.id, wire(INDEXES.update(made.id, old_outs, news).outs), news).changes is False
+    # Unknown at preview (its collection is being updated): no change of its own.
+    from pulumi.runtime import rpc
+
+    assert INDEXES.diff(made.id, wire(made.outs), {**news, "namespace_id": rpc.UNKNOWN}).changes is False

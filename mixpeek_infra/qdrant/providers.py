@@ -55,7 +55,7 @@ def refuse_foreign(store: Store, name: str, namespace_id: Any, doing: str, *, re
     when collection `name` is recorded as another namespace's than `namespace_id` (the one this resource belongs
     to). An unrecorded collection, or a resource that records no namespace (state of an older version), passes.
     `recent`: a read of this run may serve (`Store.read_owner`)."""
-    if not isinstance(namespace_id, str) or not namespace_id:
+    if not isinstance(namespace_id, str) or not namespace_id or is_unknown(namespace_id):
         return
     owner = store.read_owner(name, recent=recent)
     if owner and owner != namespace_id:
@@ -64,7 +64,8 @@ def refuse_foreign(store: Store, name: str, namespace_id: Any, doing: str, *, re
 
 def _is_foreign(owner: str | None, namespace_id: Any) -> bool:
     """Whether a collection recorded as `owner`'s is another namespace's than `namespace_id` (see `refuse_foreign`)."""
-    return bool(owner and isinstance(namespace_id, str) and namespace_id and owner != namespace_id)
+    return bool(owner and isinstance(namespace_id, str) and namespace_id and not is_unknown(namespace_id)
+                and owner != namespace_id)
 
 
 def _settings_view(state: CollectionState, desired: Mapping[str, Any], store: Store) -> dict[str, Any]:
@@ -455,7 +456,7 @@ class PayloadIndexProvider(_QdrantProvider):
         # The owning namespace is recorded (an update) once known; unknown at preview (the collection is being
         # updated) it is no change of its own.
         ns = news.get("namespace_id")
-        if isinstance(ns, str) and ns != olds.get("namespace_id"):
+        if isinstance(ns, str) and not is_unknown(ns) and ns != olds.get("namespace_id"):
             changes.append("namespace_id")
         changed = sorted(set(replaces) | set(changes))
         if changed:

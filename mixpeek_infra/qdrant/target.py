@@ -245,6 +245,10 @@ def directory_problem(path: str) -> str | None:
                 "created; give a directory on a disk")
     if mount is not None and mount[2]:
         return f"{path!r} lies on {mount[0]}, a read-only file system (mounted read-only); give a writable directory"
+    if not os.access(here, os.W_OK | os.X_OK):
+        where = "" if here == full else f" (its nearest existing directory {here})"
+        return (f"{path!r}{where} is not writable by the user running Pulumi; make it writable or give another "
+                "directory")
     return None
 
 
