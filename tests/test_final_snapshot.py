@@ -409,3 +409,54 @@ def test_restore_after_pulumi_destroy_gives_back_every_index_and_adoption_says_s
         close_all_shards()
         forget_stores()
         proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "dev", check=False)
+
+
+def _small_shard(root: str, name: str = "docs") -> str:
+    from mixpeek_infra.qdrant.store.edge import EdgeStore
+
+    store = EdgeStore(root)
+    store.create_collection(name, {"v": {"size": 4, "distance": "cosine", "datatype": "float32", "on_disk": False}},
+                            {}, "ns_0123456789")
+    store.upsert(name, [{"id": 1, "vector": {"v": [1.0, 0, 0, 0]}, "payload": {"a": 1}}])
+    close_all_shards()
+    return os.path.join(root, name)
+
+
+def test_a_plain_tar_snapshot_of_an_earlier_version_still_restores(tmp_path):
+    import tarfile
+
+    shard = _small_shard(str(tmp_path / "old"))
+    archive = str(tmp_path / "docs-20260101T000000.000000Z.tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(shard, arcname="docs")
+    state = restore_snapshot(archive, QdrantTarget(path=str(tmp_path / "new")))
+    assert state.points_count == 1 and state.namespace_id == "ns_0123456789"
+
+
+@pytest.mark.parametrize("manifest", [{"full_sizes": {"../../escape": 10}}, {"full_sizes": {"wal/open-1": 2**50}},
+                                      {"full_sizes": {"wal/open-1": 1}}, {"full_sizes": "x"}])
+def test_a_snapshot_with_a_hostile_size_manifest_is_refused_and_creates_nothing(tmp_path, manifest):
+    """The sizes manifest is data: only files of the archive, only grown, at most 1 TiB, or the restore is refused."""
+    import io
+    import json
+    import tarfile
+
+    from mixpeek_infra.qdrant.store import QdrantError
+    from mixpeek_infra.qdrant.store.edge import EdgeStore
+
+    _small_shard(str(tmp_path / "old"))
+    archive = EdgeStore(str(tmp_path / "old")).snapshot("docs", str(tmp_path / "snaps"))
+    hostile = str(tmp_path / "docs-20260101T000000.000000Z.tar.gz")
+    with tarfile.open(archive) as src, tarfile.open(hostile, "w:gz") as out:
+        for member in src.getmembers():
+            if member.name == "docs/mixpeek_snapshot.json":
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
+            else:
+                out.addfile(member, src.extractfile(member) if member.isfile() else None)
+    root = tmp_path / "new"
+    with pytest.raises(QdrantError, match="mixpeek_snapshot.json"):
+        restore_snapshot(hostile, QdrantTarget(path=str(root)))
+    assert not (root / "docs").exists() and not (tmp_path / "escape").exists()
+    assert [p for p in os.listdir(root) if not p.endswith(".lock")] == []
