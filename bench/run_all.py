@@ -41,11 +41,13 @@ BENCHES: list[tuple[str, str]] = [
     # The real Pulumi CLI (tools/pulumi/install, on PATH); reported "not available" without it.
     ("engine_preview", "no-change `pulumi preview`, 1/10/50/100 namespaces vs do-nothing dynamic resources (goal <= 1.5x)"),
     ("engine_up", "`pulumi up` of the dev stack vs empty-program up + direct Edge + bare ray start (goal <= 1.5x)"),
+    ("engine_scale", "`pulumi up` and no-change preview of 100/300 namespaces from request files vs do-nothing "
+                     "dynamic resources (goal <= 1.3x), peak memory, state per namespace"),
 ]
 
 
 #: Benches that need longer than the default --timeout (seconds).
-LONG: dict[str, float] = {"engine_preview": 2700, "engine_up": 2700}
+LONG: dict[str, float] = {"engine_preview": 2700, "engine_up": 2700, "engine_scale": 5400}
 
 
 def run_bench(name: str, extra: list[str], timeout: float) -> tuple[list[Row], str]:
