@@ -3,9 +3,10 @@ TypeScript program and a Go program declare the documented seed namespace throug
 `mixpeek-infra` package (`provider/`, the SDK's component provider host), and `pulumi up`,
 `preview` and `destroy` do what they do for the Python dev stack.
 
-What runs: the Pulumi CLI from tools/pulumi/install (with this project's Python language host,
-which runs the component provider plugin), the language hosts from tools/languages/install
-(Pulumi YAML's own; this project's Node.js and Go hosts), node and npm (TypeScript: `@pulumi/pulumi`
+What runs: the Pulumi CLI from tools/pulumi/install (with Pulumi's own Python language host, built
+from its source in shared/vendor, which runs the component provider plugin through `RunPlugin`),
+the language hosts from tools/languages/install (Pulumi YAML's own from Go modules; Pulumi's own
+Node.js and Go hosts from the same source archive), node and npm (TypeScript: `@pulumi/pulumi`
 from npm), go (the Go SDK and program build against the module cache), and the
 pulumi-kubernetes plugin from tools/k8s/install (the plugin's virtualenv holds pulumi-kubernetes,
 so the engine installs its plugin before it runs the component provider).
@@ -34,7 +35,7 @@ import pytest
 import yaml
 
 from mixpeek_infra.qdrant.store import forget_stores, open_store
-from pulumicli import (LOCAL_HEAD, NS, SEED_VECTORS, PulumiProject, assert_seed_outputs, cli_bin_dir, ops_by_name,
+from pulumicli import (LOCAL_HEAD, NS, SEED_VECTORS, FilesProject, assert_seed_outputs, cli_bin_dir, ops_by_name,
                        wait_dead)
 
 cli = pytest.mark.pulumi_cli
@@ -108,7 +109,8 @@ def kubernetes_plugin() -> tuple[str, Path]:
                      "first: run `export MIXPEEK_K8S_BIN_DIR=\"$(tools/k8s/install | tail -n 1)\"`")
     if wanted != built:
         pytest.fail(f"this virtualenv's pulumi-kubernetes asks for plugin {wanted}, tools/k8s builds {built}: "
-                    "reinstall the project (pip install -e '.[dev]'), pyproject.toml pins the matching version")
+                    "reinstall the project (pip install -e '.[dev]' -c constraints.txt), constraints.txt pins "
+                    "the matching version")
     return wanted, binary
 
 
@@ -119,18 +121,11 @@ def _tool(name: str) -> str:
     return found
 
 
-class LanguageProject(PulumiProject):
+class LanguageProject(FilesProject):
     """A program of another language in `root`, using the package from a copy of provider/."""
 
-    def __init__(self, root: Path, bin_dir: Path, languages: Path, files: dict[str, str]):  # noqa: super-init
-        self.root, self.bin_dir = root, bin_dir
-        root.mkdir(parents=True)
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        for sub in ("home", "state"):
-            (root / sub).mkdir()
-        self.env = self._env()
+    def __init__(self, root: Path, bin_dir: Path, languages: Path, files: dict[str, str]):
+        super().__init__(root, bin_dir, files)
         # No Python with Pulumi on PATH: only `runtime.options.virtualenv` can lead the engine's
         # dynamic provider plugin to the component's virtualenv.
         venv_bin = str(Path(sys.prefix) / "bin")
@@ -245,6 +240,19 @@ def _destroy_is_clean(proj: LanguageProject, ns_id: str) -> None:
     assert not (proj.root / ".mixpeek" / "qdrant" / ns_id).exists()
     assert wait_dead(pid), "the Ray head survived pulumi destroy"
     assert proj.resources("dev") == []
+
+
+@cli
+def test_python_host_takes_the_runtime_flags_of_older_engines():
+    """The one difference from Pulumi's Python host (tools/pulumi/python-host): pulumi-language-yaml
+    v1.25.0's engine (pulumi v3.206) starts the component provider's Python host with the plugin's
+    runtime options and root as flags. Pulumi's host at the vendored commit exits 2 on them."""
+    host = cli_bin_dir() / "pulumi-language-python"
+    done = subprocess.run([str(host), "-toolchain=pip", "-virtualenv=venv", "-typechecker=mypy", "-root=/tmp",
+                           "-version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # Pulumi's host, built from the archive: the version names the archive's commit.
+    assert re.fullmatch(r"v3\.\d+\.\d+\+[0-9a-f]{10}", done.stdout.strip()), done.stdout
 
 
 @cli
