@@ -3,17 +3,18 @@
 - `edge`: Qdrant Edge (qdrant-edge-py) in a temp dir: the real engine, full read-back.
 - `local`: the server store's qdrant-client calls against qdrant-client's local mode, which ignores
   payload indexes and most settings and reports neither back (those checks are skipped there).
-- `server`: a real Qdrant server when `QDRANT_URL` (and optionally `QDRANT_API_KEY`) is set.
+- `server`, `server-grpc`: the real Qdrant server (`tests/qdrant_server.py`, built by tools/qdrant/install)
+  with an API key, over REST and over gRPC (`prefer_grpc`): full read-back.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 
 import pytest
 
 from mixpeek_infra.qdrant.store import CollectionConflict, CollectionNotFound, normalize_field_schema
+from qdrant_server import qdrant_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
@@ -34,7 +35,8 @@ INDEXES = {
 }
 
 
-@pytest.fixture(params=["edge", "local", "server"])
+@pytest.fixture(params=["edge", "local", pytest.param("server", marks=pytest.mark.qdrant_server),
+                        pytest.param("server-grpc", marks=pytest.mark.qdrant_server)])
 def store(request, tmp_path):
     if request.param == "edge":
         from mixpeek_infra.qdrant.store.edge import EdgeStore, close_all_shards
@@ -50,12 +52,8 @@ def store(request, tmp_path):
         yield s
         s.close()
     else:
-        url = os.environ.get("QDRANT_URL")
-        if not url:
-            pytest.skip("QDRANT_URL is not set: no Qdrant server to run the contract against")
-        from mixpeek_infra.qdrant.store.server import ServerStore
-
-        s = ServerStore.connect(url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=20)
+        server = request.getfixturevalue("qdrant_server")
+        s = server.store(prefer_grpc=request.param == "server-grpc")
         yield s
         s.close()
 
