@@ -22,6 +22,7 @@ from mixpeek_infra.qdrant.store import forget_stores, open_store
 from mixpeek_infra.ray.local import process_info
 from pulumicli import (LOCAL_HEAD, NS, SEED_VECTORS, PulumiProject, assert_seed_outputs, cli_bin_dir, kill_group,
                        ops_by_name, ray_sessions, wait_dead)
+from qdrant_server import qdrant_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.pulumi_cli
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def dev_stack() -> dict:
     """stacks/Pulumi.dev.yaml as the README runs it, with one CPU for the local head."""
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    config.pop("encryptionsalt", None)  # a salt there belongs to someone else's passphrase, not this project's
     config["config"]["mixpeek-infra:ray"]["num_cpus"] = 1
     return config
 
@@ -202,12 +204,33 @@ def test_every_row_of_the_readme_pr_preview_table(project):
     assert indexes["metadata.title"]["min_token_len"] == 3
     assert "metadata.description" not in indexes
 
-    # Row: remove an extractor -> replace; with points and protection on, the preview itself fails.
-    def drop_image(body, e):
-        body["feature_extractors"] = [x for x in body["feature_extractors"]
-                                      if x["feature_extractor_name"] != "image_extractor"]
+    # Row: remove an extractor -> update of the collection: its named vectors dropped in place, points kept.
+    ops = _edit_and_preview(project, lambda body, e: body.update(feature_extractors=[
+        x for x in body["feature_extractors"] if x["feature_extractor_name"] != "image_extractor"]))
+    assert _changed(ops) == {COLLECTION: "update"}, ops
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    assert project.outputs("dev")["spotify_playlists"]["namespace_id"] == ns_id
+    state = _store(project).read_collection(ns_id)
+    forget_stores()
+    assert "image_extractor_v1_embedding" not in state.vectors and state.points_count == 3
+    assert "text_extractor_v1_embedding" in state.vectors
+
+    # A version whose vectors have other names: the old ones dropped, the new ones added (empty), in place.
+    def multimodal(dims):
+        def edit(body, e):
+            [mm] = [x for x in body["feature_extractors"] if x["feature_extractor_name"] == "multimodal_extractor"]
+            mm.update(version="v2", feature_extractor_id="multimodal_extractor_v2",
+                      params={"output_dimensionality": dims})
+        return edit
+    assert _changed(_edit_and_preview(project, multimodal(1536))) == {COLLECTION: "update"}
+    project.run("up", "--yes", "--skip-preview", "-s", "dev")
+    assert _store(project).read_collection(ns_id).points_count == 3
+    forget_stores()
+
+    # Row: change an extractor's params (a vector's size) -> replace; with points and protection on, the
+    # preview itself fails.
     entry = _namespace_entry(project)
-    drop_image(entry["request"], entry)
+    multimodal(768)(entry["request"], entry)
     _write_entry(project, entry)
     refused = project.run("preview", "--diff", "-s", "dev", check=False)
     assert refused.returncode != 0
@@ -219,16 +242,12 @@ def test_every_row_of_the_readme_pr_preview_table(project):
 
     # The way out the refusal names: protection off in one run that changes nothing else, then the change.
     entry = _namespace_entry(project)
-    entry["request"]["feature_extractors"].append({"feature_extractor_name": "image_extractor", "version": "v1",
-                                                   "params": {"model": "siglip_base"}})
+    multimodal(1536)(entry["request"], entry)
     entry["deletion_protection"] = False
     _write_entry(project, entry)
     assert _changed(ops_by_name(project.preview_steps("dev"))) == {COLLECTION: "update"}
     project.run("up", "--yes", "--skip-preview", "-s", "dev")
-    entry = _namespace_entry(project)
-    drop_image(entry["request"], entry)
-    _write_entry(project, entry)
-    ops = _changed(ops_by_name(project.preview_steps("dev")))
+    ops = _changed(_edit_and_preview(project, multimodal(768)))
     assert ops.get(COLLECTION) in {"replace", "create-replacement"}, ops
     assert set(ops) <= {COLLECTION} | {n for n in ops if n.startswith(f"{NS}-index-")}, ops
     project.run("up", "--yes", "--skip-preview", "-s", "dev")
@@ -236,7 +255,8 @@ def test_every_row_of_the_readme_pr_preview_table(project):
     assert new_id != ns_id
     state = _store(project).read_collection(new_id)
     forget_stores()
-    assert "image_extractor_v1_embedding" not in state.vectors and state.points_count == 0
+    assert state.vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 768
+    assert state.points_count == 0
 
     # Row: infrastructure / compute tier -> the Ray head is created (and the unused shared one removed).
     ops = _edit_and_preview(project, lambda body, e: body.update(infrastructure={"compute_tier": "dedicated_cpu"}))
@@ -313,25 +333,45 @@ def test_interrupted_up_converges_on_the_next_up(project, tmp_path, how):
     assert ray_sessions(project) == set(heads), "a Ray head outside the state was left running"
 
 
-SECRETS = {"qdrantApiKey": "qk-4f1d8e2a9b7c6d5e", "rayAuthToken": "rt-9a8b7c6d5e4f3a2b"}
+RAY_TOKEN = "rt-9a8b7c6d5e4f3a2b"
 
 
-def test_secrets_stay_encrypted_in_state_config_and_engine_logs(project, tmp_path):
-    for key, value in SECRETS.items():
+@pytest.mark.qdrant_server
+def test_secrets_stay_encrypted_in_state_config_and_engine_logs(project, qdrant_server):
+    """The dev stack with its Qdrant target on a real server that requires `qdrantApiKey`: the key really
+    reaches a target (the server refuses every request without it), and it is in plain text nowhere: not in
+    `pulumi stack export`, not in the stack file, not in the `-v=9` engine logs."""
+    config = project.read_stack("dev")
+    config["config"]["mixpeek-infra:qdrant"] = qdrant_server.target()
+    project.write_stack("dev", config)
+    secrets = {"qdrantApiKey": qdrant_server.api_key, "rayAuthToken": RAY_TOKEN}
+    for key, value in secrets.items():
         project.run("config", "set", "--secret", key, value, "-s", "dev")
     verbose = ("--logflow", "-v=9", "--logtostderr")
     runs = [project.run("up", "--yes", "--skip-preview", "-s", "dev", *verbose),
-            project.run("preview", "--diff", "-s", "dev", *verbose)]
+            project.run("preview", "--diff", "-s", "dev", *verbose),
+            project.run("refresh", "--yes", "--skip-preview", "-s", "dev", *verbose)]
     logs = "".join(run.stdout + run.stderr for run in runs)
     assert "Registering resource" in logs or "RegisterResource" in logs, "no verbose engine log captured"
     exported = project.run("stack", "export", "-s", "dev").stdout
     stack_file = project.stack_file("dev").read_text()
-    for value in SECRETS.values():
+    for value in secrets.values():
         assert value not in exported
         assert value not in stack_file
         assert value not in logs
-    assert json.loads(exported)["deployment"]["resources"], "nothing was deployed"
-    # The secrets did reach the program: it read them back as secrets.
+    # The key did reach the server (it answers nothing without it): the collection is there, with its owner.
+    ns_id = project.outputs("dev")[NS]["namespace_id"]
+    store = qdrant_server.store()
+    try:
+        assert store.read_collection(ns_id).namespace_id == ns_id
+    finally:
+        store.close()
+    # And the state holds it only as a secret: the collection's and every index's `api_key` output.
+    resources = json.loads(exported)["deployment"]["resources"]
+    holders = [r for r in resources if "QdrantCollection" in r["type"] or "QdrantPayloadIndex" in r["type"]]
+    assert len(holders) == 8
+    for r in holders:
+        assert "ciphertext" in r["outputs"]["api_key"], r["urn"]
     assert "secure:" in stack_file
 
 
