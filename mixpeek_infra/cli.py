@@ -16,7 +16,8 @@ Contract (other tools rely on it):
 - `validate` prints one line per valid namespace on stdout:
   `FILE: namespace[i] NAME: ok (...)`;
 - every problem goes to stderr as `FILE: namespace[i]: field.path: message` (the message lists the
-  valid choices where the field has a fixed set), or `FILE: message` for a file-level problem;
+  valid choices where the field has a fixed set, and the closest ones to a typo: `(did you mean 'x'?)`),
+  or `FILE: message` for a file-level problem (a tab in YAML is called a tab);
 - `plan --json` prints a JSON list with one `NamespacePlan.to_dict()` object per namespace (a stack
   file's namespaces add `stack`: what the stack deploys for them);
 - `schema` prints the JSON Schema (draft 2020-12) of the request body;

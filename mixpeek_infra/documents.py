@@ -100,6 +100,12 @@ def _yaml_loader():
     return yaml, StrictLoader
 
 
+def _char_at(text: str, line: int, column: int) -> str:
+    """The character at a 0-based (line, column) of `text`; '' past its end."""
+    lines = text.split("\n")
+    return lines[line][column:column + 1] if 0 <= line < len(lines) else ""
+
+
 def _load_yaml(text: str) -> list[Any]:
     yaml, loader = _yaml_loader()
     try:
@@ -108,6 +114,9 @@ def _load_yaml(text: str) -> list[Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         what = exc.problem or exc.context or "syntax error"
+        if mark is not None and ("tab" in what or _char_at(text, mark.line, mark.column) == "\t"):
+            raise InputError(f"invalid YAML: a tab character{where}; YAML indents with spaces, never tabs: replace "
+                             "the tab with spaces") from None
         raise InputError(f"invalid YAML: {what}{where}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}") from None

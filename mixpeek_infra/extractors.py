@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from .problems import did_you_mean
+
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 DATATYPES = ("float32", "float16", "uint8")
 # Extractor names, versions and vector outputs become Qdrant vector names: keep them to a safe charset.
@@ -112,8 +114,9 @@ def _shape_problems(value: Any, shape: Any, path: str, depth: int = 0) -> list[t
         if key in fields:
             problems += _shape_problems(item, fields[key], _key_path(path, key), depth + 1)
         else:
-            problems.append(_unknown_key(path, key, f"unknown key; valid keys: {', '.join(fields)} (only what the "
-                                                    "client's model declares passes through: it is published)"))
+            problems.append(_unknown_key(path, key, f"unknown key{did_you_mean(key, fields)}; valid keys: "
+                                                    f"{', '.join(fields)} (only what the client's model declares "
+                                                    "passes through: it is published)"))
     return problems
 
 
@@ -271,7 +274,8 @@ class ExtractorVersion:
             else:
                 valid = ", ".join(self.valid_param_names()) or "none (this extractor takes no params)"
                 shown = key if isinstance(key, str) and len(key) <= 64 else repr(key)[:64] + "..."
-                errors.append((f"{path}.{shown}", f"unknown param for {self.feature_extractor_id}; valid params: {valid}"))
+                errors.append((f"{path}.{shown}", f"unknown param for {self.feature_extractor_id}"
+                                                  f"{did_you_mean(key, self.valid_param_names())}; valid params: {valid}"))
         return errors
 
 
@@ -310,8 +314,10 @@ class Catalogue:
         if entry is not None:
             return entry, []
         if name not in self.names():
-            return None, [(f"{path}.feature_extractor_name", f"unknown extractor {name!r}; valid choices: {', '.join(self.names())}")]
-        return None, [(f"{path}.version", f"unknown version {version!r} of {name}; valid choices: {', '.join(self.versions(name))}")]
+            return None, [(f"{path}.feature_extractor_name", f"unknown extractor {name!r}{did_you_mean(name, self.names())}; "
+                                                             f"valid choices: {', '.join(self.names())}")]
+        return None, [(f"{path}.version", f"unknown version {version!r} of {name}{did_you_mean(version, self.versions(name))}; "
+                                          f"valid choices: {', '.join(self.versions(name))}")]
 
 
 def _check_entry(entry: ExtractorVersion) -> None:
@@ -365,7 +371,8 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
     allowed = {"name", "version", "vectors"}
     unknown = set(item) - allowed
     if unknown:
-        raise ValueError(f"extractor config: unknown keys {sorted(unknown, key=str)}; valid keys: {sorted(allowed)}")
+        hints = "".join(did_you_mean(k, allowed) for k in sorted(unknown, key=str))
+        raise ValueError(f"extractor config: unknown keys {sorted(unknown, key=str)}{hints}; valid keys: {sorted(allowed)}")
     vec_keys = {"output", "size", "inference_service", "distance", "datatype", "multivector"}
     vectors = []
     if not isinstance(item.get("vectors") or [], list):
@@ -375,7 +382,9 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
             raise ValueError(f"extractor config vectors[{i}]: expected a mapping, got {type(v).__name__}")
         bad = set(v) - vec_keys
         if bad:
-            raise ValueError(f"extractor config vectors[{i}]: unknown keys {sorted(bad, key=str)}; valid keys: {sorted(vec_keys)}")
+            hints = "".join(did_you_mean(k, vec_keys) for k in sorted(bad, key=str))
+            raise ValueError(f"extractor config vectors[{i}]: unknown keys {sorted(bad, key=str)}{hints}; "
+                             f"valid keys: {sorted(vec_keys)}")
         size = v.get("size")
         if isinstance(size, float) and size.is_integer():
             size = int(size)

@@ -7,7 +7,8 @@ where the field has a fixed set, the valid choices. Pure: imports nothing of the
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+import difflib
+from typing import Any, Iterable, NamedTuple
 
 
 class Problem(NamedTuple):
@@ -26,6 +27,22 @@ class Problem(NamedTuple):
         if self.path in ("", "(body)"):
             return Problem(prefix, self.message)
         return Problem(f"{prefix}{'' if self.path.startswith('[') else '.'}{self.path}", self.message)
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """` (did you mean 'x'?)` naming the choices closest to a mistyped `value`, or '': difflib's close
+    matches (case-insensitive) and the choices it begins, the best ones only."""
+    if not isinstance(value, str) or not value:
+        return ""
+    names = {c.lower(): c for c in choices if isinstance(c, str) and c != value}
+    typed = value.lower()
+    scored = sorted(((difflib.SequenceMatcher(None, typed, low).ratio(), low) for low in names), reverse=True)
+    close = [(r, low) for r, low in scored if r >= 0.6 or (len(typed) >= 3 and low.startswith(typed))]
+    if not close:
+        return ""
+    best = close[0][0]
+    shown = [names[low] for r, low in close if r >= best - 0.1][:3]
+    return f" (did you mean {' or '.join(repr(c) for c in shown)}?)"
 
 
 def problems_text(problems: Iterable[Problem], heading: str) -> str:

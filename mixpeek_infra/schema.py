@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .redact import redact_url
-from .problems import InvalidInput
+from .problems import InvalidInput, did_you_mean
 
 ComputeTier = Literal["shared", "dedicated_cpu", "dedicated_gpu"]
 PayloadSchemaType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid"]
@@ -577,9 +577,14 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel] 
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             valid = _valid_fields(model, loc)
-            message = "unknown field" + (f"; valid fields: {', '.join(valid)}" if valid else "")
+            message = "unknown field" + (f"{did_you_mean(loc[-1], valid)}; valid fields: {', '.join(valid)}"
+                                         if valid else "")
         elif err["type"] == "union_tag_invalid":
-            message = f"unknown type {ctx.get('tag')!r}; valid choices: {ctx.get('expected_tags')}"
+            tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+            message = (f"unknown type {ctx.get('tag')!r}{did_you_mean(ctx.get('tag'), tags)}; "
+                       f"valid choices: {ctx.get('expected_tags')}")
+        elif err["type"] in ("literal_error", "enum"):
+            message += did_you_mean(err.get("input"), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         problems.append((prefix + (base or "(body)"), message))
     return problems
 

@@ -484,7 +484,8 @@ def test_the_discriminator_must_name_the_extractor_and_unknown_params_list_the_v
     assert dict(problems) == {
         "feature_extractors[0].params.extractor_type": "invalid value 'text_extractor': the client's discriminator "
                                                        "of ImageExtractorParams must be 'image_extractor' (or left out)",
-        "feature_extractors[0].params.thumbnails": "unknown param for image_extractor_v1; valid params: "
+        "feature_extractors[0].params.thumbnails": "unknown param for image_extractor_v1 (did you mean "
+                                                   "'enable_thumbnails'?); valid params: "
                                                    "enable_thumbnails, extractor_type, model, use_cdn"}
     assert entry.valid_param_names() == ["enable_thumbnails", "extractor_type", "model", "use_cdn"]
 

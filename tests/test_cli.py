@@ -152,8 +152,8 @@ def test_validate_unknown_field_lists_valid_fields(capsys, tmp_path):
     path = write(tmp_path, "typo.json", body)
     code, _, err = call(capsys, "validate", path)
     assert code == 2
-    assert err.strip() == (f"{path}: namespace[0]: payload_indexes[0].feild_schema: unknown field; valid fields: "
-                           "field_name, field_schema, is_protected, type")
+    assert err.strip() == (f"{path}: namespace[0]: payload_indexes[0].feild_schema: unknown field (did you mean "
+                           "'field_schema'?); valid fields: field_name, field_schema, is_protected, type")
 
 
 def test_duplicate_namespace_names_in_one_file(capsys, tmp_path):
@@ -561,5 +561,6 @@ def test_cli_plans_the_clients_extractor_params_and_refuses_a_credential_without
     code, out, err = call(capsys, "validate", path)
     assert code == 2 and "sk-proj-NEVER-SHOWN" not in out + err
     assert "feature_extractors[1].params.llm_api_key: a credential must not be put in a request body" in err
-    assert "feature_extractors[0].params.use_cnd: unknown param for image_extractor_v1; valid params: " \
+    assert "feature_extractors[0].params.use_cnd: unknown param for image_extractor_v1 (did you mean 'use_cdn'?); " \
+           "valid params: " \
            "enable_thumbnails, extractor_type, model, use_cdn" in err

@@ -437,6 +437,10 @@ def test_pulumi_destroy_of_a_collection_holding_points_is_refused_and_keeps_poin
         assert refused.returncode != 0, said
         assert "it holds 3 point(s) and deletion_protection is on" in said, said
         assert "deletion_protection=False" in said, said
+        # One clear message, not the provider host's Python traceback (issue 21 part 3).
+        assert "Traceback" not in said and 'File "' not in said, said
+        diagnostics = said.split("Diagnostics:", 1)[-1]
+        assert diagnostics.count("refusing to delete Qdrant collection") == 1, said
         store = open_store(target)
         assert store.count_points(ns_id) == 3
         assert store.read_payload_indexes(ns_id) == indexes

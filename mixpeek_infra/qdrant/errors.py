@@ -12,6 +12,7 @@ Pure: imports nothing but `mixpeek_infra.problems`.
 
 from __future__ import annotations
 
+import sys
 from typing import Iterable
 
 from ..problems import InvalidInput, Problem
@@ -75,11 +76,36 @@ class CollectionConflict(QdrantError):
     """A collection of that name exists with a different configuration or owner, or the name is taken."""
 
 
-class DeletionProtected(QdrantError):
+class Refusal(QdrantError):
+    """A refusal whose message says everything: `pulumi up`/`destroy` show it without a Python traceback.
+
+    Pulumi's dynamic provider host reports an error as `traceback.format_exc()`, which prints no frames and
+    no `Traceback` line while `sys.tracebacklimit` is 0. Built in that host, a refusal sets it to 0; reading
+    its message, which `format_exc` does right after the frames, puts it back, so other errors keep theirs.
+    """
+
+    def __init__(self, *args: object):
+        super().__init__(*args)
+        main = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if getattr(main, "name", None) == "pulumi.dynamic.__main__":
+            self._tracebacklimit = getattr(sys, "tracebacklimit", None)
+            sys.tracebacklimit = 0
+
+    def __str__(self) -> str:
+        if "_tracebacklimit" in self.__dict__:
+            limit = self.__dict__.pop("_tracebacklimit")
+            if limit is None:
+                vars(sys).pop("tracebacklimit", None)
+            else:
+                sys.tracebacklimit = limit
+        return super().__str__()
+
+
+class DeletionProtected(Refusal):
     """Deleting or replacing a collection that holds points while deletion_protection is on."""
 
 
-class FinalSnapshotFailed(QdrantError):
+class FinalSnapshotFailed(Refusal):
     """The final snapshot before a delete could not be taken, so nothing was deleted."""
 
 

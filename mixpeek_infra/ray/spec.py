@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import pulumi
 
-from ..problems import Problem
+from ..problems import Problem, did_you_mean
 from ..redact import redact_url
 from ..schema import InvalidRequest
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
@@ -120,7 +120,8 @@ def default_ray_image(gpu: bool = False, ray_version: str | None = None) -> str:
 
 def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> Problem | None:
     if value not in choices:
-        return Problem(path, f"{value!r} is not one of the valid choices: {', '.join(choices)}")
+        return Problem(path, f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}: "
+                             f"{', '.join(choices)}")
     return None
 
 
@@ -367,7 +368,8 @@ class RayHead:
         unknown = [k for k in config if k not in allowed]
         if unknown:
             raise InvalidRayHead([Problem(f"ray.{k}",
-                                          f"unknown field for mode {mode!r}; valid fields: {', '.join(allowed)}")
+                                          f"unknown field for mode {mode!r}{did_you_mean(k, allowed)}; "
+                                          f"valid fields: {', '.join(allowed)}")
                                   for k in unknown], source)
         try:
             if mode == "external":
@@ -382,7 +384,8 @@ class RayHead:
             unknown = [k for k in k8s if k not in k8s_allowed]
             if unknown:
                 raise InvalidRayHead([Problem(f"ray.kubernetes.{k}",
-                                              f"unknown field; valid fields: {', '.join(k8s_allowed)}")
+                                              f"unknown field{did_you_mean(k, k8s_allowed)}; "
+                                              f"valid fields: {', '.join(k8s_allowed)}")
                                       for k in unknown])
             kwargs = dict(k8s)
             if kwargs.get("auth_token") is None and auth_token is not None:

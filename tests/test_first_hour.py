@@ -1,0 +1,125 @@
+"""The first hour of a new user (issue 21 part 3): errors that say what was meant and what to do, the
+shared head named as what it is, restoring a final snapshot from the command line, and the embedded
+collection used from an application."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixpeek_infra.cli import main
+from mixpeek_infra.problems import did_you_mean
+from mixpeek_infra.schema import InvalidRequest, parse_request
+from mixpeek_infra.stackconfig import parse_stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def body(**changes) -> dict:
+    request = {"namespace_name": "catalog",
+               "feature_extractors": [{"feature_extractor_name": "image_extractor", "version": "v1"}]}
+    return {**request, **changes}
+
+
+def problems_of(request: dict) -> dict[str, str]:
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(request)
+    return {p.path: p.message for p in info.value.problems}
+
+
+def stack_problems(values: dict) -> dict[str, str]:
+    return {p.path: p.message for p in parse_stack_config(values, root=ROOT).problems}
+
+
+# -- "did you mean" ---------------------------------------------------------------------------
+
+
+def test_did_you_mean_names_the_closest_choices_only():
+    assert did_you_mean("image_extracter", ["image_extractor", "text_extractor"]) == " (did you mean 'image_extractor'?)"
+    assert did_you_mean("V1", ["v1", "v2"]) == " (did you mean 'v1'?)"
+    assert did_you_mean("image", ["image_extractor", "text_extractor"]) == " (did you mean 'image_extractor'?)"
+    assert did_you_mean("zzz", ["image_extractor"]) == ""
+    assert did_you_mean(3, ["v1"]) == ""
+
+
+def test_an_unknown_extractor_name_or_version_gets_a_did_you_mean_and_the_choices():
+    found = problems_of(body(feature_extractors=[{"feature_extractor_name": "image_extracter", "version": "v1"}]))
+    message = found["feature_extractors[0].feature_extractor_name"]
+    assert message.startswith("unknown extractor 'image_extracter' (did you mean 'image_extractor'?); valid choices: ")
+    assert "text_extractor" in message
+    found = problems_of(body(feature_extractors=[{"feature_extractor_name": "image_extractor", "version": "V1"}]))
+    assert found["feature_extractors[0].version"] == ("unknown version 'V1' of image_extractor (did you mean 'v1'?); "
+                                                      "valid choices: v1")
+
+
+def test_an_unknown_request_field_param_or_type_gets_a_did_you_mean():
+    found = problems_of(body(infrastructure={"compute_tier": "dedicated_cpu", "max_workrs": 2},
+                             feature_extractors=[{"feature_extractor_name": "image_extractor", "version": "v1",
+                                                  "params": {"modle": "siglip_base"}}],
+                             payload_indexes=[{"field_name": "a", "type": "keywrd"}]))
+    assert found["infrastructure.max_workrs"].startswith("unknown field (did you mean 'max_workers'?); valid fields: ")
+    assert found["feature_extractors[0].params.modle"].startswith(
+        "unknown param for image_extractor_v1 (did you mean 'model'?); valid params: ")
+    assert found["payload_indexes[0].type"].endswith("(did you mean 'keyword'?)")
+
+
+def test_unknown_stack_config_keys_get_a_did_you_mean():
+    found = stack_problems({
+        "namespace": [body()],  # a typo of `namespaces`: no second error saying namespaces is missing
+        "ray": {"mode": "locl"},
+        "extractors": [{"name": "mine", "version": "v1", "vector": []}]})
+    assert found["namespace"].startswith("unknown key (did you mean 'namespaces'?); valid keys: ")
+    assert "namespaces" not in found
+    assert "(did you mean 'local'?)" in found["ray.mode"]
+    assert "(did you mean 'vectors'?)" in found["extractors[0]"]
+    found = stack_problems({"namespaces": [{"request": body(), "deletion_protectoin": False,
+                                            "qdrant": {"path": ".mixpeek/qdrant", "final_snapshots": "snaps"}}],
+                            "ray": {"mode": "local", "state_dri": ".mixpeek/ray"}})
+    assert found["namespaces[0].deletion_protectoin"].startswith(
+        "unknown key (did you mean 'deletion_protection'?); valid keys: ")
+    assert found["namespaces[0].qdrant.final_snapshots"].startswith(
+        "unknown key (did you mean 'final_snapshot'?); valid keys: ")
+    assert "(did you mean 'state_dir'?)" in found["ray.state_dri"]
+
+
+# -- qdrant.api_key in a stack file -----------------------------------------------------------
+
+
+def test_qdrant_api_key_in_a_stack_file_points_to_the_secret_and_adds_no_follow_on_error(tmp_path):
+    key = "k-5f0c2e9a71"
+    values = {"qdrant": {"url": "https://qdrant.example:6333", "api_key": key},
+              "namespaces": [{"request": body(), "collection_settings": {"shard_number": 2, "replication_factor": 2}}]}
+    found = stack_problems(values)
+    assert list(found) == ["qdrant.api_key"], found  # nothing about an embedded target it never asked for
+    assert "pulumi config set --secret qdrantApiKey <key>" in found["qdrant.api_key"]
+    assert key not in found["qdrant.api_key"]
+
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text(yaml.safe_dump({"config": {f"mixpeek-infra:{k}": v for k, v in values.items()}}))
+    (tmp_path / "Pulumi.yaml").write_text("name: mixpeek-infra\nruntime: python\n")
+    code = main(["validate", str(stack)])
+    assert code == 2
+
+    own = stack_problems({"namespaces": [{"request": body(), "qdrant": {"url": "https://q.example:6333",
+                                                                         "apiKey": key}}]})
+    assert "pulumi config set --secret qdrantApiKey <key>" in own["namespaces[0].qdrant.apiKey"]
+    assert key not in json.dumps(own)
+
+
+# -- a tab in YAML ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "namespace_name: x\nfeature_extractors:\n\t- {feature_extractor_name: image_extractor, version: v1}\n",
+    "namespace_name: x\n\tdescription: y\n",
+])
+def test_a_tab_in_yaml_is_called_a_tab(tmp_path, capsys, text):
+    path = tmp_path / "request.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid YAML: a tab character (line" in err and "replace the tab with spaces" in err, err
+
