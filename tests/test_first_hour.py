@@ -123,3 +123,45 @@ def test_a_tab_in_yaml_is_called_a_tab(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert "invalid YAML: a tab character (line" in err and "replace the tab with spaces" in err, err
 
+
+# -- the Ray head a namespace uses, as `plan` says it ------------------------------------------
+
+
+def _logged_run(stack: str, config: dict) -> list[str]:
+    import logging
+
+    from stackmocks import FakeMocks, run_program
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger(f"mixpeek-test-first-hour-{stack}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    run_program(config, FakeMocks(), stack=stack, logger=logger)
+    return records
+
+
+def _stack_values(stack: str) -> dict:
+    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key.split(":", 1)[1]: value for key, value in raw.items()}
+
+
+def test_the_dev_stack_preview_names_the_local_shared_head_as_plan_does(capsys):
+    records = _logged_run("dev", _stack_values("dev"))
+    [line] = [r for r in records if r.startswith("namespace spotify_playlists_dev:")]
+    assert line.endswith("Ray head: the stack's local shared head 'shared-ray'"), line
+    assert "external" not in line
+    main(["plan", str(ROOT / "stacks" / "Pulumi.dev.yaml")])
+    said = capsys.readouterr().out
+    assert "mode       local" in said and "head       shared-ray" in said  # what plan says of the same head
+
+
+def test_a_shared_url_and_a_dedicated_kubernetes_head_are_named_as_what_they_are():
+    values = {**_stack_values("prod"), "qdrantApiKey": "k", "rayAuthToken": "t"}
+    records = _logged_run("prod", values)
+    lines = {r.split(":", 1)[0]: r for r in records if r.startswith("namespace ")}
+    assert lines["namespace product_catalog"].endswith(
+        "Ray head: external cluster at ray://ray-shared-head-svc.mixpeek-shared.svc.cluster.local:10001")
+    assert lines["namespace video_moderation"].endswith("Ray head: its own Kubernetes head (kuberay)")
+
