@@ -9,11 +9,12 @@ What tests/test_qdrant_providers.py and tests/test_engine_qdrant.py already cove
 extractor refused at diff, a destroy refused and then allowed once protection is off) is not
 repeated; this adds:
 - the refusal is based on the live point count (the state's `points_count` is still 0);
-- a changed vector size, a renamed collection and a moved target are refused like a removed extractor,
-  during preview and during `up`, and nothing is created before the refusal;
+- a changed vector size, a renamed collection and a moved target are refused during preview and during
+  `up`, and nothing is created before the refusal;
+- a removed extractor is not refused: no point is deleted, its named vectors are dropped in place
+  (tests/test_remove_extractor.py has the rest);
 - turning protection off in the same run as the destructive change does not bypass it;
-- the update path: a changed vector size sent straight to `update` is refused in place; a removed
-  extractor sent to `update` removes nothing (and the next diff still refuses the replacement);
+- the update path: a changed vector size sent straight to `update` is refused in place;
 - a destroy removes the payload indexes but keeps every point, even with a state that predates the
   `deletion_protection` output, and the next `up` restores the indexes (a filtered count works again).
 """
@@ -223,8 +224,8 @@ def add_points(driver, name: str) -> None:
     close_all_shards()
 
 
-def assert_points_intact(driver, name: str) -> None:
-    """Every point still there: counted, and retrieved with its payload and both named vectors."""
+def assert_points_intact(driver, name: str, dropped: tuple[str, ...] = ()) -> None:
+    """Every point still there: counted, and retrieved with its payload and both named vectors (but `dropped`)."""
     import qdrant_edge as qe
 
     store = EdgeStore(driver.root, timeout=10)
@@ -247,7 +248,10 @@ def assert_points_intact(driver, name: str) -> None:
         record = records[point["id"]]
         assert record.payload == point["payload"]
         for vector_name, values in point["vector"].items():
-            assert record.vector[vector_name] == pytest.approx(values), (point["id"], vector_name)
+            if vector_name in dropped:
+                assert vector_name not in record.vector, (point["id"], vector_name)
+            else:
+                assert record.vector[vector_name] == pytest.approx(values), (point["id"], vector_name)
 
 
 def collections_on_disk(driver) -> set[str]:
@@ -318,22 +322,18 @@ def test_destroy_with_a_state_from_before_the_protection_output_is_refused(drive
 
 def _changed_plans(seed, driver):
     """(label, plan, extra inputs, reason in the message) of changes that would replace the collection."""
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = [fe for fe in fewer["feature_extractors"]
-                                   if fe["feature_extractor_name"] != "multimodal_extractor"]
     plan = plan_namespace(seed)
     resized = copy.deepcopy(plan.vector_config())
     resized[IMAGE]["size"] = 1024
     moved = dict(driver.target, path=driver.target["path"] + "-moved")
     return [
-        ("extractor removed", plan_namespace(fewer), {}, f"vector '{MULTIMODAL}' removed"),
         ("vector size changed", plan, {"vectors": resized}, f"vector '{IMAGE}' size 768 -> 1024"),
         ("collection renamed", plan, {"collection_name": "renamed_playlists"}, "collection name changed"),
         ("target moved", plan, {"target": moved}, "target location changed"),
     ]
 
 
-@pytest.mark.parametrize("change", ["extractor removed", "vector size changed", "collection renamed", "target moved"])
+@pytest.mark.parametrize("change", ["vector size changed", "collection renamed", "target moved"])
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
 def test_replacement_is_refused_before_anything_is_created(driver, deployed, seed, change, preview):
     plan, state, name = deployed
@@ -355,9 +355,9 @@ def test_replacement_is_refused_before_anything_is_created(driver, deployed, see
 def test_turning_protection_off_in_the_same_run_does_not_bypass_it(driver, deployed, seed):
     """The recorded protection (old outputs) decides: it must be turned off by a run of its own."""
     plan, state, name = deployed
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = fewer["feature_extractors"][1:]
-    inputs = collection_inputs(driver, plan_namespace(fewer), deletion_protection=False)
+    resized = copy.deepcopy(plan.vector_config())
+    resized[IMAGE]["size"] = 1024
+    inputs = collection_inputs(driver, plan, vectors=resized, deletion_protection=False)
     with pytest.raises(Failed) as info:
         driver.step(COLLECTION, "ns-collection", inputs, state["collection"])
     refused(info, "replace")
@@ -383,23 +383,30 @@ def test_a_vector_size_change_sent_to_update_is_refused_in_place(driver, deploye
     assert_points_intact(driver, name)
 
 
-def test_a_removed_extractor_sent_to_update_removes_nothing(driver, deployed, seed):
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+def test_a_removed_extractor_is_not_refused_its_vectors_are_dropped_in_place(driver, deployed, seed, preview):
+    """No point is deleted, so protection does not refuse: the preview is an update, and `up` drops only that
+    extractor's named vectors; every point keeps its payload and its other vector; same collection and id."""
     plan, state, name = deployed
     fewer = copy.deepcopy(seed)
     fewer["feature_extractors"] = [fe for fe in fewer["feature_extractors"]
                                    if fe["feature_extractor_name"] != "multimodal_extractor"]
-    fewer_plan = plan_namespace(fewer)
-    updated = driver.update(COLLECTION, "ns-collection", state["collection"], collection_inputs(driver, fewer_plan))
-    # The vector and its data stay; the outputs say so, and the next preview still refuses the replacement.
-    assert MULTIMODAL in updated["outputs"]["vectors"]
+    before = collections_on_disk(driver)
+    step = driver.step(COLLECTION, "ns-collection", collection_inputs(driver, plan_namespace(fewer)),
+                       state["collection"], preview=preview)
+    assert step["op"] == "update"
+    assert collections_on_disk(driver) == before
+    if preview:
+        assert_points_intact(driver, name)
+        return
+    outputs = step["state"]["outputs"]
+    assert set(outputs["vectors"]) == {IMAGE}
+    assert outputs["namespace_id"] == state["collection"]["outputs"]["namespace_id"]
+    assert outputs["collection_name"] == name
     store = EdgeStore(driver.root, timeout=10)
-    assert MULTIMODAL in store.read_collection(name).vectors
+    assert set(store.read_collection(name).vectors) == {IMAGE}
     close_all_shards()
-    assert_points_intact(driver, name)
-    with pytest.raises(Failed) as info:
-        driver.step(COLLECTION, "ns-collection", collection_inputs(driver, fewer_plan), updated, preview=True)
-    refused(info, "replace")
-    assert_points_intact(driver, name)
+    assert_points_intact(driver, name, dropped=(MULTIMODAL,))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,10 +252,10 @@ def test_protection_fails_preview_and_destroy_with_the_point_count(host, edge, s
     edge.upsert(name, [{"id": i, "vector": {"image_extractor_v1_embedding": [0.1] * 768}, "payload": {}}
                        for i in range(1, 4)])
     close_all_shards()
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = fewer["feature_extractors"][:1]
+    resized = copy.deepcopy(plan.vector_config())  # a vector's size changed: a replace (removing one is not)
+    resized["image_extractor_v1_embedding"]["size"] = 1024
     with pytest.raises(ProviderError) as info:
-        host.step(COLLECTION, "ns-collection", collection(plan_namespace(fewer)), state["collection"], preview=True)
+        host.step(COLLECTION, "ns-collection", collection(plan, vectors=resized), state["collection"], preview=True)
     assert info.value.code == "UNKNOWN"  # the host's way of returning a provider exception
     assert "DeletionProtected" in info.value.details and "holds 3 point(s)" in info.value.details
     coll = state["collection"]

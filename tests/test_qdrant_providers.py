@@ -216,12 +216,21 @@ def test_add_extractor_adds_a_vector_in_place(seed, target):
     assert again.outs["vectors"] == after["outputs"]["vectors"]
 
 
-def test_remove_or_reparameterise_an_extractor_replaces(seed, target):
+def resized(plan, size=1024):
+    """The plan's vectors with the image extractor's size changed (what a new extractor version does)."""
+    vectors = copy.deepcopy(plan.vector_config())
+    vectors["image_extractor_v1_embedding"]["size"] = size
+    return vectors
+
+
+def test_remove_an_extractor_updates_in_place_reparameterise_replaces(seed, target):
     plan = plan_namespace(seed)
     coll, _ = deploy(plan, target)
     fewer = copy.deepcopy(seed)
     fewer["feature_extractors"] = fewer["feature_extractors"][:1]
     d = diff(COLLECTIONS, coll, collection_inputs(plan_namespace(fewer), target))
+    assert d.changes is True and d.replaces == []  # its vectors are dropped in place (tests/test_remove_extractor.py)
+    d = diff(COLLECTIONS, coll, collection_inputs(plan, target, vectors=resized(plan)))
     assert d.replaces == ["vectors"] and d.delete_before_replace is False
 
     v2 = {"namespace_name": "v2", "feature_extractors": [
@@ -236,18 +245,16 @@ def test_replace_of_a_collection_with_points_is_refused_at_diff(seed, target):
     plan = plan_namespace(seed)
     coll, _ = deploy(plan, target)
     open_store(target).upsert(coll["id"], points())
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = fewer["feature_extractors"][1:]
     with pytest.raises(DeletionProtected) as info:
-        diff(COLLECTIONS, coll, collection_inputs(plan_namespace(fewer), target))
+        diff(COLLECTIONS, coll, collection_inputs(plan, target, vectors=resized(plan)))
     message = str(info.value)
     assert "3 point(s)" in message and "deletion_protection" in message and coll["id"] in message
-    assert "multimodal_extractor_v1_multimodal_embedding" in message
+    assert "vector 'image_extractor_v1_embedding' size 768 -> 1024" in message
     # Turning protection off is itself an in-place change ...
     off = update(COLLECTIONS, coll, collection_inputs(plan, target, deletion_protection=False))
     assert off["outputs"]["deletion_protection"] is False
     # ... after which the replacement is allowed.
-    d = diff(COLLECTIONS, off, collection_inputs(plan_namespace(fewer), target, deletion_protection=False))
+    d = diff(COLLECTIONS, off, collection_inputs(plan, target, vectors=resized(plan), deletion_protection=False))
     assert d.replaces == ["vectors"]
 
 
@@ -378,9 +385,8 @@ def test_fixed_names_replace_delete_first(seed, target):
     plan = plan_namespace(seed)
     coll = create(COLLECTIONS, collection_inputs(plan, target, namespace_id="ns_0123456789"))
     assert coll["id"] == "ns_0123456789"
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = fewer["feature_extractors"][:1]
-    d = diff(COLLECTIONS, coll, collection_inputs(plan_namespace(fewer), target, namespace_id="ns_0123456789"))
+    d = diff(COLLECTIONS, coll,
+             collection_inputs(plan, target, vectors=resized(plan), namespace_id="ns_0123456789"))
     assert d.replaces == ["vectors"] and d.delete_before_replace is True
     d = diff(COLLECTIONS, coll, collection_inputs(plan, target, namespace_id="ns_9876543210"))
     assert "namespace_id" in d.replaces

@@ -169,3 +169,19 @@ def test_delete_removes_data(store, name):
     store.upsert(name, _points())
     assert store.delete_collection(name) is True
     assert store.read_collection(name) is None
+
+
+def test_delete_vector_keeps_points_payloads_and_other_vectors(store, name):
+    """Removing an extractor drops its named vector in place (issue 22): config and data go, points stay."""
+    store.create_collection(name, VECTORS, {})
+    store.upsert(name, [{**p, "vector": {**p["vector"], "text": [0.1, 0.2, 0.3, 0.4]}} for p in _points()])
+    assert store.delete_vector(name, "text") is True
+    assert store.delete_vector(name, "text") is False  # already gone: nothing to do
+    state = store.read_collection(name)
+    assert set(state.vectors) == {"image"} and state.vectors["image"] == VECTORS["image"]
+    assert store.count_points(name) == 3
+    hits = store.query(name, "image", [0, 1, 0, 0, 0, 0, 0, 0], limit=3)
+    assert {h["id"]: h["payload"] for h in hits} == {p["id"]: p["payload"] for p in _points()}
+    with pytest.raises(Exception) as gone:  # noqa: B017 - each engine has its own error type
+        store.query(name, "text", [0.1, 0.2, 0.3, 0.4])
+    assert "text" in str(gone.value), gone.value  # the engine names the vector it no longer has

@@ -25,14 +25,15 @@ def location_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> b
     return os.path.normpath(str(old.get("path", ""))) != os.path.normpath(str(new.get("path", "")))
 
 
-def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
-    """(replace reasons, added vector names, in-place changes) between two canonical vector configs."""
+def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]
+                  ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(replace reasons, added vector names, removed vector names, in-place changes) between two canonical vector
+    configs. A removed vector (an extractor taken out) is dropped in place where the target can; a changed one's
+    shape (`VECTOR_SHAPE`) is a replace."""
     replace: list[str] = []
     added: list[str] = []
+    removed = [name for name in sorted(old) if name not in new]
     in_place: list[str] = []
-    for name in sorted(old):
-        if name not in new:
-            replace.append(f"vector {name!r} removed")
     for name in sorted(new):
         if name not in old:
             added.append(name)
@@ -42,7 +43,7 @@ def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[
                 replace.append(f"vector {name!r} {attr} {old[name].get(attr)!r} -> {new[name].get(attr)!r}")
         if bool(old[name].get("on_disk")) != bool(new[name].get("on_disk")):
             in_place.append(f"vector {name!r} on_disk")
-    return replace, added, in_place
+    return replace, added, removed, in_place
 
 
 def managed_settings(real: Mapping[str, Any] | None, desired: Mapping[str, Any], reads_settings: bool = True
@@ -70,6 +71,18 @@ def managed_settings(real: Mapping[str, Any] | None, desired: Mapping[str, Any],
     return out
 
 
+def drop_message(name: str, location: str, dropped: list[str], kept: list[str], points: int | None) -> str:
+    """The preview's line for vectors dropped in place (an extractor removed): which go, what every point keeps
+    (`points` None: the count could not be read)."""
+    keeps = f"their other named vectors ({', '.join(map(repr, kept))})" if kept else "no named vector"
+    count = "its points" if points is None else f"{points} point(s)"
+    return (f"Qdrant collection {name!r} at {location}: pulumi up drops the named vector(s) "
+            f"{', '.join(map(repr, dropped))} in place (no longer in the namespace's extractors): their data goes from "
+            f"every point; {count} keep their payloads and {keeps}. The collection, its namespace_id and "
+            "its payload indexes stay (deletion protection does not refuse this: no point is deleted). To keep "
+            "those vectors, revert the change.")
+
+
 def deletion_message(name: str, location: str, points: int, action: str, reasons: list[str] | None = None) -> str:
     """The refusal to `action` (delete, replace) a protected collection that holds `points` points."""
     why = f" ({'; '.join(reasons)})" if reasons else ""
@@ -81,4 +94,5 @@ def deletion_message(name: str, location: str, points: int, action: str, reasons
             "revert the change to keep the collection.")
 
 
-__all__ = ["VECTOR_SHAPE", "deletion_message", "location_changed", "managed_settings", "vector_change"]
+__all__ = ["VECTOR_SHAPE", "deletion_message", "drop_message", "location_changed", "managed_settings",
+           "vector_change"]

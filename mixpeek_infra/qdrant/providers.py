@@ -19,7 +19,7 @@ first writes a restorable snapshot into that directory and refuses when it canno
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, AbstractSet, Any, Mapping
 
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
@@ -30,7 +30,8 @@ from ..problems import InvalidInput
 from ..state_names import QDRANT_PROVIDERS_MODULE
 from ..vocabulary import NAMESPACE_ID
 from .keys import configure as configure_keys
-from .changes import VECTOR_SHAPE, deletion_message, location_changed, managed_settings, vector_change
+from .changes import (VECTOR_SHAPE, deletion_message, drop_message, location_changed, managed_settings,
+                      vector_change)
 from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeCorrupt, EdgeLocked,
                      FinalSnapshotFailed, InvalidSpec, QdrantError, TargetUnavailable, foreign_message, owner_message)
 from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
@@ -155,22 +156,33 @@ class CollectionProvider(_QdrantProvider):
             old_vectors = normalize_vectors(old_vectors)
         except InvalidSpec:
             pass
+        dropped: list[str] = []
         if has_unknown(vectors):
             replaces.append("vectors")
             reasons.append("vectors unknown until apply")
         else:
-            vec_replace, added, in_place = vector_change(old_vectors, vectors)
+            vec_replace, added, removed, in_place = vector_change(old_vectors, vectors)
             if vec_replace:
                 replaces.append("vectors")
-                reasons += vec_replace
-            elif added:
-                # Adding a named vector is in place where the target supports it.
-                if not replaces and old_spec is not None and store_for(olds).supports_add_vector():
+                reasons += [f"vector {name!r} removed" for name in removed] + vec_replace
+            elif added or removed:
+                # Adding or dropping a named vector is in place where the target supports it (Edge; server >= 1.18).
+                store = store_for(olds) if not replaces and old_spec is not None else None
+                can_add = store is not None and (not added or store.supports_add_vector())
+                can_drop = store is not None and (not removed or store.supports_delete_vector())
+                if can_add and can_drop:
                     changes.append("vectors")
+                    dropped = removed
                 else:
                     replaces.append("vectors")
-                    reasons.append(f"vector(s) {', '.join(map(repr, added))} added and the target cannot add a "
-                                   "named vector to a live collection (Qdrant server older than 1.18)")
+                    if added and not can_add:
+                        reasons.append(f"vector(s) {', '.join(map(repr, added))} added and the target cannot add a "
+                                       "named vector to a live collection (Qdrant server older than 1.18)")
+                    if removed and store is not None and not can_drop:
+                        reasons.append(f"vector(s) {', '.join(map(repr, removed))} removed and the target cannot "
+                                       "delete a named vector from a live collection (Qdrant server older than 1.18)")
+                    elif removed:
+                        reasons += [f"vector {name!r} removed" for name in removed]
             elif in_place:
                 changes.append("vectors")
 
@@ -200,6 +212,8 @@ class CollectionProvider(_QdrantProvider):
             self._refuse_if_foreign(olds, "update" if not replaces else "replace")
         if replaces:
             self._refuse_if_protected(olds, reasons)
+        elif dropped:
+            self._say_dropped(olds, dropped, sorted(n for n in vectors if n in old_vectors))
         fixed_name = bool(news.get("namespace_id") or news.get("collection_name"))
         changed = sorted(set(replaces) | set(changes))
         return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
@@ -217,6 +231,22 @@ class CollectionProvider(_QdrantProvider):
             raise
         except QdrantError:
             pass  # the target cannot be read now; the update reports it
+
+    @staticmethod
+    def _say_dropped(olds: Mapping[str, Any], dropped: list[str], kept: list[str]) -> None:
+        """At preview: one line naming the vectors an in-place update drops and the points that keep the rest.
+
+        Deletion protection does not refuse it: no point is deleted, and removing the extractor is the user's
+        explicit intent; the line (a warning in `pulumi preview`) is what protection asks for here."""
+        name = olds.get("collection_name")
+        if not isinstance(name, str):
+            return
+        store = store_for(olds)
+        try:
+            points: int | None = store.count_points(name)
+        except QdrantError:
+            points = None  # the target cannot be read now; the update reports it
+        pulumi.log.warn(drop_message(name, store.location, dropped, kept, points))
 
     @staticmethod
     def _refuse_if_protected(olds: Mapping[str, Any], reasons: list[str]) -> None:
@@ -297,14 +327,22 @@ class CollectionProvider(_QdrantProvider):
             store.record_namespace(name, namespace_id)
 
     @staticmethod
-    def _converge(store: Store, name: str, inputs: Mapping[str, Any]) -> Any:
-        """Bring an existing collection to `inputs` in place (add vectors, on_disk, settings); returns its state."""
+    def _converge(store: Store, name: str, inputs: Mapping[str, Any], *, drop: AbstractSet[str] = frozenset()) -> Any:
+        """Bring an existing collection to `inputs` in place (add vectors, on_disk, settings; delete the named
+        vectors of `drop` that `inputs` no longer has); returns its state."""
         state = store.read_collection(name)
         if state is None:
             raise CollectionNotFound(f"Qdrant collection {name!r} does not exist at {store.location}; it was deleted "
                                      "outside Pulumi. Run `pulumi refresh`, then `pulumi up` to create it again.")
         on_disk: dict[str, bool] = {}
         added = False
+        dropped = [vname for vname in state.vectors if vname in drop and vname not in inputs["vectors"]]
+        for vname in dropped:
+            store.delete_vector(name, vname)
+        if dropped:
+            pulumi.log.info(f"dropped the named vector(s) {', '.join(map(repr, dropped))} of Qdrant collection "
+                            f"{name!r} at {store.location}; its {state.points_count} point(s) kept their payloads "
+                            "and other vectors")
         for vname, params in inputs["vectors"].items():
             real = state.vectors.get(vname)
             if real is None:
@@ -329,7 +367,7 @@ class CollectionProvider(_QdrantProvider):
                                          "in place (the collection must be replaced)")
         if on_disk or changed:
             store.update_collection(name, vectors_on_disk=on_disk, settings=changed)
-        if on_disk or changed or added:
+        if on_disk or changed or added or dropped:
             state = store.read_collection(name)
         return state
 
@@ -369,13 +407,15 @@ class CollectionProvider(_QdrantProvider):
         return ReadResult(id_, outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """Apply in-place changes (added vectors, on_disk, settings, protection, key); returns every output."""
+        """Apply in-place changes (added and removed vectors, on_disk, settings, protection, key), after the owner
+        check; returns every output."""
         olds = {k: plain(v) for k, v in olds.items()}
         inputs = normalize_collection_inputs(news)
         name = olds.get("collection_name") or _id
         store = store_for(inputs)
         refuse_foreign(store, name, olds.get("namespace_id") or inputs.get("namespace_id"), "update")
-        state = self._converge(store, name, inputs)
+        # Only vectors the state knows are dropped (what the preview named); one added outside Pulumi is left alone.
+        state = self._converge(store, name, inputs, drop=set(olds.get("vectors") or {}))
         return UpdateResult(self._outputs(inputs, olds.get("namespace_id") or inputs.get("namespace_id"), name, state,
                                           store, olds.get("created_at") or now(), now()))
 

@@ -125,6 +125,15 @@ class Store(ABC):
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         """Add one named vector to an existing collection."""
 
+    def supports_delete_vector(self) -> bool:
+        """Whether a named vector can be deleted from a live collection (Edge; server >= 1.18, like adding one)."""
+        return self.supports_add_vector()
+
+    @abstractmethod
+    def delete_vector(self, name: str, vector_name: str) -> bool:
+        """Drop one named vector from an existing collection: its config and its data in every point (the points,
+        their payloads and other vectors stay); False when the collection has no such vector."""
+
     @abstractmethod
     def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
                           settings: Mapping[str, Any]) -> None:

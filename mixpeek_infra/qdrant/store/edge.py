@@ -10,7 +10,8 @@ Facts this store relies on (qdrant-edge-py 0.9, checked against the library):
   the stored segments (vector size, distance, datatype and the set of names must match) and
   rewrites `edge_config.json` with it; that is how hnsw, quantization, on_disk_payload and
   per-vector on_disk are changed in place. Settings given as None keep their stored value.
-- `UpdateOperation.create_dense_vector` adds a named vector to a live shard; re-creating a field
+- `UpdateOperation.create_dense_vector` adds a named vector to a live shard and
+  `UpdateOperation.delete_vector_name` drops one (config and data; the points stay); re-creating a field
   index with other params (or another type) replaces it in place.
 - An open shard holds an exclusive lock on its WAL: a second `load` of the same directory, from
   this process or another, fails with `Can't init WAL: Kind(WouldBlock)` until the holder closes.
@@ -706,6 +707,17 @@ class EdgeStore(Store):
                 multivector_config=_multivector(params), datatype=_DATATYPE[params.get("datatype", "float32")]))
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
+
+    def delete_vector(self, name: str, vector_name: str) -> bool:
+        """`UpdateOperation.delete_vector_name`: Edge removes the vector from `edge_config.json` and its data from
+        every segment (checked: gone after the shard is closed and loaded again)."""
+        path = self.shard_path(name)
+        with self._use(name) as shard:
+            if vector_name not in _vectors_from_config(self._read_config(path)):
+                return False
+            shard.update(qe.UpdateOperation.delete_vector_name(vector_name))
+            shard.flush()
+        return True
 
     def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
                           settings: Mapping[str, Any]) -> None:

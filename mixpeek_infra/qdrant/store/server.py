@@ -362,6 +362,21 @@ class ServerStore(Store):
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
 
+    def delete_vector(self, name: str, vector_name: str) -> bool:
+        """qdrant-client's `delete_vector_name` (Qdrant 1.18; local mode has it too)."""
+        if not self.supports_delete_vector():
+            major, minor = self.server_version()
+            raise QdrantError(f"Qdrant at {self.location} is version {major}.{minor}; deleting a named vector from a "
+                              "live collection needs 1.18 or later")
+        state = self.read_collection(name)
+        if state is None:
+            raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
+        if vector_name not in state.vectors:
+            return False
+        self._write(name, f"delete vector {vector_name!r} of {name!r}",
+                   lambda: self.client.delete_vector_name(name, vector_name, wait=True))
+        return True
+
     def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
                           settings: Mapping[str, Any]) -> None:
         kwargs: dict[str, Any] = {}
