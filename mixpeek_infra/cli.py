@@ -3,6 +3,7 @@
     mixpeek-infra validate FILE... [--extractors FILE]
     mixpeek-infra plan FILE... [--json] [--extractors FILE]
     mixpeek-infra schema [--stack-config] [--extractors FILE]
+    mixpeek-infra restore ARCHIVE [--path DIR | --url URL] [--collection-name NAME]
 
 A FILE is JSON or YAML (chosen by its extension; `-` reads standard input) and holds one Create
 Namespace request body, a list of them, several YAML documents, or a Pulumi stack config file
@@ -21,6 +22,9 @@ Contract (other tools rely on it):
 - `plan --json` prints a JSON list with one `NamespacePlan.to_dict()` object per namespace (a stack
   file's namespaces add `stack`: what the stack deploys for them);
 - `schema` prints the JSON Schema (draft 2020-12) of the request body;
+- `restore` brings a final snapshot back as a collection (embedded `--path`, default `.mixpeek/qdrant`, or
+  a server `--url` whose key is read from the environment, never from the command line) and prints one
+  line naming it; exit 2 when it is refused (no such archive, wrong kind, the collection exists, ...);
 - nothing printed quotes a credential: `user:password@` in any URL is shown as `***@`.
 
 A stack config file is parsed by `mixpeek_infra.stackconfig`, as the stack program parses it, so
@@ -291,6 +295,63 @@ def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _api_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The server's API key for `restore`, and a problem: from `--api-key-env VAR`, else `QDRANT_API_KEY`
+    when `QDRANT_URL` names the same server (an ambient key goes only to the URL configured with it)."""
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        return (key, None) if key else (None, f"--api-key-env: environment variable {args.api_key_env} is not set")
+    key, url = os.environ.get("QDRANT_API_KEY"), os.environ.get("QDRANT_URL")
+    if key and url:
+        from .qdrant.target import same_server
+
+        if same_server(args.url, url):
+            return key, None
+    return None, None
+
+
+def cmd_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """`restore ARCHIVE`: a final snapshot back as a collection of an embedded path or a server."""
+    from .qdrant.errors import QdrantError
+    from .problems import InvalidInput
+
+    archive = args.archive
+    server = archive.endswith(".snapshot")
+    key = None
+    if args.url is not None:
+        key, problem = _api_key(args)
+        if problem is None and not server:
+            problem = (f"{archive} is an embedded Qdrant Edge snapshot (.tar.gz/.tar): restore it into an embedded "
+                       "path with --path DIR")
+    else:
+        problem = (f"{archive} is a Qdrant server snapshot (.snapshot): restore it into a server with --url URL"
+                   if server else None)
+    if problem is None and not os.path.isfile(archive):
+        problem = f"{archive}: no such snapshot file"
+    if problem is None:
+        from .qdrant.snapshot import restore_snapshot
+        from .qdrant.target import QdrantTarget
+
+        try:
+            target = (QdrantTarget(url=args.url, api_key=key) if args.url is not None
+                      else QdrantTarget(path=args.path or None))
+            state = restore_snapshot(archive, target, collection_name=args.collection_name)
+        except (InvalidInput, QdrantError, OSError, ValueError) as exc:
+            problem = str(exc)
+    if problem is not None:
+        print(f"mixpeek-infra restore: {clean(_hidden(problem, key), 1000)}", file=err)
+        return EXIT_INVALID
+    print(f"restored {clean(archive)} as Qdrant collection {state.name!r} ({state.points_count} point(s), namespace "
+          f"{state.namespace_id}); to manage it again, declare the namespace with namespace_id: "
+          f"{state.namespace_id}", file=out)
+    return EXIT_OK
+
+
+def _hidden(text: str, key: str | None) -> str:
+    """`text` with the API key, should any message quote it, replaced by `***`."""
+    return text.replace(key, "***") if key else text
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
@@ -327,6 +388,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack-config", action="store_true",
                    help="the schema of a whole Pulumi.<stack>.yaml file instead of one request body")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("restore", help="restore a final snapshot as a Qdrant collection",
+                       description="Restore a final snapshot (written before a collection was deleted or replaced) "
+                                   "as a collection: points, vectors, payload indexes and its namespace_id come "
+                                   "back. Refuses to overwrite an existing collection.",
+                       epilog="The server's API key is never a command-line argument: it is read from the "
+                              "environment variable named by --api-key-env, else from QDRANT_API_KEY when "
+                              "QDRANT_URL is the same server. E.g. QDRANT_API_KEY=\"$(pulumi config get "
+                              "qdrantApiKey -s prod)\" QDRANT_URL=https://... mixpeek-infra restore X --url "
+                              "https://...")
+    p.add_argument("archive", metavar="ARCHIVE", help="the snapshot file: <collection>-<UTC time>.tar.gz (embedded) "
+                                                      "or .snapshot (server)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--path", metavar="DIR", default=None,
+                       help="embedded Qdrant Edge directory (default .mixpeek/qdrant; relative paths resolve "
+                            "against the Pulumi project root, as in the stack)")
+    where.add_argument("--url", metavar="URL", default=None, help="a Qdrant server, http(s)://host[:port]")
+    p.add_argument("--api-key-env", metavar="VAR", default=None,
+                   help="environment variable holding the server's API key (default: QDRANT_API_KEY, sent only "
+                        "when QDRANT_URL is the same server)")
+    p.add_argument("--collection-name", metavar="NAME", default=None,
+                   help="restore under this name (default: the name the snapshot was taken of)")
+    p.set_defaults(func=cmd_restore)
     return parser
 
 

@@ -165,3 +165,67 @@ def test_a_shared_url_and_a_dedicated_kubernetes_head_are_named_as_what_they_are
         "Ray head: external cluster at ray://ray-shared-head-svc.mixpeek-shared.svc.cluster.local:10001")
     assert lines["namespace video_moderation"].endswith("Ray head: its own Kubernetes head (kuberay)")
 
+
+# -- `mixpeek-infra restore` ------------------------------------------------------------------
+
+
+def _restore(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("QDRANT_URL", "QDRANT_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "mixpeek_infra.cli", "restore", *args], capture_output=True,
+                          text=True, env={**environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT, timeout=120)
+
+
+def test_restore_command_brings_a_final_snapshot_back_and_refuses_clearly(tmp_path, seed):
+    """A real final snapshot (Qdrant Edge, written by the provider's delete) restored through the CLI as a
+    subprocess: points, vectors and payload indexes are back; refusals are one line and exit 2."""
+    import os
+
+    from mixpeek_infra.plan import plan_namespace
+    from mixpeek_infra.qdrant.store import forget_stores
+    from mixpeek_infra.qdrant.store.edge import close_all_shards
+    from test_final_snapshot import COLLECTIONS, assert_restored, deploy
+
+    root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
+    plan = plan_namespace(seed)
+    coll = deploy(plan, {"kind": "embedded", "path": root, "timeout": 10.0}, deletion_protection=False,
+                  final_snapshot=snaps)
+    name, namespace_id = coll["id"], coll["outputs"]["namespace_id"]
+    COLLECTIONS.delete(name, coll["outputs"])
+    close_all_shards()
+    forget_stores()
+    [archive] = [os.path.join(snaps, f) for f in os.listdir(snaps)]
+
+    done = _restore(archive, "--path", root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"restored {archive} as Qdrant collection {name!r} (3 point(s), namespace {namespace_id}); "
+                           f"to manage it again, declare the namespace with namespace_id: {namespace_id}\n")
+    assert_restored(root, name, plan)
+
+    again = _restore(archive, "--path", root)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr.startswith("mixpeek-infra restore: cannot restore ") and "exists" in again.stderr
+    assert "Traceback" not in again.stderr and len(again.stderr.splitlines()) == 1
+
+    copy = _restore(archive, "--path", root, "--collection-name", "restored_copy")
+    assert copy.returncode == 0, copy.stderr
+    assert_restored(root, "restored_copy", plan)
+
+    wrong_kind = _restore(archive, "--url", "https://qdrant.example:6333")
+    assert wrong_kind.returncode == 2 and "restore it into an embedded path with --path DIR" in wrong_kind.stderr
+    missing = _restore(str(tmp_path / "ns_0123456789-20260101T000000.000000Z.tar.gz"), "--path", root)
+    assert missing.returncode == 2 and "no such snapshot file" in missing.stderr
+
+    key = "restore-key-8d2f41"
+    server_archive = tmp_path / "ns_0123456789-20260101T000000.000000Z.snapshot"
+    server_archive.write_bytes(b"not a snapshot")
+    refused = _restore(str(server_archive), "--url", "http://qdrant.example:6333", "--api-key-env", "MY_KEY",
+                       env={"MY_KEY": key})
+    assert refused.returncode == 2 and "plain http" in refused.stderr, refused.stderr
+    assert key not in refused.stdout + refused.stderr
+    unset = _restore(str(server_archive), "--url", "https://qdrant.example:6333", "--api-key-env", "MY_KEY")
+    assert unset.returncode == 2 and "environment variable MY_KEY is not set" in unset.stderr
+
