@@ -229,3 +229,45 @@ def test_restore_command_brings_a_final_snapshot_back_and_refuses_clearly(tmp_pa
     unset = _restore(str(server_archive), "--url", "https://qdrant.example:6333", "--api-key-env", "MY_KEY")
     assert unset.returncode == 2 and "environment variable MY_KEY is not set" in unset.stderr
 
+
+# -- the embedded collection from an application ----------------------------------------------
+
+
+def test_the_embedded_app_example_writes_and_queries_the_collection_the_providers_created(tmp_path, seed):
+    """examples/embedded_app.py against a collection and payload indexes created by the real providers (Qdrant
+    Edge); its collection name comes from `pulumi stack output --json` (a stand-in `pulumi` printing the outputs)."""
+    import os
+    import subprocess
+    import sys
+
+    from mixpeek_infra.plan import plan_namespace
+    from mixpeek_infra.qdrant.store import forget_stores, open_store
+    from mixpeek_infra.qdrant.store.edge import close_all_shards
+    from test_final_snapshot import COLLECTIONS, INDEXES
+    from test_faults_qdrant import collection_inputs, create
+
+    root = tmp_path / "project" / ".mixpeek" / "qdrant"
+    target = {"kind": "embedded", "path": str(root), "timeout": 10.0}
+    plan = plan_namespace(seed)
+    coll = create(COLLECTIONS, collection_inputs(plan, target))
+    for ix in plan.payload_indexes:
+        create(INDEXES, {"target": target, "collection_name": coll["id"], "field_name": ix.field_name,
+                         "field_type": ix.type, "field_schema": dict(ix.field_schema)})
+    close_all_shards()
+    forget_stores()
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    outputs = {seed["namespace_name"]: {"infrastructure": {"qdrant_collection": coll["id"]}}}
+    (bin_dir / "pulumi").write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(outputs)}\nEOF\n")
+    (bin_dir / "pulumi").chmod(0o755)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "embedded_app.py")], capture_output=True, text=True,
+                          cwd=tmp_path / "project", timeout=120,
+                          env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["3 1.000 summer road trip", "1 0.000 Summer Hits 2024"]
+    store = open_store(target)
+    assert store.count_points(coll["id"]) == 3  # written to the collection Pulumi manages, indexes in effect
+    assert store.count_points(coll["id"], [{"key": "metadata.title", "text": "summer"}]) == 2
+    close_all_shards()
+    forget_stores()
