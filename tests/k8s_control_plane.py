@@ -321,7 +321,8 @@ class ControlPlane:
 
     def install_kuberay_crd(self) -> None:
         if not CRD_PATH.exists():
-            require_or_skip(f"the KubeRay CRD is not at {CRD_PATH} (shared/reference/kuberay)")
+            require_or_skip(f"the KubeRay CRD is not at {CRD_PATH}: put the project's shared/ folder (with "
+                            "reference/kuberay) beside the checkout")
         self.install_crd(CRD_PATH)
 
     def install_crd(self, path: Path) -> None:

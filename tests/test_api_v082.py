@@ -14,7 +14,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
-mixpeek_models = pytest.importorskip("mixpeek.models")
+mixpeek_models = pytest.importorskip(
+    "mixpeek.models", reason="the official Mixpeek client (mixpeek.models) is not installed: pip install -e '.[dev]'")
 from mixpeek.models import (BaseFeatureExtractorModelInput, BoolIndexParams, CreateNamespaceRequest,  # noqa: E402
                             DatetimeIndexParams, FloatIndexParams, GeoIndexParams, IntegerIndexParams,
                             KeywordIndexParams, NamespaceAuthorizationConfig, NamespaceCostCapOverride,
@@ -296,7 +297,8 @@ def test_body_and_args_namespace_id_must_agree():
 
 
 def test_the_cli_json_schema_accepts_the_clients_bodies_and_flags_hosted_fields():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema",
+                                     reason="jsonschema is not installed: pip install -e '.[dev]'")
     from mixpeek_infra import cli
 
     validator = jsonschema.Draft202012Validator(cli.request_json_schema())
@@ -496,7 +498,8 @@ def test_an_inert_param_must_be_a_json_value():
 
 
 def test_the_json_schema_allows_the_clients_params_and_refuses_the_others():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema",
+                                     reason="jsonschema is not installed: pip install -e '.[dev]'")
     from mixpeek_infra import cli
 
     validator = jsonschema.Draft202012Validator(cli.request_json_schema())

@@ -28,7 +28,7 @@ def _runtime_requirement(name: str) -> Requirement:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        pytest.skip("tomllib needs Python 3.11")
+        pytest.skip("tomllib needs Python 3.11: run this test with Python 3.11 or later")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     [req] = [Requirement(d) for d in deps if Requirement(d).name == name]
     return req
@@ -50,7 +50,8 @@ def _resolve(*args: str) -> dict[str, str]:
                            "--disable-pip-version-check", "--report", "-", *args],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     if done.returncode != 0 and any(e in done.stderr for e in NETWORK_ERRORS):
-        pytest.skip(f"PyPI is not reachable: {done.stderr.strip().splitlines()[-1]}")
+        pytest.skip(f"PyPI is not reachable ({done.stderr.strip().splitlines()[-1]}): run it where pip can reach PyPI "
+                    "or a mirror (PIP_INDEX_URL)")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     return {re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(): i["metadata"]["version"] for i in report["install"]}

@@ -620,7 +620,8 @@ def _run_read_only(root: str, payload: dict) -> dict:
                                                                          'exit 0', root]
         if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
             reason = ("running as root without a working `unshare -m` + read-only bind mount: cannot make a "
-                      "directory read-only for root")
+                      "directory read-only for root: run the tests as a non-root user, or where unshare -m works "
+                      "(a container with CAP_SYS_ADMIN)")
             if os.environ.get("MIXPEEK_REQUIRE_READ_ONLY_MOUNT") == "1":
                 pytest.fail(reason + " (MIXPEEK_REQUIRE_READ_ONLY_MOUNT=1: this tier must run)", pytrace=False)
             pytest.skip(reason)

@@ -4,7 +4,9 @@ collection used from an application."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,48 @@ def test_the_embedded_app_example_writes_and_queries_the_collection_the_provider
     assert store.count_points(coll["id"], [{"key": "metadata.title", "text": "summer"}]) == 2
     close_all_shards()
     forget_stores()
+
+
+# -- skip reasons say what to do --------------------------------------------------------------
+
+SKIPPERS = {"skip", "skipif", "importorskip", "require_or_skip", "_unavailable"}
+WHAT_TO_DO = re.compile(r": .*\b(run|install|set|put|restore)\b")
+
+
+def _text(node: ast.AST) -> str | None:
+    """A literal reason's text (an f-string's fixed parts, `{}` for the rest); None when not a literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _text(node.left), _text(node.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def skip_reasons() -> list[tuple[str, int, str | None]]:
+    """(file, line, reason) of every skip in the tests: pytest.skip/skipif/importorskip and the tiers' helpers."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if name not in SKIPPERS:
+                continue
+            given = {k.arg: k.value for k in node.keywords}
+            if name in ("skipif", "importorskip"):
+                reason = given.get("reason")
+                found.append((path.name, node.lineno, _text(reason) if reason is not None else None))
+            elif node.args and (text := _text(node.args[0])) is not None:
+                found.append((path.name, node.lineno, text))
+    return found
+
+
+def test_every_skip_reason_says_what_to_do():
+    reasons = skip_reasons()
+    assert len(reasons) >= 10  # the scan finds the tiers' skips
+    vague = [(f, line, reason) for f, line, reason in reasons if reason is None or not WHAT_TO_DO.search(reason)]
+    assert vague == [], "a skip reason must say what to do (': run ...', ': pip install ...', ': set ...'): " \
+                        f"{vague}"

@@ -96,7 +96,8 @@ def test_stack_config_schema_knows_multivector():
     schema = stack_config_json_schema(parse_stack_config(STACK).catalogue)
     vector = schema["$defs"]["UserExtractor"]["properties"]["vectors"]["items"]
     assert vector["properties"]["multivector"]["type"] == "boolean"
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = pytest.importorskip("jsonschema",
+                                     reason="jsonschema is not installed: pip install -e '.[dev]'")
     jsonschema.validate({"config": {"mixpeek-infra:extractors": [LATE],
                                     "mixpeek-infra:namespaces": STACK["namespaces"]}}, schema)
     bad = {**LATE, "vectors": [{**LATE["vectors"][0], "multivector": "yes"}]}

@@ -117,7 +117,7 @@ def kubernetes_plugin() -> tuple[str, Path]:
 def _tool(name: str) -> str:
     found = shutil.which(name)
     if not found:
-        _unavailable(f"`{name}` is not on PATH")
+        _unavailable(f"`{name}` is not on PATH: install it (Node.js for node and npm, Go for go) and put it on PATH")
     return found
 
 
@@ -297,7 +297,8 @@ def test_yaml_program_without_the_virtualenv_option_fails_in_the_dynamic_provide
         bare = shutil.which("python3", path=proj.env["PATH"])
         probe = subprocess.run([bare or "python3", "-c", "import pulumi"], capture_output=True, env=proj.env)
         if probe.returncode == 0:
-            pytest.skip(f"the python3 on PATH ({bare}) has the Pulumi SDK: nothing to show")
+            pytest.skip(f"the python3 on PATH ({bare}) has the Pulumi SDK, so nothing is missing to report: run it with "
+                        "a python3 on PATH without the Pulumi SDK")
         failed = proj.run("preview", "-s", "dev", check=False)
         said = failed.stdout + failed.stderr
         assert failed.returncode != 0

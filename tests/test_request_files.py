@@ -116,7 +116,8 @@ def test_moving_inline_bodies_to_files_keeps_keys_requests_plans_and_deployments
 
 
 def test_the_official_clients_model_dump_json_is_a_valid_file(tmp_path):
-    models = pytest.importorskip("mixpeek.models")
+    models = pytest.importorskip(
+        "mixpeek.models", reason="the official Mixpeek client (mixpeek.models) is not installed: pip install -e '.[dev]'")
     from mixpeek.models.field_schema import FieldSchema
 
     body = seed()

@@ -37,7 +37,7 @@ from mixpeek_infra.ray.local import LocalRayHeadProvider
 from mixpeek_infra.ray.spec import InvalidRayHead, RayHead, ray_url_problem
 from test_ray_local import inputs, needs_ray, ray_installed, run_task, wait_for  # noqa: F401 (a fixture)
 
-linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads sessions and sockets from /proc")
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads sessions and sockets from /proc: run on Linux")
 
 
 def listeners(pids: set[int]) -> list[tuple[int, str, int]]:
