@@ -312,8 +312,8 @@ def _api_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def cmd_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """`restore ARCHIVE`: a final snapshot back as a collection of an embedded path or a server."""
-    from .qdrant.errors import QdrantError
     from .problems import InvalidInput
+    from .qdrant.errors import QdrantError
 
     archive = args.archive
     server = archive.endswith(".snapshot")

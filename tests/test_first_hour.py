@@ -178,7 +178,8 @@ def _restore(*args: str, env: dict | None = None):
 
     environ = {k: v for k, v in os.environ.items() if k not in ("QDRANT_URL", "QDRANT_API_KEY")}
     return subprocess.run([sys.executable, "-m", "mixpeek_infra.cli", "restore", *args], capture_output=True,
-                          text=True, env={**environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT, timeout=120)
+                          check=False, text=True, env={**environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=ROOT,
+                          timeout=120)
 
 
 def test_restore_command_brings_a_final_snapshot_back_and_refuses_clearly(tmp_path, seed):
@@ -186,10 +187,11 @@ def test_restore_command_brings_a_final_snapshot_back_and_refuses_clearly(tmp_pa
     subprocess: points, vectors and payload indexes are back; refusals are one line and exit 2."""
     import os
 
+    from test_final_snapshot import COLLECTIONS, assert_restored, deploy
+
     from mixpeek_infra.plan import plan_namespace
     from mixpeek_infra.qdrant.store import forget_stores
     from mixpeek_infra.qdrant.store.edge import close_all_shards
-    from test_final_snapshot import COLLECTIONS, assert_restored, deploy
 
     root, snaps = str(tmp_path / "qdrant"), str(tmp_path / "snapshots")
     plan = plan_namespace(seed)
@@ -242,11 +244,12 @@ def test_the_embedded_app_example_writes_and_queries_the_collection_the_provider
     import subprocess
     import sys
 
+    from test_faults_qdrant import collection_inputs, create
+    from test_final_snapshot import COLLECTIONS, INDEXES
+
     from mixpeek_infra.plan import plan_namespace
     from mixpeek_infra.qdrant.store import forget_stores, open_store
     from mixpeek_infra.qdrant.store.edge import close_all_shards
-    from test_final_snapshot import COLLECTIONS, INDEXES
-    from test_faults_qdrant import collection_inputs, create
 
     root = tmp_path / "project" / ".mixpeek" / "qdrant"
     target = {"kind": "embedded", "path": str(root), "timeout": 10.0}
@@ -263,8 +266,8 @@ def test_the_embedded_app_example_writes_and_queries_the_collection_the_provider
     outputs = {seed["namespace_name"]: {"infrastructure": {"qdrant_collection": coll["id"]}}}
     (bin_dir / "pulumi").write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(outputs)}\nEOF\n")
     (bin_dir / "pulumi").chmod(0o755)
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "embedded_app.py")], capture_output=True, text=True,
-                          cwd=tmp_path / "project", timeout=120,
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "embedded_app.py")], capture_output=True, check=False,
+                          text=True, cwd=tmp_path / "project", timeout=120,
                           env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["3 1.000 summer road trip", "1 0.000 Summer Hits 2024"]
