@@ -394,11 +394,13 @@ def _set_max_workers(namespaces, name, value):
 
 def test_changing_max_workers_updates_the_raycluster_in_place(cluster, stack):
     before = live(cluster, by_name(stack)[f"{KUBERAY_NS}-ray-cluster"])
+    wanted = before["spec"]["workerGroupSpecs"][0]["maxReplicas"] + 1  # a change whatever ran before
+    set_namespaces(stack, lambda ns: _set_max_workers(ns, KUBERAY_NS, wanted))
     up(stack)
     after = live(cluster, by_name(stack)[f"{KUBERAY_NS}-ray-cluster"])
     assert after["metadata"]["uid"] == before["metadata"]["uid"]  # same object: no replace
     assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
-    assert after["spec"]["workerGroupSpecs"][0]["maxReplicas"] == 6
+    assert after["spec"]["workerGroupSpecs"][0]["maxReplicas"] == wanted
     assert ops_by_name(stack.preview_steps(STACK)).get(f"{KUBERAY_NS}-ray-cluster", "same") == "same"
 
 
