@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from enginehost import from_struct, to_struct
+from qdrant_server import qdrant_server  # noqa: F401 - the fixture
+
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.qdrant.errors import QdrantError
 from mixpeek_infra.qdrant.resources import CollectionProvider, DeletionProtected
 from mixpeek_infra.qdrant.store import forget_stores, install_store, open_store
 from mixpeek_infra.qdrant.store.edge import close_all_shards
-from qdrant_server import qdrant_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning",
                                         "ignore:Api key is used with an insecure connection:UserWarning")

@@ -19,7 +19,8 @@ first writes a restorable snapshot into that directory and refuses when it canno
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, AbstractSet, Any, Mapping
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
