@@ -101,7 +101,7 @@ def stack(cluster, tmp_path_factory):
     pinned = json.loads(resources.files("pulumi_kubernetes").joinpath("pulumi-plugin.json").read_text())["version"]
     assert pinned == plugin_version, (
         f"the Python pulumi-kubernetes package asks for plugin v{pinned} but tools/k8s builds v{plugin_version}: "
-        "pin pulumi-kubernetes in pyproject.toml to the version tools/k8s/provider/version names")
+        "pin pulumi-kubernetes in constraints.txt to the version tools/k8s/provider/version names")
     proj = PulumiProject(tmp_path_factory.mktemp("kproj"), bin_dir, {STACK: prod_like_stack()})
     proj.env["KUBECONFIG"] = str(cluster.kubeconfig)
     proj.run("plugin", "install", "resource", "kubernetes", f"v{plugin_version}",
