@@ -24,6 +24,9 @@ convention every generated SDK uses; free-form maps (`params`, `fieldSchema`,
 
 # No `from __future__ import annotations`: the SDK's analyzer reads the annotations as real types.
 
+import collections.abc
+import types
+import typing
 from typing import Any, Mapping, Optional, TypedDict
 
 import pulumi
@@ -38,6 +41,7 @@ from . import QdrantTarget, RayHead, __version__
 from .namespace import Namespace as _Namespace
 from .state_names import PACKAGE, PACKAGE_NAMESPACE_TYPE
 from .namespace import NamespaceArgs as _NamespaceArgs
+from .settings import NamespaceSettings, setting_docs, setting_names
 
 PACKAGE_NAMESPACE = "mixpeek"
 PACKAGE_VERSION = __version__
@@ -147,7 +151,25 @@ class RayHeadSpec(TypedDict):
     """kubernetes: the keyword arguments of `RayHead.kubernetes` (mode, namespace, image, ...)."""
 
 
-class NamespaceArgs(TypedDict):
+def _package_type(tp: Any) -> Any:
+    """A setting's type as the SDK's analyzer reads it: optional ones plain (every input is optional), mappings
+    as `dict`."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    if typing.get_origin(tp) is collections.abc.Mapping:
+        return dict[str, Any]
+    return tp
+
+
+# The settings every surface shares, derived from their one declaration (`NamespaceSettings`); their
+# descriptions are its docstrings (`provider` adds them: the analyzer reads docstrings from this file only).
+_NamespaceSettings = TypedDict(  # type: ignore[misc]
+    "_NamespaceSettings", {name: NotRequired[_package_type(tp)]  # type: ignore[misc, valid-type]
+                           for name, tp in typing.get_type_hints(NamespaceSettings).items()})
+
+
+class NamespaceArgs(_NamespaceSettings):  # type: ignore[misc, valid-type]
     """The inputs of a `Namespace`."""
 
     request: CreateNamespaceRequest
@@ -156,14 +178,6 @@ class NamespaceArgs(TypedDict):
     """The Qdrant target; default embedded Qdrant Edge at `.mixpeek/qdrant`."""
     ray: NotRequired[RayHeadSpec]
     """The Ray head; default a local head for dedicated tiers, the program's shared head for the shared tier."""
-    deletion_protection: NotRequired[bool]
-    """Refuse to delete or replace a collection that holds points (default true)."""
-    namespace_id: NotRequired[str]
-    """Adopt a fixed `ns_` + 10 hex id instead of generating one."""
-    cluster_id: NotRequired[str]
-    collection_settings: NotRequired[dict[str, Any]]
-    """Qdrant settings: hnsw_config, quantization_config, on_disk_payload, shard_number, replication_factor."""
-    vectors_on_disk: NotRequired[bool]
     final_snapshot: NotRequired[str]
     """A directory: a restorable snapshot is written there before the collection is deleted or replaced."""
 
@@ -240,9 +254,7 @@ class Namespace(_Namespace, _PackageToken):
 
     def __init__(self, name: str, args: NamespaceArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         given = dict(args)
-        options = {k: _plain(given[k]) for k in ("deletion_protection", "namespace_id", "cluster_id",
-                                                  "collection_settings", "vectors_on_disk", "final_snapshot")
-                   if given.get(k) is not None}
+        options = {k: _plain(given[k]) for k in (*setting_names(), "final_snapshot") if given.get(k) is not None}
         super().__init__(name, _NamespaceArgs(request=_plain(dict(given["request"])), qdrant=_qdrant(given),
                                               ray=_ray(given), **options), opts)
 
@@ -261,6 +273,9 @@ def provider() -> Any:
 
     served = ComponentProvider([Namespace], PACKAGE, PACKAGE_NAMESPACE, PACKAGE_VERSION)
     schema = json.loads(served.schema or "{}")
+    inputs = schema["resources"][TYPE]["inputProperties"]
+    for name, doc in setting_docs(NamespaceSettings).items():
+        inputs[_camel(name)].setdefault("description", doc)
     schema.setdefault("language", {}).setdefault("go", {}).update(
         importBasePath=GO_IMPORT_BASE_PATH, generateResourceContainerTypes=True)
     schema["language"].setdefault("nodejs", {}).update(packageName=f"@{PACKAGE_NAMESPACE}/{PACKAGE}")
@@ -268,6 +283,11 @@ def provider() -> Any:
     schema["supportPack"] = True
     served.schema = json.dumps(schema)
     return served
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def main() -> None:

@@ -10,8 +10,9 @@ from typing import Any
 from .extractors import DEFAULT_CATALOGUE, DISCRIMINATOR, JSON_SCHEMA, PLAIN, Catalogue, ExtractorVersion
 from .schema import (HOSTED_FIELDS, HOSTED_INFRA_FIELDS, HOSTED_ONLY, NAMESPACE_NAME_RULE, PROTECTED_FIELDS,
                      CreateNamespaceRequest, _FIELD_NAME, _NAMESPACE_NAME)
-from .stackconfig import ENTRY_KEYS, PER_NAMESPACE_KEYS, QDRANT_KEYS, RESOURCE_NAME, SECRET_KEYS
-from .vocabulary import DATATYPES, DISTANCES, NAMESPACE_ID, STACK_PROJECT
+from .settings import StackEntrySettings, settings_json_schema
+from .stackconfig import ENTRY_KEYS, PER_NAMESPACE_KEYS, QDRANT_KEYS, SECRET_KEYS
+from .vocabulary import DATATYPES, DISTANCES, STACK_PROJECT
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"  # 1-65535
@@ -122,13 +123,12 @@ def _shape_schema(shape: Any) -> dict[str, Any]:
 
 def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
     """JSON Schema of a Pulumi stack config file (`Pulumi.<stack>.yaml`) of the mixpeek-infra project."""
-    from .ray.spec import KUBERNETES_MODES, PULL_POLICIES, RESOURCE_NAMES, SERVICE_TYPES
+    from .ray.spec import MODE_KEYS, KubernetesRayHead
 
     request = request_json_schema(catalogue)
     defs = request.pop("$defs")
     request.pop("$schema")
     defs["CreateNamespaceRequest"] = request
-    name = {"type": "string", "pattern": f"^{RESOURCE_NAME.pattern}$"}
     vector = {"type": "object", "additionalProperties": False, "required": ["output", "size", "inference_service"],
               "properties": {"output": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                              "size": {"type": "integer", "minimum": 1, "maximum": 65536},
@@ -156,25 +156,8 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
         "dependentSchemas": {"prefer_grpc": {"anyOf": [{"required": ["url"]},
                                                        {"properties": {"prefer_grpc": {"const": False}}}]}}}
     assert tuple(defs["QdrantSettings"]["properties"]) == QDRANT_KEYS
-    quantity = {"anyOf": [{"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
-                          {"type": "number", "exclusiveMinimum": 0}]}
-    amounts = {"type": "object", "additionalProperties": False, "required": ["cpu", "memory"],
-               "properties": {r: quantity for r in RESOURCE_NAMES}}
-    resources = {"anyOf": [amounts, {"type": "object", "additionalProperties": False,
-                                     "required": ["requests", "limits"],
-                                     "properties": {"requests": amounts, "limits": amounts}}]}
-    defs["KubernetesSettings"] = {
-        "type": "object", "additionalProperties": False,
-        "properties": {"mode": {"enum": list(KUBERNETES_MODES), "default": "deployment"},
-                       "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
-                       "create_namespace": {"type": "boolean", "default": True},
-                       "image": {"type": "string", "pattern": "^\\S+$"},
-                       "gpu_image": {"type": "string", "pattern": "^\\S+$"},
-                       "service_type": {"enum": list(SERVICE_TYPES), "default": "ClusterIP"},
-                       "head_resources": resources, "worker_resources": resources,
-                       "image_pull_policy": {"enum": list(PULL_POLICIES), "default": "IfNotPresent"},
-                       "gpu_node_label": {"type": "string", "minLength": 1},
-                       "client_cidrs": {"type": "array", "items": {"type": "string"}}}}
+    defs["KubernetesSettings"] = {"type": "object", "additionalProperties": False,
+                                  "properties": settings_json_schema(KubernetesRayHead)}
     ray_url = {"type": "string", "pattern": f"^ray://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:{PORT}$"}
     heads = [
         {"properties": {"mode": {"const": "external"}, "url": ray_url}, "required": ["mode"]},
@@ -184,8 +167,7 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
         {"properties": {"mode": {"const": "kubernetes"}, "kubernetes": {"$ref": "#/$defs/KubernetesSettings"}},
          "required": ["mode"]},
     ]
-    keys = {"external": ["mode", "url"], "local": ["mode", "state_dir", "num_cpus", "ready_timeout", "stop_timeout"],
-            "kubernetes": ["mode", "kubernetes"]}
+    keys = {mode: list(names) for mode, names in MODE_KEYS.items()}
     defs["RayHead"] = {"type": "object", "required": ["mode"], "oneOf": [
         {**h, "propertyNames": {"enum": keys[h["properties"]["mode"]["const"]]}} for h in heads]}
     defs["StackRay"] = {"type": "object", "description": "the default Ray head, and shared_url: the shared "
@@ -206,22 +188,7 @@ def stack_config_json_schema(catalogue: Catalogue | None = None) -> dict[str, An
                   "description": "a directory (its *.json, *.yaml, *.yml files) or glob (`**` recurses), or a list "
                                  "of them, relative to the project root: one namespace per file, sorted by path; the "
                                  "entry's settings apply to each (files named by a `file` entry are left to it)"},
-        "key": {**name, "description": "the Namespace's resource name (default: its namespace_name)"},
-        "renamed_from": {"anyOf": [name, {"type": "array", "minItems": 1, "items": name}],
-                         "description": "earlier keys (or namespace_names): a rename replaces nothing"},
-        "protect": {"type": "boolean", "default": False,
-                    "description": "Pulumi's protect on the namespace and every child"},
-        "deletion_protection": {"type": "boolean", "default": True},
-        "namespace_id": {"type": "string", "pattern": f"^{NAMESPACE_ID.pattern}$"},
-        "cluster_id": {"type": "string", "minLength": 1},
-        "qdrant": {"$ref": "#/$defs/QdrantSettings"},
-        "ray": {"$ref": "#/$defs/RayHead"},
-        "collection_settings": {"type": "object", "additionalProperties": False, "properties": {
-            "hnsw_config": {"type": "object"}, "quantization_config": {"type": "object"},
-            "on_disk_payload": {"type": "boolean"},
-            "shard_number": {"type": "integer", "minimum": 1, "maximum": 64},
-            "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64}}},
-        "vectors_on_disk": {"type": "boolean", "default": False},
+        **settings_json_schema(StackEntrySettings),  # every setting, from its one declaration
     }
     assert tuple(entry_props) == ENTRY_KEYS
     project = {

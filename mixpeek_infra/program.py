@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import pulumi
 
 from .redact import redact_url
+from .settings import shared_settings
 from .state_names import SHARED_RAY_NAME, kubernetes_name
 from .stackconfig import NamespaceEntry, QdrantSettings, StackConfig, parse_stack_config
 from .vocabulary import STACK_PROJECT
@@ -58,12 +59,6 @@ def _target(settings: QdrantSettings | None, api_key: pulumi.Input[str] | None):
     return QdrantTarget(path=settings.path, timeout=settings.timeout)
 
 
-def _ray(settings: Any, token: pulumi.Input[str] | None):
-    from .ray.spec import RayHead
-
-    return RayHead.from_config(settings, auth_token=token)
-
-
 def run() -> dict[str, Any]:
     """The stack program's body (the root __main__.py calls this); returns the namespaces by name."""
     from .namespace import NAMESPACE_TYPE, Namespace, NamespaceArgs
@@ -78,12 +73,13 @@ def run() -> dict[str, Any]:
     api_key = secrets.get_secret("qdrantApiKey")
     token = secrets.get_secret("rayAuthToken")
 
-    # Each namespace's own or default head (None: the shared head or its request's ray_head_node_url).
+    # Each namespace's own or default head (None: the shared head or its request's ray_head_node_url), parsed
+    # once by the stack config; Kubernetes heads take the stack's token here.
     rays: list[Any] = []
     for entry in config.namespaces:
-        use, settings = config.head_of(entry)
-        rays.append(_ray(settings, token) if use in ("own", "default") else None)
-    shared_spec = _ray(config.ray, token) if config.runs_shared_head else None
+        use, spec = config.head_of(entry)
+        rays.append(spec.with_auth_token(token) if use in ("own", "default") else None)
+    shared_spec = config.default_head.with_auth_token(token) if config.runs_shared_head else None
     heads = [_KubernetesHead(e.index, e.key, f"{e.key}-ray", ray, e.plan.namespace_name)
              for e, ray in zip(config.namespaces, rays) if ray is not None and ray.mode == "kubernetes"]
     if shared_spec is not None and shared_spec.mode == "kubernetes":
@@ -112,11 +108,8 @@ def run() -> dict[str, Any]:
         target = config.target_of(entry)
         ns = Namespace(entry.key, NamespaceArgs(
             request=entry.request, qdrant=_target(target, api_key if config.gets_api_key(entry) else None), ray=ray,
-            catalogue=config.catalogue,
-            deletion_protection=entry.deletion_protection, namespace_id=entry.namespace_id,
-            cluster_id=entry.cluster_id, collection_settings=entry.collection_settings,
-            vectors_on_disk=entry.vectors_on_disk, final_snapshot=target.final_snapshot if target else None),
-            opts=_options(entry))
+            catalogue=config.catalogue, final_snapshot=target.final_snapshot if target else None,
+            **shared_settings(entry.settings)), opts=_options(entry))
         pulumi.export(entry.plan.namespace_name, {
             "namespace_id": ns.namespace_id,
             "vector_inference_map": ns.vector_inference_map,
@@ -170,6 +163,6 @@ def _stack_kubernetes_namespaces(heads: list[_KubernetesHead], namespace_type: s
 
 def _shared_cluster(spec) -> pulumi.Output[str]:
     """Run one Ray head for the stack's shared-tier namespaces; returns its URL."""
-    from .namespace import shared_head_url
+    from .ray.deploy import deploy_shared_ray_head
 
-    return shared_head_url(SHARED_RAY_NAME, spec, "stack")
+    return deploy_shared_ray_head(SHARED_RAY_NAME, spec).ray_head_node_url

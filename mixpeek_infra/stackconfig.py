@@ -37,24 +37,22 @@ from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
-from .problems import Problem, did_you_mean
+from .problems import Problem
 from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, key_text, parse_request, text_problems
+from .settings import RESOURCE_NAME_PATTERN, NamespaceSettings, StackEntrySettings, setting_names, setting_problems
 from .state_names import SHARED_RAY_NAME, ray_head_name
-from .vocabulary import (DEFAULT_QDRANT_PATH, DEFAULT_RAY_STATE_DIR, NAMESPACE_ID, NAMESPACE_ID_RULE, QDRANT_TIMEOUT,
-                         STACK_PROJECT)
+from .vocabulary import DEFAULT_QDRANT_PATH, QDRANT_TIMEOUT, STACK_PROJECT
 
 SECRET_KEYS = ("qdrantApiKey", "rayAuthToken")
 OBJECT_KEYS = ("namespaces", "qdrant", "ray", "extractors")
 KEYS = OBJECT_KEYS + SECRET_KEYS
-ENTRY_KEYS = ("request", "file", "files", "key", "renamed_from", "protect", "deletion_protection", "namespace_id",
-              "cluster_id", "qdrant", "ray", "collection_settings", "vectors_on_disk")
+BODY_KEYS = ("request", "file", "files")  # where an entry's body is: inline, one file, many files
+ENTRY_KEYS = BODY_KEYS + setting_names(StackEntrySettings)  # and its settings, each declared once in settings.py
 QDRANT_KEYS = ("url", "path", "timeout", "prefer_grpc", "final_snapshot")
-RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-RESOURCE_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+RESOURCE_NAME = re.compile(RESOURCE_NAME_PATTERN)
 STACK_DEPTH = 64  # levels of nesting in a stack config value (a body in it: 32, see schema.MAX_DEPTH)
 ENCRYPTED_PLACEHOLDER = "(encrypted in the stack file)"  # what `validate` holds for an encrypted key
-BODY_KEYS = ("request", "file", "files")  # where an entry's body is: inline, one file, many files
 PER_NAMESPACE_KEYS = ("key", "renamed_from", "namespace_id")  # settings that name one namespace: not with `files`
 REQUEST_SUFFIXES = (".json", ".yaml", ".yml")  # the files of a `files` directory
 
@@ -85,16 +83,17 @@ class NamespaceEntry:
     request_path: str  # `namespaces[i]`, `namespaces[i].request`, or its request file: where its body is
     renamed_from: tuple[str, ...] = ()  # earlier keys: Pulumi aliases, so a rename replaces nothing
     protect: bool = False  # Pulumi's `protect` on the component and every child
-    deletion_protection: bool = True
-    namespace_id: str | None = None
-    cluster_id: str | None = None
     qdrant: QdrantSettings | None = None  # its own target (replaces the stack's `qdrant`)
-    ray: Mapping[str, Any] | None = None  # its own Ray head settings (replaces the stack's `ray`)
-    collection_settings: Mapping[str, Any] | None = None
-    vectors_on_disk: bool = False
+    ray: Any = None  # its own Ray head (a `RayHead`, parsed once; replaces the stack's `ray`)
+    settings: NamespaceSettings = field(default_factory=NamespaceSettings)  # what `NamespaceArgs` takes too
 
     where: str = ""  # its entry in the config, `namespaces[i]`, which holds its settings
     source: str | None = None  # its request file (relative to the project root), if its body is in one
+
+    def __getattr__(self, name: str) -> Any:  # a shared setting read as the entry's own: `entry.namespace_id`
+        if name in setting_names() and "settings" in self.__dict__:
+            return getattr(self.__dict__["settings"], name)
+        raise AttributeError(name)
 
     @property
     def ray_path(self) -> str:
@@ -116,7 +115,7 @@ class StackConfig:
 
     namespaces: tuple[NamespaceEntry, ...] = ()
     qdrant: QdrantSettings = field(default_factory=lambda: QdrantSettings(path=DEFAULT_QDRANT_PATH))
-    ray: Mapping[str, Any] = field(default_factory=lambda: {"mode": "local"})
+    ray: Any = None  # the default Ray head (a `RayHead`, parsed once); None: a local head (`default_head`)
     shared_url: str | None = None
     catalogue: Catalogue = field(default_factory=DEFAULT_CATALOGUE.copy)
     secrets: frozenset[str] = frozenset()  # which of SECRET_KEYS are set
@@ -151,9 +150,19 @@ class StackConfig:
         return ("qdrantApiKey" in self.secrets and target is not None and bool(target.url)
                 and bool(self.qdrant.url) and same_server(target.url, self.qdrant.url))
 
-    def head_of(self, entry: NamespaceEntry) -> tuple[str, Mapping[str, Any] | None]:
-        """Which Ray head the entry uses: ("own", settings), ("default", settings), ("request", None) for its
-        `ray_head_node_url`, ("shared", None) for the stack's shared head."""
+    @property
+    def default_head(self) -> Any:
+        """The stack's default Ray head (`RayHead`): its `ray`, else a local head."""
+        if self.ray is not None:
+            return self.ray
+        from .ray.spec import RayHead
+
+        return RayHead.local()
+
+    def head_of(self, entry: NamespaceEntry) -> tuple[str, Any]:
+        """Which Ray head the entry uses: ("own", its RayHead), ("default", the stack's), ("request", None) for its
+        `ray_head_node_url`, ("shared", None) for the stack's shared head. Without the stack's `rayAuthToken`:
+        the program adds it (`RayHead.with_auth_token`)."""
         if entry.ray is not None:
             return "own", entry.ray
         infra = entry.plan.infrastructure
@@ -161,7 +170,7 @@ class StackConfig:
             return "request", None
         if infra.compute_tier == "shared":
             return "shared", None
-        return "default", self.ray
+        return "default", self.default_head
 
     @property
     def runs_shared_head(self) -> bool:
@@ -197,26 +206,22 @@ class StackConfig:
         if use == "shared":
             if self.shared_url is not None:
                 return {"mode": "external", "url": redact_url(self.shared_url), "from": "ray.shared_url"}
-            return {**_head_settings(self.ray, SHARED_RAY_NAME, SHARED_RAY_NAME, self.secrets),
+            return {**_head_settings(self.default_head, SHARED_RAY_NAME, SHARED_RAY_NAME, self.secrets),
                     "head": SHARED_RAY_NAME,
                     "from": "ray (the stack's shared head)"}
-        return {**_head_settings(settings or {}, f"{entry.key}-ray", entry.plan.namespace_name, self.secrets),
+        return {**_head_settings(settings, f"{entry.key}-ray", entry.plan.namespace_name, self.secrets),
                 "from": entry.ray_path}
 
 
-def _head_settings(settings: Mapping[str, Any], name: str, namespace_name: str,
-                   secrets: frozenset[str]) -> dict[str, Any]:
-    """A head's mode and where it runs, from its (valid) settings."""
-    mode = settings.get("mode")
+def _head_settings(spec: Any, name: str, namespace_name: str, secrets: frozenset[str]) -> dict[str, Any]:
+    """A head's mode and where it runs, from its `RayHead`."""
+    mode = spec.mode
     if mode == "external":
-        return {"mode": mode, "url": redact_url(settings.get("url"))}
+        return {"mode": mode, "url": redact_url(spec.url)}
     if mode == "local":
-        return {"mode": mode, "state_dir": settings.get("state_dir", DEFAULT_RAY_STATE_DIR),
-                "num_cpus": settings.get("num_cpus")}
+        return {"mode": mode, "state_dir": spec.state_dir, "num_cpus": spec.num_cpus}
     from .ray.kubernetes import head_names
-    from .ray.spec import RayHead
 
-    spec = RayHead.from_config(settings)
     namespace, base = head_names(name, spec.k8s, namespace_name)
     return {"mode": mode, "kubernetes_mode": spec.k8s.mode, "kubernetes_namespace": namespace,
             "objects": f"{base}-*", "auth_token": "ray.kubernetes.auth_token" if spec.k8s.auth_token is not None
@@ -256,7 +261,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
-        problems.append(Problem(key_text(name), f"unknown key{did_you_mean(name, KEYS)}; valid keys: {', '.join(KEYS)}"))
+        problems.append(Problem(key_text(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
     for name in SECRET_KEYS:
         if name in values and name not in secure:
             problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
@@ -283,22 +288,20 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
                 except (ValueError, TypeError, AttributeError) as exc:
                     problems.append(Problem(f"extractors[{i}]", str(exc)))
     qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems)
-    ray, shared_url = _default_ray(objects.get("ray"), problems, token="rayAuthToken" in values)
+    ray, shared_url = _default_ray(objects.get("ray"), problems)
     if "namespaces" not in values:
-        if not any(did_you_mean(k, ("namespaces",)) for k in set(values) - set(KEYS)):  # else a typo, reported
-            problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
+        problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
         entries: list[NamespaceEntry] = []
         origins: list[tuple[str, str | None]] = []
     else:
         from .paths import project_root
 
-        entries, origins = _entries(objects.get("namespaces"), catalogue, problems, token="rayAuthToken" in values,
+        entries, origins = _entries(objects.get("namespaces"), catalogue, problems,
                                     root=Path(root) if root is not None else project_root())
     config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
-                         ray=ray or {"mode": "local"}, shared_url=shared_url, catalogue=catalogue,
+                         ray=ray, shared_url=shared_url, catalogue=catalogue,
                          secrets=frozenset(k for k in SECRET_KEYS if k in values), origins=tuple(origins))
-    # A refused `qdrant` leaves the default (embedded) target in its place: no check may read it as the user's.
-    problems += _stack_problems(config, default_target=qdrant is not None or objects.get("qdrant") is None)
+    problems += _stack_problems(config)
     return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
 
 
@@ -357,7 +360,7 @@ def _file_api_key(body: Any, source: str, where: str) -> list[Problem]:
                     f"--path '{STACK_PROJECT}:{where}.request.infrastructure.qdrant_api_key' <value>`")]
 
 
-def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token: bool,
+def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *,
              root: Path) -> tuple[list[NamespaceEntry], list[tuple[str, str | None]]]:
     """The valid namespaces, and every namespace's (entry, request file) by index."""
     if not isinstance(items, list) or not items:
@@ -372,7 +375,7 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token
         where = f"namespaces[{i}]"
         entry_problems: list[Problem] = []
         if isinstance(item, Mapping) and any(k in item for k in BODY_KEYS):
-            settings = _entry_settings(item, where, entry_problems, token=token)
+            settings = _entry_settings(item, where, entry_problems)
             bodies = _entry_bodies(item, where, root, named, matched, entry_problems)
         else:
             settings, bodies = {}, [(item, where, None)]
@@ -396,9 +399,11 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *, token
             problems += body_problems
             if plan is None or body_problems or entry_problems:
                 continue
+            shared = {k: v for k, v in settings.items() if k in setting_names()}
+            own = {k: v for k, v in settings.items() if k not in shared}
             entries.append(NamespaceEntry(index=index, request=body, plan=plan, request_path=request_path,
-                                          where=where, source=source,
-                                          **{**settings, "key": settings.get("key") or plan.namespace_name}))
+                                          where=where, source=source, settings=NamespaceSettings(**shared),
+                                          **{**own, "key": settings.get("key") or plan.namespace_name}))
     return entries, origins
 
 
@@ -529,50 +534,17 @@ def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
     return documents[0]
 
 
-def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem], *, token: bool) -> dict[str, Any]:
-    """An entry's settings beside its request, checked; keys as `NamespaceEntry` fields."""
-    out: dict[str, Any] = {}
+def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
+    """An entry's settings beside its request, checked; keys as `StackEntrySettings` fields."""
     for name in sorted(set(item) - set(ENTRY_KEYS), key=str):
-        problems.append(Problem(f"{where}.{name}", f"unknown key{did_you_mean(name, ENTRY_KEYS)}; "
-                                                   f"valid keys: {', '.join(ENTRY_KEYS)}"))
-    for name in ("protect", "deletion_protection", "vectors_on_disk"):
-        if name in item:
-            if isinstance(item[name], bool):
-                out[name] = item[name]
-            else:
-                problems.append(Problem(f"{where}.{name}", f"expected true or false, got {_short(item[name])}"))
-    if "key" in item:
-        if isinstance(item["key"], str) and RESOURCE_NAME.fullmatch(item["key"]):
-            out["key"] = item["key"]
-        else:
-            problems.append(Problem(f"{where}.key", f"{_short(item['key'])} is not a resource name: "
-                                                    f"{RESOURCE_NAME_RULE}"))
-    if "renamed_from" in item:
-        old = item["renamed_from"]
-        names = [old] if isinstance(old, str) else old
-        if isinstance(names, list) and names and all(isinstance(n, str) and RESOURCE_NAME.fullmatch(n) for n in names):
-            out["renamed_from"] = tuple(names)
-        else:
-            problems.append(Problem(f"{where}.renamed_from", f"{_short(old)} is not an earlier key or namespace_name "
-                                                             f"(or a list of them): {RESOURCE_NAME_RULE}"))
-    if "namespace_id" in item:
-        value = item["namespace_id"]
-        if isinstance(value, str) and NAMESPACE_ID.fullmatch(value):
-            out["namespace_id"] = value
-        else:
-            problems.append(Problem(f"{where}.namespace_id", f"{_short(value)} is not {NAMESPACE_ID_RULE}"))
-    if "cluster_id" in item:
-        if isinstance(item["cluster_id"], str) and item["cluster_id"]:
-            out["cluster_id"] = item["cluster_id"]
-        else:
-            problems.append(Problem(f"{where}.cluster_id", f"expected a non-empty string, got {_short(item['cluster_id'])}"))
+        problems.append(Problem(f"{where}.{name}", f"unknown key; valid keys: {', '.join(ENTRY_KEYS)}"))
+    # Each setting is checked by its declaration (settings.py); these three by their parsers below.
+    out, found = setting_problems(StackEntrySettings, {k: v for k, v in item.items() if k not in _OWN_PARSERS}, where)
+    problems += found
     if "qdrant" in item:
         out["qdrant"] = _qdrant(item["qdrant"], f"{where}.qdrant", problems, required=True)
     if "ray" in item:
-        if (found := _ray_problems(item["ray"], f"{where}.ray", token=token)):
-            problems += found
-        else:
-            out["ray"] = dict(item["ray"])
+        out["ray"] = _ray_head(item["ray"], f"{where}.ray", problems)
     if "collection_settings" in item:
         from .qdrant.errors import InvalidSpec
         from .qdrant.normalize import normalize_settings
@@ -584,6 +556,9 @@ def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]
     return out
 
 
+_OWN_PARSERS = ("qdrant", "ray", "collection_settings")  # settings whose parsers report several problems at once
+
+
 def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool = False) -> QdrantSettings | None:
     """A Qdrant target from config, checked by the rules `QdrantTarget` applies."""
     if value is None and not required:
@@ -591,7 +566,8 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     if not isinstance(value, Mapping):
         problems.append(Problem(where, f"expected a mapping with `path` or `url`, got {_short(value)}"))
         return None
-    found = [Problem(f"{where}.{k}", _unknown_qdrant_key(k, where)) for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
+    found = [Problem(f"{where}.{k}", f"unknown key; valid keys: {', '.join(QDRANT_KEYS)}")
+             for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
     snapshot = value.get("final_snapshot")
     if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
         found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
@@ -614,21 +590,8 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     return None
 
 
-def _unknown_qdrant_key(key: Any, where: str) -> str:
-    """Why a key of a `qdrant` target is refused; a credential points to the `qdrantApiKey` secret."""
-    from .extractors import is_credential
-
-    if not is_credential(key):
-        return f"unknown key{did_you_mean(key, QDRANT_KEYS)}; valid keys: {', '.join(QDRANT_KEYS)}"
-    head = ("a secret does not go in the stack file in plain text: remove it and run `pulumi config set --secret "
-            "qdrantApiKey <key>`")
-    if where == "qdrant":
-        return head + " (stored encrypted; sent only to qdrant.url's server)"
-    return head + (", sent here when this url is the stack's qdrant.url server (for another server: the body's "
-                   "infrastructure.qdrant_api_key, set with --secret --path)")
-
-
-def _default_ray(value: Any, problems: list[Problem], *, token: bool) -> tuple[Mapping[str, Any] | None, str | None]:
+def _default_ray(value: Any, problems: list[Problem]) -> tuple[Any, str | None]:
+    """The stack's default Ray head (a `RayHead`; None for the default local one) and its shared cluster's URL."""
     if value is None:
         return None, None
     if not isinstance(value, Mapping):
@@ -646,28 +609,29 @@ def _default_ray(value: Any, problems: list[Problem], *, token: bool) -> tuple[M
         return None, shared_url
     if settings.get("mode") == "external" and "url" not in settings and shared_url is not None:
         settings["url"] = shared_url  # `{mode: external, shared_url: U}`: every head is the cluster at U
-    found = _ray_problems(settings, "ray", token=token)
-    problems += found
-    return (None if found else settings), shared_url
+    return _ray_head(settings, "ray", problems), shared_url
 
 
-def _ray_problems(settings: Any, where: str, *, token: bool) -> list[Problem]:
-    """What `RayHead.from_config` refuses in `settings`, with paths under `where`."""
+def _ray_head(settings: Any, where: str, problems: list[Problem]) -> Any:
+    """The `RayHead` of `settings` (parsed once, here: the stack's `rayAuthToken` is the program's to add), or None
+    with what `RayHead.from_config` refuses added to `problems` under `where`."""
     from .ray.spec import InvalidRayHead, RayHead
 
     k8s = settings.get("kubernetes") if isinstance(settings, Mapping) else None
     if isinstance(k8s, Mapping) and "auth_token" in k8s:
-        return [Problem(f"{where}.kubernetes.auth_token", "a secret must not be stored in plain text: run `pulumi "
-                                                         f"config set --secret {STACK_PROJECT}:rayAuthToken <value>` "
-                                                         "(every Kubernetes head of the stack then uses it)")]
+        problems.append(Problem(f"{where}.kubernetes.auth_token",
+                                "a secret must not be stored in plain text: run `pulumi config set --secret "
+                                f"{STACK_PROJECT}:rayAuthToken <value>` (every Kubernetes head of the stack then "
+                                "uses it)"))
+        return None
     try:
-        RayHead.from_config(settings, auth_token="(set)" if token else None)
+        return RayHead.from_config(settings)
     except InvalidRayHead as exc:
-        return [Problem(where + p.path.removeprefix("ray"), p.message) for p in exc.problems]
-    return []
+        problems += [Problem(where + p.path.removeprefix("ray"), p.message) for p in exc.problems]
+        return None
 
 
-def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list[Problem]:
+def _stack_problems(config: StackConfig) -> list[Problem]:
     """Problems between namespaces: names, keys, shared collections, Ray heads and their Kubernetes names."""
     problems: list[Problem] = []
     names: dict[str, NamespaceEntry] = {}
@@ -690,32 +654,27 @@ def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list
             lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message)))
     problems += _head_problems(config)
     for entry in config.namespaces:
-        if not default_target and entry.qdrant is None and config.target_of(entry) is not None:
-            continue  # its target is the refused `qdrant`, already reported
         problems += _collection_problems(entry, config.target_of(entry), config.gets_api_key(entry))
     return problems
 
 
 def _head_problems(config: StackConfig) -> list[Problem]:
     """Each namespace's Ray head against its plan, and Kubernetes heads whose objects would collide."""
-    from .ray.spec import RayHead
-
     problems: list[Problem] = []
     heads = []  # (entry or None for the shared head, settings, config path)
     for entry in config.namespaces:
         use, settings = config.head_of(entry)
-        mode = settings.get("mode") if settings else ("external" if use == "request" else None)
+        mode = settings.mode if settings is not None else ("external" if use == "request" else None)
         if use == "own" and (p := ray_head_problem(entry.plan.infrastructure, mode)) is not None:
             problems.append(_under_body(p, entry.request_path, entry.source))
             continue
         if settings is None:
             continue
-        spec = RayHead.from_config(settings, auth_token="(set)" if "rayAuthToken" in config.secrets else None)
-        problems += [_under_body(p, entry.request_path, entry.source) for p in spec.plan_problems(entry.plan)]
-        if spec.mode == "kubernetes":
-            heads.append((entry, spec, entry.ray_path))
-    if config.runs_shared_head and config.ray.get("mode") == "kubernetes":
-        heads.insert(0, (None, RayHead.from_config(config.ray), "ray"))
+        problems += [_under_body(p, entry.request_path, entry.source) for p in settings.plan_problems(entry.plan)]
+        if settings.mode == "kubernetes":
+            heads.append((entry, settings, entry.ray_path))
+    if config.runs_shared_head and config.default_head.mode == "kubernetes":
+        heads.insert(0, (None, config.default_head, "ray"))
     return problems + _kubernetes_name_problems(heads)
 
 

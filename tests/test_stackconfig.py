@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from mixpeek_infra.problems import InvalidInput
 from mixpeek_infra.program import StackConfigError
 from mixpeek_infra import stackconfig
 from mixpeek_infra.stackconfig import parse_stack_config
+from mixpeek_infra.settings import StackEntrySettings
 from stackmocks import DYNAMIC, FakeMocks, decode_provider, run_program, unwrap_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -438,6 +440,9 @@ ENTRY_KEYS = {"request": 5, "file": 5, "files": 5, "key": "bad key/", "renamed_f
               "collection_settings.on_disk_payload": "yes", "collection_settings.quantization_config": {"bogus": 1},
               "collection_settings.replication_factor": 0, "collection_settings.shard_number": 0,
               "vectors_on_disk": "yes"}
+# A boolean setting needs no example of its own: "yes" is its one problem (settings.py declares the setting once).
+ENTRY_KEYS.update({name: "yes" for name, tp in typing.get_type_hints(StackEntrySettings).items()
+                   if tp is bool and name not in ENTRY_KEYS})
 
 
 def _single_problems() -> dict[str, tuple[Any, Any]]:

@@ -12,15 +12,18 @@ specs into resources. Pure: imports neither `ray`, `pulumi_kubernetes` nor the d
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, get_args
 
 import pulumi
+from pydantic import WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
-from ..problems import Problem, did_you_mean
+from ..problems import Problem
 from ..redact import redact_url
 from ..schema import InvalidRequest
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
@@ -31,11 +34,13 @@ if TYPE_CHECKING:
 
 RayMode = Literal["external", "local", "kubernetes"]
 KubernetesMode = Literal["deployment", "kuberay"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+PullPolicy = Literal["IfNotPresent", "Always", "Never"]
 
-MODES: tuple[str, ...] = ("external", "local", "kubernetes")
-KUBERNETES_MODES: tuple[str, ...] = ("deployment", "kuberay")
-SERVICE_TYPES: tuple[str, ...] = ("ClusterIP", "NodePort", "LoadBalancer")
-PULL_POLICIES: tuple[str, ...] = ("IfNotPresent", "Always", "Never")
+MODES: tuple[str, ...] = get_args(RayMode)
+KUBERNETES_MODES: tuple[str, ...] = get_args(KubernetesMode)
+SERVICE_TYPES: tuple[str, ...] = get_args(ServiceType)
+PULL_POLICIES: tuple[str, ...] = get_args(PullPolicy)
 RESOURCE_NAMES: tuple[str, ...] = ("cpu", "memory", "ephemeral-storage")
 
 DEFAULT_STATE_DIR = DEFAULT_RAY_STATE_DIR  # the name callers used before vocabulary.py
@@ -56,6 +61,18 @@ _UNITS = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e
 
 Problems = list[Problem]
 LOCAL_FIELDS = ("state_dir", "num_cpus", "ready_timeout", "stop_timeout")  # RayHead's local head settings
+MODE_KEYS: dict[str, tuple[str, ...]] = {"external": ("mode", "url"), "local": ("mode", *LOCAL_FIELDS),
+                                         "kubernetes": ("mode", "kubernetes")}  # a head's keys in stack config
+
+# JSON Schemas of the Kubernetes settings that a type alone does not say (`stack_config_json_schema` reads them).
+_IMAGE_SCHEMA = {"type": "string", "pattern": "^\\S+$"}
+_QUANTITY_SCHEMA = {"anyOf": [{"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
+                              {"type": "number", "exclusiveMinimum": 0}]}
+_AMOUNTS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["cpu", "memory"],
+                   "properties": {r: _QUANTITY_SCHEMA for r in RESOURCE_NAMES}}
+_RESOURCES_SCHEMA = {"anyOf": [_AMOUNTS_SCHEMA, {"type": "object", "additionalProperties": False,
+                                                 "required": ["requests", "limits"],
+                                                 "properties": {"requests": _AMOUNTS_SCHEMA, "limits": _AMOUNTS_SCHEMA}}]}
 
 
 class InvalidRayHead(InvalidRequest):
@@ -120,8 +137,7 @@ def default_ray_image(gpu: bool = False, ray_version: str | None = None) -> str:
 
 def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> Problem | None:
     if value not in choices:
-        return Problem(path, f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}: "
-                             f"{', '.join(choices)}")
+        return Problem(path, f"{value!r} is not one of the valid choices: {', '.join(choices)}")
     return None
 
 
@@ -183,26 +199,32 @@ def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str,
 
 @dataclass(frozen=True)
 class KubernetesRayHead:
-    """Settings of a Ray head on Kubernetes (see `RayHead.kubernetes`)."""
+    """Settings of a Ray head on Kubernetes (see `RayHead.kubernetes`). Declared once: its fields are the keys of
+    `ray.kubernetes` in stack config (`KUBERNETES_KEYS`), and their JSON Schema is generated from these types."""
 
     mode: KubernetesMode = "deployment"
-    namespace: str | None = None
+    namespace: Annotated[str | None, WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern})] = None
     create_namespace: bool = True
-    image: str = ""
-    gpu_image: str = ""
-    service_type: str = "ClusterIP"
-    auth_token: Any = None  # pulumi.Input[str]; always handled as a Pulumi secret
-    head_resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: dict(DEFAULT_HEAD_RESOURCES))
-    worker_resources: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES))
-    image_pull_policy: str = "IfNotPresent"
-    gpu_node_label: str = DEFAULT_GPU_NODE_LABEL
-    client_cidrs: tuple[str, ...] = ()
-    provider: Any = None  # pulumi.ProviderResource
+    image: Annotated[str, WithJsonSchema(_IMAGE_SCHEMA)] = ""
+    gpu_image: Annotated[str, WithJsonSchema(_IMAGE_SCHEMA)] = ""
+    service_type: ServiceType = "ClusterIP"
+    auth_token: SkipJsonSchema[Any] = None  # pulumi.Input[str]; always a Pulumi secret (in stack config: refused)
+    head_resources: Annotated[Mapping[str, Mapping[str, str]], WithJsonSchema(_RESOURCES_SCHEMA)] = field(
+        default_factory=lambda: dict(DEFAULT_HEAD_RESOURCES))
+    worker_resources: Annotated[Mapping[str, Mapping[str, str]], WithJsonSchema(_RESOURCES_SCHEMA)] = field(
+        default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES))
+    image_pull_policy: PullPolicy = "IfNotPresent"
+    gpu_node_label: Annotated[str, WithJsonSchema({"type": "string", "minLength": 1})] = DEFAULT_GPU_NODE_LABEL
+    client_cidrs: Annotated[tuple[str, ...], WithJsonSchema({"type": "array", "items": {"type": "string"}})] = ()
+    provider: SkipJsonSchema[Any] = None  # pulumi.ProviderResource (code only)
 
     def __repr__(self) -> str:  # never show the token, even a plain string one
         token = "None" if self.auth_token is None else "'***'"
         return (f"KubernetesRayHead(mode={self.mode!r}, namespace={self.namespace!r}, image={self.image!r}, "
                 f"service_type={self.service_type!r}, auth_token={token})")
+
+
+KUBERNETES_KEYS = tuple(f.name for f in dataclasses.fields(KubernetesRayHead) if f.name != "provider")
 
 
 @dataclass(frozen=True)
@@ -362,14 +384,11 @@ class RayHead:
             raise InvalidRayHead([Problem("ray.mode", f"required; valid choices: {', '.join(MODES)}")], source)
         if (p := _choice_problem(mode, MODES, "ray.mode")) is not None:
             raise InvalidRayHead([p], source)
-        allowed = {"external": ("mode", "url"),
-                   "local": ("mode", "state_dir", "num_cpus", "ready_timeout", "stop_timeout"),
-                   "kubernetes": ("mode", "kubernetes")}[mode]
+        allowed = MODE_KEYS[mode]
         unknown = [k for k in config if k not in allowed]
         if unknown:
             raise InvalidRayHead([Problem(f"ray.{k}",
-                                          f"unknown field for mode {mode!r}{did_you_mean(k, allowed)}; "
-                                          f"valid fields: {', '.join(allowed)}")
+                                          f"unknown field for mode {mode!r}; valid fields: {', '.join(allowed)}")
                                   for k in unknown], source)
         try:
             if mode == "external":
@@ -379,22 +398,24 @@ class RayHead:
             k8s = {} if config.get("kubernetes") is None else config["kubernetes"]
             if not isinstance(k8s, Mapping):
                 raise InvalidRayHead([Problem("ray.kubernetes", f"expected a mapping, got {type(k8s).__name__}")])
-            k8s_allowed = ("mode", "namespace", "create_namespace", "image", "gpu_image", "service_type", "auth_token",
-                           "head_resources", "worker_resources", "image_pull_policy", "gpu_node_label", "client_cidrs")
+            k8s_allowed = KUBERNETES_KEYS
             unknown = [k for k in k8s if k not in k8s_allowed]
             if unknown:
                 raise InvalidRayHead([Problem(f"ray.kubernetes.{k}",
-                                              f"unknown field{did_you_mean(k, k8s_allowed)}; "
-                                              f"valid fields: {', '.join(k8s_allowed)}")
+                                              f"unknown field; valid fields: {', '.join(k8s_allowed)}")
                                       for k in unknown])
-            kwargs = dict(k8s)
-            if kwargs.get("auth_token") is None and auth_token is not None:
-                kwargs["auth_token"] = auth_token
-            return cls.kubernetes(provider=provider, **kwargs)
+            return cls.kubernetes(provider=provider, **k8s).with_auth_token(auth_token)
         except InvalidRayHead as exc:
             if source is None:
                 raise
             raise InvalidRayHead(exc.problems, source) from None
+
+    def with_auth_token(self, token: pulumi.Input[str] | None) -> "RayHead":
+        """This head with the stack's Ray token: a Kubernetes head without a token of its own takes it (token auth
+        on); other heads, and a head with its own token, stay as they are."""
+        if token is None or self.k8s is None or self.k8s.auth_token is not None:
+            return self
+        return dataclasses.replace(self, k8s=dataclasses.replace(self.k8s, auth_token=token))
 
     # -- checks against the plan ---------------------------------------------------------------
 
