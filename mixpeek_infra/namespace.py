@@ -17,6 +17,7 @@ from .plan import NamespacePlan, namespace_id_problem, plan_request, ray_head_pr
 from .qdrant.resources import Collection, PayloadIndex
 from .qdrant.target import QdrantTarget
 from .ray.deploy import deploy_ray_head
+from .redact import redact_url
 from .ray.spec import RayHead
 from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
 from .settings import NamespaceSettings
@@ -64,22 +65,45 @@ def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> Qdra
 
 # The program's default shared Ray head, keyed by the program's resource monitor (one per program run).
 _SHARED_HEADS: dict[int, tuple[Any, Any]] = {}
+# What each shared head a program runs is, by its URL Output's id (with the Output, so the id cannot be reused).
+_SHARED_HEAD_TEXT: dict[int, tuple[Any, str]] = {}
+
+
+def shared_head_url(name: str, spec: RayHead, owner: str) -> pulumi.Output[str]:
+    """Run the shared Ray head `name` of the program (`owner`: "stack" or "program"); returns its URL, which
+    shared-tier namespaces use as an external head and describe as this head."""
+    from .ray.deploy import deploy_shared_ray_head
+
+    url = deploy_shared_ray_head(name, spec).ray_head_node_url
+    _SHARED_HEAD_TEXT[id(url)] = (url, f"the {owner}'s {spec.mode} shared head {name!r}")
+    return url
+
+
+def head_text(spec: RayHead) -> str:
+    """What a namespace's Ray head is, in the words of `mixpeek-infra plan`: the stack's shared head, an
+    external cluster at its URL, or the namespace's own local or Kubernetes head."""
+    if spec.mode == "external":
+        shared = _SHARED_HEAD_TEXT.get(id(spec.url))
+        if shared is not None and shared[0] is spec.url:
+            return shared[1]
+        return f"external cluster at {redact_url(spec.url)}" if isinstance(spec.url, str) else "an external cluster"
+    if spec.mode == "local":
+        return f"its own local head (state in {spec.state_dir})"
+    return f"its own Kubernetes head ({spec.k8s.mode})" if spec.k8s is not None else f"its own {spec.mode} head"
 
 
 def _default_shared_head() -> RayHead:
     """The program's local shared Ray head (created on first use), as an external head of its URL."""
-    from .ray.deploy import deploy_shared_ray_head
-
     monitor = pulumi.runtime.settings.get_monitor()
     found = _SHARED_HEADS.get(id(monitor))
     if found is None or found[0] is not monitor:
         spec = RayHead.local()
-        outputs = deploy_shared_ray_head(SHARED_RAY_NAME, spec)
+        url = shared_head_url(SHARED_RAY_NAME, spec, "program")
         pulumi.log.info(f"shared-tier namespaces of this program use one local shared Ray head ({SHARED_RAY_NAME!r}, "
                         f"state in {spec.state_dir}): no shared cluster was given (set "
                         "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url) for one)")
-        found = _SHARED_HEADS[id(monitor)] = (monitor, outputs)
-    return RayHead.external(found[1].ray_head_node_url)
+        found = _SHARED_HEADS[id(monitor)] = (monitor, url)
+    return RayHead.external(found[1])
 
 
 def _ray_head(args: NamespaceArgs, plan: NamespacePlan) -> RayHead | None:
@@ -177,7 +201,7 @@ class Namespace(pulumi.ComponentResource):
             collection.updated_at, *[ix.field_schema for ix in self.indexes],
         ).apply(lambda xs: _namespace_model(plan, args.cluster_id, *xs[:5], index_schemas=xs[5:]))
         pulumi.log.info(f"namespace {plan.namespace_name}: {len(plan.vectors)} vectors, "
-                        f"{len(plan.payload_indexes)} payload indexes, Ray head mode {ray_spec.mode}", resource=self)
+                        f"{len(plan.payload_indexes)} payload indexes, Ray head: {head_text(ray_spec)}", resource=self)
         self.register_outputs({
             "namespace_id": self.namespace_id,
             "vector_inference_map": self.vector_inference_map,

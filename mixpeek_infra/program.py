@@ -163,6 +163,6 @@ def _stack_kubernetes_namespaces(heads: list[_KubernetesHead], namespace_type: s
 
 def _shared_cluster(spec) -> pulumi.Output[str]:
     """Run one Ray head for the stack's shared-tier namespaces; returns its URL."""
-    from .ray.deploy import deploy_shared_ray_head
+    from .namespace import shared_head_url
 
-    return deploy_shared_ray_head(SHARED_RAY_NAME, spec).ray_head_node_url
+    return shared_head_url(SHARED_RAY_NAME, spec, "stack")

@@ -37,7 +37,7 @@ from typing import Any, Collection, Mapping
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
-from .problems import Problem
+from .problems import Problem, did_you_mean
 from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, key_text, parse_request, text_problems
 from .settings import RESOURCE_NAME_PATTERN, NamespaceSettings, StackEntrySettings, setting_names, setting_problems
@@ -261,7 +261,7 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
-        problems.append(Problem(key_text(name), f"unknown key; valid keys: {', '.join(KEYS)}"))
+        problems.append(Problem(key_text(name), f"unknown key{did_you_mean(name, KEYS)}; valid keys: {', '.join(KEYS)}"))
     for name in SECRET_KEYS:
         if name in values and name not in secure:
             problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
@@ -290,7 +290,8 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     qdrant = _qdrant(objects.get("qdrant"), "qdrant", problems)
     ray, shared_url = _default_ray(objects.get("ray"), problems)
     if "namespaces" not in values:
-        problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
+        if not any(did_you_mean(k, ("namespaces",)) for k in set(values) - set(KEYS)):  # else a typo, reported
+            problems.append(Problem("namespaces", "required: a list of Create Namespace request bodies"))
         entries: list[NamespaceEntry] = []
         origins: list[tuple[str, str | None]] = []
     else:
@@ -301,7 +302,8 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
                          ray=ray, shared_url=shared_url, catalogue=catalogue,
                          secrets=frozenset(k for k in SECRET_KEYS if k in values), origins=tuple(origins))
-    problems += _stack_problems(config)
+    # A refused `qdrant` leaves the default (embedded) target in its place: no check may read it as the user's.
+    problems += _stack_problems(config, default_target=qdrant is not None or objects.get("qdrant") is None)
     return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
 
 
@@ -537,7 +539,8 @@ def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
 def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
     """An entry's settings beside its request, checked; keys as `StackEntrySettings` fields."""
     for name in sorted(set(item) - set(ENTRY_KEYS), key=str):
-        problems.append(Problem(f"{where}.{name}", f"unknown key; valid keys: {', '.join(ENTRY_KEYS)}"))
+        problems.append(Problem(f"{where}.{name}", f"unknown key{did_you_mean(name, ENTRY_KEYS)}; "
+                                                   f"valid keys: {', '.join(ENTRY_KEYS)}"))
     # Each setting is checked by its declaration (settings.py); these three by their parsers below.
     out, found = setting_problems(StackEntrySettings, {k: v for k, v in item.items() if k not in _OWN_PARSERS}, where)
     problems += found
@@ -566,8 +569,7 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     if not isinstance(value, Mapping):
         problems.append(Problem(where, f"expected a mapping with `path` or `url`, got {_short(value)}"))
         return None
-    found = [Problem(f"{where}.{k}", f"unknown key; valid keys: {', '.join(QDRANT_KEYS)}")
-             for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
+    found = [Problem(f"{where}.{k}", _unknown_qdrant_key(k, where)) for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
     snapshot = value.get("final_snapshot")
     if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
         found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
@@ -588,6 +590,20 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
                                   final_snapshot=snapshot)
     problems += found
     return None
+
+
+def _unknown_qdrant_key(key: Any, where: str) -> str:
+    """Why a key of a `qdrant` target is refused; a credential points to the `qdrantApiKey` secret."""
+    from .extractors import is_credential
+
+    if not is_credential(key):
+        return f"unknown key{did_you_mean(key, QDRANT_KEYS)}; valid keys: {', '.join(QDRANT_KEYS)}"
+    head = ("a secret does not go in the stack file in plain text: remove it and run `pulumi config set --secret "
+            "qdrantApiKey <key>`")
+    if where == "qdrant":
+        return head + " (stored encrypted; sent only to qdrant.url's server)"
+    return head + (", sent here when this url is the stack's qdrant.url server (for another server: the body's "
+                   "infrastructure.qdrant_api_key, set with --secret --path)")
 
 
 def _default_ray(value: Any, problems: list[Problem]) -> tuple[Any, str | None]:
@@ -631,7 +647,7 @@ def _ray_head(settings: Any, where: str, problems: list[Problem]) -> Any:
         return None
 
 
-def _stack_problems(config: StackConfig) -> list[Problem]:
+def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list[Problem]:
     """Problems between namespaces: names, keys, shared collections, Ray heads and their Kubernetes names."""
     problems: list[Problem] = []
     names: dict[str, NamespaceEntry] = {}
@@ -654,6 +670,8 @@ def _stack_problems(config: StackConfig) -> list[Problem]:
             lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message)))
     problems += _head_problems(config)
     for entry in config.namespaces:
+        if not default_target and entry.qdrant is None and config.target_of(entry) is not None:
+            continue  # its target is the refused `qdrant`, already reported
         problems += _collection_problems(entry, config.target_of(entry), config.gets_api_key(entry))
     return problems
 

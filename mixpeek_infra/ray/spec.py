@@ -23,7 +23,7 @@ import pulumi
 from pydantic import WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from ..problems import Problem
+from ..problems import Problem, did_you_mean
 from ..redact import redact_url
 from ..schema import InvalidRequest
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
@@ -137,7 +137,8 @@ def default_ray_image(gpu: bool = False, ray_version: str | None = None) -> str:
 
 def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> Problem | None:
     if value not in choices:
-        return Problem(path, f"{value!r} is not one of the valid choices: {', '.join(choices)}")
+        return Problem(path, f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}: "
+                             f"{', '.join(choices)}")
     return None
 
 
@@ -388,7 +389,8 @@ class RayHead:
         unknown = [k for k in config if k not in allowed]
         if unknown:
             raise InvalidRayHead([Problem(f"ray.{k}",
-                                          f"unknown field for mode {mode!r}; valid fields: {', '.join(allowed)}")
+                                          f"unknown field for mode {mode!r}{did_you_mean(k, allowed)}; "
+                                          f"valid fields: {', '.join(allowed)}")
                                   for k in unknown], source)
         try:
             if mode == "external":
@@ -402,7 +404,8 @@ class RayHead:
             unknown = [k for k in k8s if k not in k8s_allowed]
             if unknown:
                 raise InvalidRayHead([Problem(f"ray.kubernetes.{k}",
-                                              f"unknown field; valid fields: {', '.join(k8s_allowed)}")
+                                              f"unknown field{did_you_mean(k, k8s_allowed)}; "
+                                              f"valid fields: {', '.join(k8s_allowed)}")
                                       for k in unknown])
             return cls.kubernetes(provider=provider, **k8s).with_auth_token(auth_token)
         except InvalidRayHead as exc:
