@@ -7,7 +7,6 @@ provider modules, never pays for the schema layer.
 
 from __future__ import annotations
 
-
 from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
@@ -35,7 +34,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-__getattr__ = lazy_getattr('mixpeek_infra', _LAZY, globals())
+__getattr__ = lazy_getattr("mixpeek_infra", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

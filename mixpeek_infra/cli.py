@@ -59,7 +59,6 @@ EXIT_INTERNAL = 1
 EXIT_INVALID = 2
 
 
-
 # ---------------------------------------------------------------------------------------------
 # From documents to namespace bodies
 
@@ -107,8 +106,14 @@ def register_entries(catalogue: Catalogue, entries: list[Any], where: str = "ext
 class Body:
     """One namespace found in a file: its position, its plan when valid, and its problems."""
 
-    def __init__(self, index: int, plan: NamespacePlan | None = None, problems: list[tuple[str, str]] | None = None,
-                 entry: NamespaceEntry | None = None, stack: StackConfig | None = None):
+    def __init__(
+        self,
+        index: int,
+        plan: NamespacePlan | None = None,
+        problems: list[tuple[str, str]] | None = None,
+        entry: NamespaceEntry | None = None,
+        stack: StackConfig | None = None,
+    ):
         self.index = index
         self.plan = plan
         self.problems = problems or []
@@ -118,6 +123,13 @@ class Body:
     @property
     def label(self) -> str:
         return f"namespace[{self.index}]"
+
+    @property
+    def valid_plan(self) -> NamespacePlan:
+        """The plan of a body that `plans` lists (valid by construction)."""
+        if self.plan is None:
+            raise ValueError(f"{self.label} is invalid: it has no plan")
+        return self.plan
 
 
 def _stack_bodies(config: Mapping[str, Any], catalogue: Catalogue, root: str) -> tuple[list[Body], list[str]]:
@@ -165,8 +177,12 @@ def _bodies(documents: list[Any], catalogue: Catalogue, root: str) -> tuple[list
         if body.plan is not None:
             first = names.setdefault(body.plan.namespace_name, body.index)
             if first != body.index:
-                body.problems.append(("namespace_name", f"duplicate namespace_name {body.plan.namespace_name!r} "
-                                                        f"(also namespace[{first}])"))
+                body.problems.append(
+                    (
+                        "namespace_name",
+                        f"duplicate namespace_name {body.plan.namespace_name!r} (also namespace[{first}])",
+                    )
+                )
         bodies.append(body)
     return bodies, file_problems
 
@@ -205,8 +221,10 @@ def process_file(path: str, catalogue: Catalogue) -> Result:
     root = str(project_root(os.path.dirname(os.path.abspath(path)) if path != "-" else None))
     result.bodies, result.problems = _bodies(documents, catalogue, root)  # a stack's request files: under root
     if not result.bodies and not result.problems:
-        result.problems.append("no namespace request found (expected a request body, a list of them, "
-                               f"or a stack config with {STACK_PROJECT}:namespaces)")
+        result.problems.append(
+            "no namespace request found (expected a request body, a list of them, "
+            f"or a stack config with {STACK_PROJECT}:namespaces)"
+        )
     return result
 
 
@@ -251,12 +269,15 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_INVALID
     for result in results:
         for body in result.plans:
-            plan = body.plan
+            plan = body.valid_plan
             system = sum(ix.is_protected for ix in plan.payload_indexes)
-            print(f"{clean(result.path)}: {body.label} {fmt(plan.namespace_name)}: ok "
-                  f"({count(plan.feature_extractors, 'feature extractor')}, {count(plan.vectors, 'vector')}, "
-                  f"{count(plan.payload_indexes[system:], 'payload index', 'payload indexes')} "
-                  f"+ {system} system)", file=out)
+            print(
+                f"{clean(result.path)}: {body.label} {fmt(plan.namespace_name)}: ok "
+                f"({count(plan.feature_extractors, 'feature extractor')}, {count(plan.vectors, 'vector')}, "
+                f"{count(plan.payload_indexes[system:], 'payload index', 'payload indexes')} "
+                f"+ {system} system)",
+                file=out,
+            )
     return EXIT_OK if all(r.ok for r in results) else EXIT_INVALID
 
 
@@ -270,7 +291,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         json.dump([_plan_data(b) for b in bodies], out, indent=2, allow_nan=False)
         out.write("\n")
     else:
-        out.write("\n\n".join(render_plan(b.plan, _deployment(b)) for b in bodies) + "\n")
+        out.write("\n\n".join(render_plan(b.valid_plan, _deployment(b)) for b in bodies) + "\n")
     return EXIT_OK
 
 
@@ -279,7 +300,7 @@ def _deployment(body: Body) -> dict[str, Any] | None:
 
 
 def _plan_data(body: Body) -> dict[str, Any]:
-    data = body.plan.to_dict()
+    data = body.valid_plan.to_dict()
     deployment = _deployment(body)
     return data if deployment is None else {**data, "stack": deployment}
 
@@ -321,11 +342,16 @@ def cmd_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.url is not None:
         key, problem = _api_key(args)
         if problem is None and not server:
-            problem = (f"{archive} is an embedded Qdrant Edge snapshot (.tar.gz/.tar): restore it into an embedded "
-                       "path with --path DIR")
+            problem = (
+                f"{archive} is an embedded Qdrant Edge snapshot (.tar.gz/.tar): restore it into an embedded "
+                "path with --path DIR"
+            )
     else:
-        problem = (f"{archive} is a Qdrant server snapshot (.snapshot): restore it into a server with --url URL"
-                   if server else None)
+        problem = (
+            f"{archive} is a Qdrant server snapshot (.snapshot): restore it into a server with --url URL"
+            if server
+            else None
+        )
     if problem is None and not os.path.isfile(archive):
         problem = f"{archive}: no such snapshot file"
     if problem is None:
@@ -333,17 +359,23 @@ def cmd_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from .qdrant.target import QdrantTarget
 
         try:
-            target = (QdrantTarget(url=args.url, api_key=key) if args.url is not None
-                      else QdrantTarget(path=args.path or None))
+            target = (
+                QdrantTarget(url=args.url, api_key=key)
+                if args.url is not None
+                else QdrantTarget(path=args.path or None)
+            )
             state = restore_snapshot(archive, target, collection_name=args.collection_name)
         except (InvalidInput, QdrantError, OSError, ValueError) as exc:
             problem = str(exc)
     if problem is not None:
         print(f"mixpeek-infra restore: {clean(_hidden(problem, key), 1000)}", file=err)
         return EXIT_INVALID
-    print(f"restored {clean(archive)} as Qdrant collection {state.name!r} ({state.points_count} point(s), namespace "
-          f"{state.namespace_id}); to manage it again, declare the namespace with namespace_id: "
-          f"{state.namespace_id}", file=out)
+    print(
+        f"restored {clean(archive)} as Qdrant collection {state.name!r} ({state.points_count} point(s), namespace "
+        f"{state.namespace_id}); to manage it again, declare the namespace with namespace_id: "
+        f"{state.namespace_id}",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -359,56 +391,96 @@ def _hidden(text: str, key: str | None) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mixpeek-infra`."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--extractors", metavar="FILE", action="append", default=[],
-                        help="YAML/JSON list of user extractor versions {name, version, vectors: [{output, size, "
-                             "inference_service, distance, datatype, multivector}]} to register before validating "
-                             "(repeatable)")
+    common.add_argument(
+        "--extractors",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="YAML/JSON list of user extractor versions {name, version, vectors: [{output, size, "
+        "inference_service, distance, datatype, multivector}]} to register before validating "
+        "(repeatable)",
+    )
     parser = argparse.ArgumentParser(
         prog="mixpeek-infra",
         description="Validate and plan Mixpeek namespaces (Create Namespace requests) without touching any "
-                    "infrastructure.",
-        epilog="Exit status: 0 valid, 2 invalid input or usage error, 1 internal error.")
+        "infrastructure.",
+        epilog="Exit status: 0 valid, 2 invalid input or usage error, 1 internal error.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    files_help = ("JSON or YAML file with a request body, a list of bodies, or a Pulumi stack config "
-                  "(mixpeek-infra:namespaces); '-' reads standard input")
-    p = sub.add_parser("validate", parents=[common], help="validate request files",
-                       description="Validate Create Namespace requests; one line per valid namespace.")
+    files_help = (
+        "JSON or YAML file with a request body, a list of bodies, or a Pulumi stack config "
+        "(mixpeek-infra:namespaces); '-' reads standard input"
+    )
+    p = sub.add_parser(
+        "validate",
+        parents=[common],
+        help="validate request files",
+        description="Validate Create Namespace requests; one line per valid namespace.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=files_help)
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("plan", parents=[common], help="show what each namespace needs",
-                       description="The plan of each namespace: vectors, payload indexes, inference map, "
-                                   "infrastructure.")
+    p = sub.add_parser(
+        "plan",
+        parents=[common],
+        help="show what each namespace needs",
+        description="The plan of each namespace: vectors, payload indexes, inference map, infrastructure.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=files_help)
     p.add_argument("--json", action="store_true", help="a JSON list with one plan object per namespace")
     p.set_defaults(func=cmd_plan)
-    p = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the request",
-                       description="The JSON Schema (draft 2020-12) of the Create Namespace request, for editors.")
-    p.add_argument("--stack-config", action="store_true",
-                   help="the schema of a whole Pulumi.<stack>.yaml file instead of one request body")
+    p = sub.add_parser(
+        "schema",
+        parents=[common],
+        help="print the JSON Schema of the request",
+        description="The JSON Schema (draft 2020-12) of the Create Namespace request, for editors.",
+    )
+    p.add_argument(
+        "--stack-config",
+        action="store_true",
+        help="the schema of a whole Pulumi.<stack>.yaml file instead of one request body",
+    )
     p.set_defaults(func=cmd_schema)
-    p = sub.add_parser("restore", help="restore a final snapshot as a Qdrant collection",
-                       description="Restore a final snapshot (written before a collection was deleted or replaced) "
-                                   "as a collection: points, vectors, payload indexes and its namespace_id come "
-                                   "back. Refuses to overwrite an existing collection.",
-                       epilog="The server's API key is never a command-line argument: it is read from the "
-                              "environment variable named by --api-key-env, else from QDRANT_API_KEY when "
-                              "QDRANT_URL is the same server. E.g. QDRANT_API_KEY=\"$(pulumi config get "
-                              "qdrantApiKey -s prod)\" QDRANT_URL=https://... mixpeek-infra restore X --url "
-                              "https://...")
-    p.add_argument("archive", metavar="ARCHIVE", help="the snapshot file: <collection>-<UTC time>.tar.gz (embedded) "
-                                                      "or .snapshot (server)")
+    p = sub.add_parser(
+        "restore",
+        help="restore a final snapshot as a Qdrant collection",
+        description="Restore a final snapshot (written before a collection was deleted or replaced) "
+        "as a collection: points, vectors, payload indexes and its namespace_id come "
+        "back. Refuses to overwrite an existing collection.",
+        epilog="The server's API key is never a command-line argument: it is read from the "
+        "environment variable named by --api-key-env, else from QDRANT_API_KEY when "
+        'QDRANT_URL is the same server. E.g. QDRANT_API_KEY="$(pulumi config get '
+        'qdrantApiKey -s prod)" QDRANT_URL=https://... mixpeek-infra restore X --url '
+        "https://...",
+    )
+    p.add_argument(
+        "archive",
+        metavar="ARCHIVE",
+        help="the snapshot file: <collection>-<UTC time>.tar.gz (embedded) or .snapshot (server)",
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--path", metavar="DIR", default=None,
-                       help="embedded Qdrant Edge directory (default .mixpeek/qdrant; relative paths resolve "
-                            "against the Pulumi project root, as in the stack)")
+    where.add_argument(
+        "--path",
+        metavar="DIR",
+        default=None,
+        help="embedded Qdrant Edge directory (default .mixpeek/qdrant; relative paths resolve "
+        "against the Pulumi project root, as in the stack)",
+    )
     where.add_argument("--url", metavar="URL", default=None, help="a Qdrant server, http(s)://host[:port]")
-    p.add_argument("--api-key-env", metavar="VAR", default=None,
-                   help="environment variable holding the server's API key (default: QDRANT_API_KEY, sent only "
-                        "when QDRANT_URL is the same server)")
-    p.add_argument("--collection-name", metavar="NAME", default=None,
-                   help="restore under this name (default: the name the snapshot was taken of)")
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="environment variable holding the server's API key (default: QDRANT_API_KEY, sent only "
+        "when QDRANT_URL is the same server)",
+    )
+    p.add_argument(
+        "--collection-name",
+        metavar="NAME",
+        default=None,
+        help="restore under this name (default: the name the snapshot was taken of)",
+    )
     p.set_defaults(func=cmd_restore)
     return parser
 
@@ -439,8 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so briefly (set MIXPEEK_INFRA_DEBUG=1 for the traceback)
         if os.environ.get("MIXPEEK_INFRA_DEBUG"):
             raise
-        print(f"mixpeek-infra: internal error: {type(exc).__name__}: {clean(exc)} "
-              "(set MIXPEEK_INFRA_DEBUG=1 for the traceback)", file=err)
+        print(
+            f"mixpeek-infra: internal error: {type(exc).__name__}: {clean(exc)} "
+            "(set MIXPEEK_INFRA_DEBUG=1 for the traceback)",
+            file=err,
+        )
         return EXIT_INTERNAL
 
 

@@ -76,7 +76,7 @@ def _yaml_loader():
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    class StrictLoader(base):  # type: ignore[misc, valid-type]
+    class StrictLoader(base):
         """A safe loader that refuses duplicate keys (a typo must not silently override a value)."""
 
         def construct_mapping(self, node, deep=False):
@@ -90,10 +90,12 @@ def _yaml_loader():
                         duplicate = key in seen
                     except TypeError:
                         raise yaml.constructor.ConstructorError(
-                            None, None, "found an unhashable key", key_node.start_mark) from None
+                            None, None, "found an unhashable key", key_node.start_mark
+                        ) from None
                     if duplicate:
                         raise yaml.constructor.ConstructorError(
-                            None, None, f"duplicate key {_short(key)}", key_node.start_mark)
+                            None, None, f"duplicate key {_short(key)}", key_node.start_mark
+                        )
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
@@ -103,7 +105,7 @@ def _yaml_loader():
 def _char_at(text: str, line: int, column: int) -> str:
     """The character at a 0-based (line, column) of `text`; '' past its end."""
     lines = text.split("\n")
-    return lines[line][column:column + 1] if 0 <= line < len(lines) else ""
+    return lines[line][column : column + 1] if 0 <= line < len(lines) else ""
 
 
 def _load_yaml(text: str) -> list[Any]:
@@ -115,8 +117,10 @@ def _load_yaml(text: str) -> list[Any]:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         what = exc.problem or exc.context or "syntax error"
         if mark is not None and ("tab" in what or _char_at(text, mark.line, mark.column) == "\t"):
-            raise InputError(f"invalid YAML: a tab character{where}; YAML indents with spaces, never tabs: replace "
-                             "the tab with spaces") from None
+            raise InputError(
+                f"invalid YAML: a tab character{where}; YAML indents with spaces, never tabs: replace "
+                "the tab with spaces"
+            ) from None
         raise InputError(f"invalid YAML: {what}{where}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}") from None

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .problems import did_you_mean
 
@@ -35,13 +36,17 @@ DATATYPES = ("float32", "float16", "uint8")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 # A param (or a key inside a param's value) that reads as a credential, once camelCase and '-' are
 # turned into '_': only to word the refusal; what is refused is anything not declared (see `_shape_problems`).
-_CREDENTIAL = re.compile(r"(^|_)(api_?key|secret|secret_key|secret_access_key|password|passwd|passphrase|credentials?|"
-                         r"token|access_token|auth_token|bearer|bearer_token|private_key|authorization|cookie)$")
+_CREDENTIAL = re.compile(
+    r"(^|_)(api_?key|secret|secret_key|secret_access_key|password|passwd|passphrase|credentials?|"
+    r"token|access_token|auth_token|bearer|bearer_token|private_key|authorization|cookie)$"
+)
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 DISCRIMINATOR = "extractor_type"
 VECTOR_CHANGE = "changes the namespace's vectors; Mixpeek does not document how, so it is not supported here"
-CREDENTIAL_REFUSAL = ("a credential must not be put in a request body (it would land in the state and outputs): "
-                      "set it through the Mixpeek API")
+CREDENTIAL_REFUSAL = (
+    "a credential must not be put in a request body (it would land in the state and outputs): "
+    "set it through the Mixpeek API"
+)
 
 
 def is_credential(name: Any) -> bool:
@@ -58,21 +63,71 @@ def is_credential(name: Any) -> bool:
 PLAIN = "plain"  # a string, number, true/false or null, or a list of them
 JSON_SCHEMA = "json_schema"  # a JSON Schema (the OpenAPI subset Gemini's response_schema takes)
 MAX_SHAPE_PROBLEMS = 20  # listed per param: a value with thousands of unknown keys must not flood the output
-PLAIN_RULE = ("must be a plain JSON value (a string, number, true/false or null, or a list of them): what passes "
-              "through is published in the plan, the outputs and the state")
+PLAIN_RULE = (
+    "must be a plain JSON value (a string, number, true/false or null, or a list of them): what passes "
+    "through is published in the plan, the outputs and the state"
+)
 # JSON Schema keywords: those holding names of your own (each naming a sub-schema), a sub-schema, a list of
 # them, or a plain value.
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
-_SCHEMA_ONE = frozenset({"items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
-                         "unevaluatedProperties", "unevaluatedItems", "additionalItems"})
+_SCHEMA_ONE = frozenset(
+    {
+        "items",
+        "additionalProperties",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "additionalItems",
+    }
+)
 _SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
-_SCHEMA_PLAIN = frozenset({
-    "type", "format", "title", "description", "nullable", "enum", "const", "default", "examples", "required",
-    "propertyOrdering", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
-    "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "minProperties", "maxProperties", "$ref", "$id",
-    "$schema", "$comment", "$anchor", "readOnly", "writeOnly", "deprecated", "contentMediaType", "contentEncoding"})
-_SCHEMA_RULE = ("is not a JSON Schema keyword: a JSON Schema passed through holds only its keywords, and names of "
-                "your own only under properties (or $defs), each naming a sub-schema")
+_SCHEMA_PLAIN = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "const",
+        "default",
+        "examples",
+        "required",
+        "propertyOrdering",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "$ref",
+        "$id",
+        "$schema",
+        "$comment",
+        "$anchor",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "contentMediaType",
+        "contentEncoding",
+    }
+)
+_SCHEMA_RULE = (
+    "is not a JSON Schema keyword: a JSON Schema passed through holds only its keywords, and names of "
+    "your own only under properties (or $defs), each naming a sub-schema"
+)
 
 
 def _key_path(path: str, key: Any) -> str:
@@ -114,9 +169,15 @@ def _shape_problems(value: Any, shape: Any, path: str, depth: int = 0) -> list[t
         if key in fields:
             problems += _shape_problems(item, fields[key], _key_path(path, key), depth + 1)
         else:
-            problems.append(_unknown_key(path, key, f"unknown key{did_you_mean(key, fields)}; valid keys: "
-                                                    f"{', '.join(fields)} (only what the client's model declares "
-                                                    "passes through: it is published)"))
+            problems.append(
+                _unknown_key(
+                    path,
+                    key,
+                    f"unknown key{did_you_mean(key, fields)}; valid keys: "
+                    f"{', '.join(fields)} (only what the client's model declares "
+                    "passes through: it is published)",
+                )
+            )
     return problems
 
 
@@ -149,8 +210,13 @@ def _schema_problems(value: Any, path: str, depth: int) -> list[tuple[str, str]]
                 if isinstance(sub, (Mapping, bool)):
                     problems += _schema_problems(sub, _key_path(where, name), depth + 1)
                 else:
-                    problems.append((_key_path(where, name), "expected a JSON Schema (an object, or true/false): a "
-                                                             "name of your own here only names a sub-schema"))
+                    problems.append(
+                        (
+                            _key_path(where, name),
+                            "expected a JSON Schema (an object, or true/false): a "
+                            "name of your own here only names a sub-schema",
+                        )
+                    )
         else:
             problems.append(_unknown_key(path, key, _SCHEMA_RULE))
     return problems
@@ -261,21 +327,33 @@ class ExtractorVersion:
                     errors.append((where, f"invalid value {shown}{why}; valid choices: {choices}"))
             elif key in self.inert_params:
                 found = _shape_problems(value, dict(self.inert_shapes).get(key, PLAIN), where)
-                errors += found[:MAX_SHAPE_PROBLEMS] + ([(where, f"{len(found) - MAX_SHAPE_PROBLEMS} more problems "
-                                                                 "like the ones above")]
-                                                        if len(found) > MAX_SHAPE_PROBLEMS else [])
+                errors += found[:MAX_SHAPE_PROBLEMS] + (
+                    [(where, f"{len(found) - MAX_SHAPE_PROBLEMS} more problems like the ones above")]
+                    if len(found) > MAX_SHAPE_PROBLEMS
+                    else []
+                )
             elif key == DISCRIMINATOR and self.client_model:
                 if value != self.name or not isinstance(value, str):
                     shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
-                    errors.append((where, f"invalid value {shown}: the client's discriminator of {self.client_model} "
-                                          f"must be {self.name!r} (or left out)"))
+                    errors.append(
+                        (
+                            where,
+                            f"invalid value {shown}: the client's discriminator of {self.client_model} "
+                            f"must be {self.name!r} (or left out)",
+                        )
+                    )
             elif key in vector:
                 errors.append((where, f"{key} {VECTOR_CHANGE} ({vector[key]})"))
             else:
                 valid = ", ".join(self.valid_param_names()) or "none (this extractor takes no params)"
                 shown = key if isinstance(key, str) and len(key) <= 64 else repr(key)[:64] + "..."
-                errors.append((f"{path}.{shown}", f"unknown param for {self.feature_extractor_id}"
-                                                  f"{did_you_mean(key, self.valid_param_names())}; valid params: {valid}"))
+                errors.append(
+                    (
+                        f"{path}.{shown}",
+                        f"unknown param for {self.feature_extractor_id}"
+                        f"{did_you_mean(key, self.valid_param_names())}; valid params: {valid}",
+                    )
+                )
         return errors
 
 
@@ -299,7 +377,7 @@ class Catalogue:
         self.entries[key] = entry
         return entry
 
-    def copy(self) -> "Catalogue":
+    def copy(self) -> Catalogue:
         return Catalogue(dict(self.entries))
 
     def names(self) -> list[str]:
@@ -314,23 +392,41 @@ class Catalogue:
         if entry is not None:
             return entry, []
         if name not in self.names():
-            return None, [(f"{path}.feature_extractor_name", f"unknown extractor {name!r}{did_you_mean(name, self.names())}; "
-                                                             f"valid choices: {', '.join(self.names())}")]
-        return None, [(f"{path}.version", f"unknown version {version!r} of {name}{did_you_mean(version, self.versions(name))}; "
-                                          f"valid choices: {', '.join(self.versions(name))}")]
+            return None, [
+                (
+                    f"{path}.feature_extractor_name",
+                    f"unknown extractor {name!r}{did_you_mean(name, self.names())}; "
+                    f"valid choices: {', '.join(self.names())}",
+                )
+            ]
+        return None, [
+            (
+                f"{path}.version",
+                f"unknown version {version!r} of {name}{did_you_mean(version, self.versions(name))}; "
+                f"valid choices: {', '.join(self.versions(name))}",
+            )
+        ]
 
 
 def _check_entry(entry: ExtractorVersion) -> None:
     where = f"extractor {entry.name!r} {entry.version!r}"
     for label, value in (("name", entry.name), ("version", entry.version)):
         if not isinstance(value, str) or not _NAME.fullmatch(value):
-            raise ValueError(f"{where}: {label} must be 1-64 characters of letters, digits, '_', '-' or '.', "
-                             "starting with a letter or digit")
+            raise ValueError(
+                f"{where}: {label} must be 1-64 characters of letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
+            )
     for v in entry.vectors:
         if not isinstance(v.output, str) or not _NAME.fullmatch(v.output):
-            raise ValueError(f"{where}: vector output {v.output!r} must be 1-64 characters of letters, digits, "
-                             "'_', '-' or '.', starting with a letter or digit")
-        if not isinstance(v.inference_service, str) or not v.inference_service.strip() or len(v.inference_service) > 256:
+            raise ValueError(
+                f"{where}: vector output {v.output!r} must be 1-64 characters of letters, digits, "
+                "'_', '-' or '.', starting with a letter or digit"
+            )
+        if (
+            not isinstance(v.inference_service, str)
+            or not v.inference_service.strip()
+            or len(v.inference_service) > 256
+        ):
             raise ValueError(f"{where}: vector {v.output!r} needs an inference_service (a non-empty string)")
         if isinstance(v.size, bool) or not isinstance(v.size, int) or not 1 <= v.size <= 65536:
             raise ValueError(f"{where}: vector {v.output!r} size must be an integer 1..65536, got {v.size!r}")
@@ -343,8 +439,12 @@ def _check_entry(entry: ExtractorVersion) -> None:
     outputs = [v.output for v in entry.vectors]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"{where}: vector outputs must be unique, got {outputs}")
-    groups = [[p.name for p in entry.params], [p.name for p in entry.pinned_params], sorted(entry.inert_params),
-              [name for name, _ in entry.vector_params]]
+    groups = [
+        [p.name for p in entry.params],
+        [p.name for p in entry.pinned_params],
+        sorted(entry.inert_params),
+        [name for name, _ in entry.vector_params],
+    ]
     names = [n for g in groups for n in g]
     if len(set(names)) != len(names) or DISCRIMINATOR in names or any(is_credential(n) for n in names):
         raise ValueError(f"{where}: a param is listed twice, or is {DISCRIMINATOR!r} or a credential: {sorted(names)}")
@@ -372,7 +472,9 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
     unknown = set(item) - allowed
     if unknown:
         hints = "".join(did_you_mean(k, allowed) for k in sorted(unknown, key=str))
-        raise ValueError(f"extractor config: unknown keys {sorted(unknown, key=str)}{hints}; valid keys: {sorted(allowed)}")
+        raise ValueError(
+            f"extractor config: unknown keys {sorted(unknown, key=str)}{hints}; valid keys: {sorted(allowed)}"
+        )
     vec_keys = {"output", "size", "inference_service", "distance", "datatype", "multivector"}
     vectors = []
     if not isinstance(item.get("vectors") or [], list):
@@ -383,100 +485,217 @@ def extractor_from_config(item: Mapping[str, Any]) -> ExtractorVersion:
         bad = set(v) - vec_keys
         if bad:
             hints = "".join(did_you_mean(k, vec_keys) for k in sorted(bad, key=str))
-            raise ValueError(f"extractor config vectors[{i}]: unknown keys {sorted(bad, key=str)}{hints}; "
-                             f"valid keys: {sorted(vec_keys)}")
-        size = v.get("size")
+            raise ValueError(
+                f"extractor config vectors[{i}]: unknown keys {sorted(bad, key=str)}{hints}; "
+                f"valid keys: {sorted(vec_keys)}"
+            )
+        size: Any = v.get("size")  # VectorSpec checks it
         if isinstance(size, float) and size.is_integer():
             size = int(size)
-        vectors.append(VectorSpec(output=v.get("output", ""), size=size, inference_service=v.get("inference_service", ""),
-                                  distance=v.get("distance", "cosine"), datatype=v.get("datatype", "float32"),
-                                  multivector=v.get("multivector", False)))
+        vectors.append(
+            VectorSpec(
+                output=v.get("output", ""),
+                size=size,
+                inference_service=v.get("inference_service", ""),
+                distance=v.get("distance", "cosine"),
+                datatype=v.get("datatype", "float32"),
+                multivector=v.get("multivector", False),
+            )
+        )
     entry = ExtractorVersion(name=item.get("name", ""), version=item.get("version", ""), vectors=tuple(vectors))
     _check_entry(entry)
     return entry
 
 
 # Reasons a client param is refused as changing the vectors (see `ExtractorVersion.vector_params`).
-_SHAPE = ("structured LLM extraction: whether and how its fields are embedded, and under which vector names, "
-          "is not documented")
+_SHAPE = (
+    "structured LLM extraction: whether and how its fields are embedded, and under which vector names, "
+    "is not documented"
+)
 
 
 def _documented() -> Iterable[ExtractorVersion]:
     e5 = "multilingual_e5_large_instruct_v1"
-    yield ExtractorVersion("image_extractor", "v1", (VectorSpec("embedding", 768, "google_siglip_base_v1"),),
-                           (ParamSpec("model", ("siglip_base",), "siglip_base"),),
-                           client_model="ImageExtractorParams",
-                           inert_params=frozenset({"enable_thumbnails", "use_cdn"}))
-    yield ExtractorVersion("text_extractor", "v1", (VectorSpec("embedding", 1024, e5),),
-                           client_model="TextExtractorParams",
-                           # the catalogue's own model: any other one has a dimension not documented here
-                           pinned_params=(ParamSpec("embedding_model", (e5,), e5),),
-                           inert_params=frozenset({"source_type", "split_by", "chunk_size", "chunk_overlap",
-                                                   "segment_length_seconds", "language", "extract_captions",
-                                                   "llm_provider", "llm_model", "embedding_task"}),
-                           vector_params=(("response_shape", _SHAPE),))
+    yield ExtractorVersion(
+        "image_extractor",
+        "v1",
+        (VectorSpec("embedding", 768, "google_siglip_base_v1"),),
+        (ParamSpec("model", ("siglip_base",), "siglip_base"),),
+        client_model="ImageExtractorParams",
+        inert_params=frozenset({"enable_thumbnails", "use_cdn"}),
+    )
+    yield ExtractorVersion(
+        "text_extractor",
+        "v1",
+        (VectorSpec("embedding", 1024, e5),),
+        client_model="TextExtractorParams",
+        # the catalogue's own model: any other one has a dimension not documented here
+        pinned_params=(ParamSpec("embedding_model", (e5,), e5),),
+        inert_params=frozenset(
+            {
+                "source_type",
+                "split_by",
+                "chunk_size",
+                "chunk_overlap",
+                "segment_length_seconds",
+                "language",
+                "extract_captions",
+                "llm_provider",
+                "llm_model",
+                "embedding_task",
+            }
+        ),
+        vector_params=(("response_shape", _SHAPE),),
+    )
     multimodal_pinned = (
         ParamSpec("run_multimodal_embedding", (True,), True),  # False drops multimodal_embedding
         # False leaves the catalogue's transcription_embedding vector unfilled, True fills it: either way
         # the collection's vectors are the same
         ParamSpec("run_transcription_embedding", (False, True), False),
         ParamSpec("run_ocr_embedding", (False,), False),  # True adds an OCR vector of undocumented name
-        ParamSpec("run_description_embedding", (False,), False))  # True adds a description vector, same
+        ParamSpec("run_description_embedding", (False,), False),
+    )  # True adds a description vector, same
     # The client's GenerationConfig (video descriptions); response_schema is a JSON Schema.
-    generation_config = (("candidate_count", PLAIN), ("max_output_tokens", PLAIN), ("temperature", PLAIN),
-                         ("top_p", PLAIN), ("video_fps", PLAIN), ("response_mime_type", PLAIN),
-                         ("response_schema", JSON_SCHEMA))
+    generation_config = (
+        ("candidate_count", PLAIN),
+        ("max_output_tokens", PLAIN),
+        ("temperature", PLAIN),
+        ("top_p", PLAIN),
+        ("video_fps", PLAIN),
+        ("response_mime_type", PLAIN),
+        ("response_schema", JSON_SCHEMA),
+    )
     multimodal_shapes = (("generation_config", generation_config),)
-    multimodal_inert = frozenset({
-        "split_method", "description_prompt", "time_split_interval", "silence_db_threshold",
-        "scene_detection_threshold", "run_transcription", "transcription_language", "run_video_description",
-        "run_ocr", "max_segment_duration", "sensitivity", "enable_thumbnails", "use_cdn", "generation_config",
-        "task_type", "embedding_task"})
-    yield ExtractorVersion("multimodal_extractor", "v1", (
-        VectorSpec("multimodal_embedding", 1408, "vertex_multimodal_embedding"),
-        VectorSpec("transcription_embedding", 1024, e5)),
-        client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+    multimodal_inert = frozenset(
+        {
+            "split_method",
+            "description_prompt",
+            "time_split_interval",
+            "silence_db_threshold",
+            "scene_detection_threshold",
+            "run_transcription",
+            "transcription_language",
+            "run_video_description",
+            "run_ocr",
+            "max_segment_duration",
+            "sensitivity",
+            "enable_thumbnails",
+            "use_cdn",
+            "generation_config",
+            "task_type",
+            "embedding_task",
+        }
+    )
+    yield ExtractorVersion(
+        "multimodal_extractor",
+        "v1",
+        (
+            VectorSpec("multimodal_embedding", 1408, "vertex_multimodal_embedding"),
+            VectorSpec("transcription_embedding", 1024, e5),
+        ),
+        client_model="MultimodalExtractorParams",
+        pinned_params=multimodal_pinned,
+        inert_params=multimodal_inert,
         inert_shapes=multimodal_shapes,
-        vector_params=(("response_shape", _SHAPE),
-                       ("output_dimensionality", "v1 writes a 1408-dimensional vertex_multimodal_embedding; the "
-                                                 "client's output_dimensionality (3072, 1536, 768) is v2's: leave it "
-                                                 "out, or use version v2")))
-    yield ExtractorVersion("multimodal_extractor", "v2", (
-        VectorSpec("multimodal_embedding", 3072, "gemini-embedding-2"),
-        VectorSpec("transcription_embedding", 1024, e5)),
+        vector_params=(
+            ("response_shape", _SHAPE),
+            (
+                "output_dimensionality",
+                "v1 writes a 1408-dimensional vertex_multimodal_embedding; the "
+                "client's output_dimensionality (3072, 1536, 768) is v2's: leave it "
+                "out, or use version v2",
+            ),
+        ),
+    )
+    yield ExtractorVersion(
+        "multimodal_extractor",
+        "v2",
+        (
+            VectorSpec("multimodal_embedding", 3072, "gemini-embedding-2"),
+            VectorSpec("transcription_embedding", 1024, e5),
+        ),
         (ParamSpec("output_dimensionality", (3072, 1536, 768), 3072, sets_size_of="multimodal_embedding"),),
-        client_model="MultimodalExtractorParams", pinned_params=multimodal_pinned, inert_params=multimodal_inert,
+        client_model="MultimodalExtractorParams",
+        pinned_params=multimodal_pinned,
+        inert_params=multimodal_inert,
         inert_shapes=multimodal_shapes,
-        vector_params=(("response_shape", _SHAPE),))
-    yield ExtractorVersion("face_identity_extractor", "v1", (VectorSpec("embedding", 512, "face_identity_arcface_r100_v1"),),
-                           client_model="FaceIdentityExtractorParams",
-                           # per_image: "one doc per image with faces array": how its faces are embedded is
-                           # not documented
-                           pinned_params=(ParamSpec("output_mode", ("per_face",), "per_face"),),
-                           # normalize_embeddings: the collection's distance is cosine, which normalizes anyway
-                           inert_params=frozenset({
-                               "detection_model", "min_face_size", "detection_threshold", "max_faces_per_image",
-                               "normalize_embeddings", "enable_quality_scoring", "quality_threshold",
-                               "max_video_length", "video_sampling_fps", "video_deduplication",
-                               "video_deduplication_threshold", "include_face_crops",
-                               "include_source_frame_thumbnail", "store_detection_metadata"}))
-    yield ExtractorVersion("document_graph_extractor", "v1", (VectorSpec("text_embedding", 1024, e5),),
-                           client_model="DocumentGraphExtractorParams",
-                           pinned_params=(ParamSpec("run_text_embedding", (True,), True),),  # False: no vector
-                           inert_params=frozenset({
-                               "use_layout_detection", "layout_detector", "vertical_threshold",
-                               "horizontal_threshold", "min_text_length", "base_confidence",
-                               "min_confidence_for_vlm", "use_vlm_correction", "fast_mode", "vlm_provider",
-                               "vlm_model", "render_dpi", "generate_thumbnails", "thumbnail_mode",
-                               "thumbnail_dpi"}))
-    yield ExtractorVersion("audio_fingerprint_extractor", "v1", (VectorSpec("embedding", 512, "laion__clap_htsat_tiny"),),
-                           client_model="AudioFingerprintExtractorParams",
-                           inert_params=frozenset({"segment_duration_sec", "segment_hop_sec", "sample_rate",
-                                                   "normalize_embeddings", "max_audio_length_sec"}))
-    yield ExtractorVersion("passthrough_extractor", "v1", client_model="PassthroughExtractorParams",
-                           inert_params=frozenset({"preserve_metadata", "row_format"}),
-                           vector_params=(("vector_fields", "each listed field becomes a vector index of the "
-                                                            "namespace: declare such vectors as vector_configs"),))
+        vector_params=(("response_shape", _SHAPE),),
+    )
+    yield ExtractorVersion(
+        "face_identity_extractor",
+        "v1",
+        (VectorSpec("embedding", 512, "face_identity_arcface_r100_v1"),),
+        client_model="FaceIdentityExtractorParams",
+        # per_image: "one doc per image with faces array": how its faces are embedded is
+        # not documented
+        pinned_params=(ParamSpec("output_mode", ("per_face",), "per_face"),),
+        # normalize_embeddings: the collection's distance is cosine, which normalizes anyway
+        inert_params=frozenset(
+            {
+                "detection_model",
+                "min_face_size",
+                "detection_threshold",
+                "max_faces_per_image",
+                "normalize_embeddings",
+                "enable_quality_scoring",
+                "quality_threshold",
+                "max_video_length",
+                "video_sampling_fps",
+                "video_deduplication",
+                "video_deduplication_threshold",
+                "include_face_crops",
+                "include_source_frame_thumbnail",
+                "store_detection_metadata",
+            }
+        ),
+    )
+    yield ExtractorVersion(
+        "document_graph_extractor",
+        "v1",
+        (VectorSpec("text_embedding", 1024, e5),),
+        client_model="DocumentGraphExtractorParams",
+        pinned_params=(ParamSpec("run_text_embedding", (True,), True),),  # False: no vector
+        inert_params=frozenset(
+            {
+                "use_layout_detection",
+                "layout_detector",
+                "vertical_threshold",
+                "horizontal_threshold",
+                "min_text_length",
+                "base_confidence",
+                "min_confidence_for_vlm",
+                "use_vlm_correction",
+                "fast_mode",
+                "vlm_provider",
+                "vlm_model",
+                "render_dpi",
+                "generate_thumbnails",
+                "thumbnail_mode",
+                "thumbnail_dpi",
+            }
+        ),
+    )
+    yield ExtractorVersion(
+        "audio_fingerprint_extractor",
+        "v1",
+        (VectorSpec("embedding", 512, "laion__clap_htsat_tiny"),),
+        client_model="AudioFingerprintExtractorParams",
+        inert_params=frozenset(
+            {"segment_duration_sec", "segment_hop_sec", "sample_rate", "normalize_embeddings", "max_audio_length_sec"}
+        ),
+    )
+    yield ExtractorVersion(
+        "passthrough_extractor",
+        "v1",
+        client_model="PassthroughExtractorParams",
+        inert_params=frozenset({"preserve_metadata", "row_format"}),
+        vector_params=(
+            (
+                "vector_fields",
+                "each listed field becomes a vector index of the namespace: declare such vectors as vector_configs",
+            ),
+        ),
+    )
 
 
 DEFAULT_CATALOGUE = Catalogue()

@@ -7,14 +7,21 @@ inputs and the CLI all render this plan. Imports nothing from Pulumi, Qdrant or 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
 from .problems import Problem
-from .schema import (API_METRIC, SYSTEM_INDEXES, CreateNamespaceRequest, InvalidRequest, NamespaceInfrastructure,
-                     parse_request)
+from .schema import (
+    API_METRIC,
+    SYSTEM_INDEXES,
+    CreateNamespaceRequest,
+    InvalidRequest,
+    NamespaceInfrastructure,
+    parse_request,
+)
 from .vocabulary import DEFAULT_QDRANT_PATH, NAMESPACE_ID, NAMESPACE_ID_RULE
 
 
@@ -108,9 +115,15 @@ class NamespacePlan:
             "description": self.description,
             "auto_create_indexes": self.auto_create_indexes,
             "feature_extractors": [dict(fe) for fe in self.feature_extractors],
-            "vectors": [{**{k: v for k, v in asdict(vec).items()
-                           if k in ("name", "size", "distance", "datatype", "on_disk")},
-                         **({"multivector": True} if vec.multivector else {})} for vec in self.vectors],
+            "vectors": [
+                {
+                    **{
+                        k: v for k, v in asdict(vec).items() if k in ("name", "size", "distance", "datatype", "on_disk")
+                    },
+                    **({"multivector": True} if vec.multivector else {}),
+                }
+                for vec in self.vectors
+            ],
             "payload_indexes": [asdict(ix) for ix in self.payload_indexes],
             "vector_inference_map": dict(self.vector_inference_map),
             "infrastructure": self.infrastructure.to_dict(),
@@ -122,15 +135,21 @@ class NamespacePlan:
         }
 
 
-def plan_namespace(request: CreateNamespaceRequest | Mapping[str, Any], *, catalogue: Catalogue | None = None,
-                   vectors_on_disk: bool = False) -> NamespacePlan:
+def plan_namespace(
+    request: CreateNamespaceRequest | Mapping[str, Any],
+    *,
+    catalogue: Catalogue | None = None,
+    vectors_on_disk: bool = False,
+) -> NamespacePlan:
     """Validate `request` and derive its plan; raises `InvalidRequest` naming each bad field."""
-    return plan_request(parse_request(request, catalogue=catalogue), catalogue=catalogue,
-                        vectors_on_disk=vectors_on_disk)
+    return plan_request(
+        parse_request(request, catalogue=catalogue), catalogue=catalogue, vectors_on_disk=vectors_on_disk
+    )
 
 
-def plan_request(req: CreateNamespaceRequest, *, catalogue: Catalogue | None = None,
-                 vectors_on_disk: bool = False) -> NamespacePlan:
+def plan_request(
+    req: CreateNamespaceRequest, *, catalogue: Catalogue | None = None, vectors_on_disk: bool = False
+) -> NamespacePlan:
     """The plan of a request `parse_request` already validated against `catalogue` (no second validation)."""
     catalogue = catalogue or DEFAULT_CATALOGUE
     extractors: list[dict[str, Any]] = []
@@ -139,28 +158,61 @@ def plan_request(req: CreateNamespaceRequest, *, catalogue: Catalogue | None = N
         entry = catalogue.entries[(fe.feature_extractor_name, fe.version)]
         params = entry.resolve_params(fe.params)
         sizes = entry.vector_sizes(params)
-        extractors.append({"feature_extractor_name": fe.feature_extractor_name, "version": fe.version,
-                           "feature_extractor_id": entry.feature_extractor_id, "params": params})
+        extractors.append(
+            {
+                "feature_extractor_name": fe.feature_extractor_name,
+                "version": fe.version,
+                "feature_extractor_id": entry.feature_extractor_id,
+                "params": params,
+            }
+        )
         for spec in entry.vectors:
-            vectors.append(VectorPlan(name=f"{entry.feature_extractor_id}_{spec.output}", size=sizes[spec.output],
-                                      distance=spec.distance, datatype=spec.datatype, on_disk=vectors_on_disk,
-                                      inference_service=spec.inference_service,
-                                      feature_extractor_id=entry.feature_extractor_id, multivector=spec.multivector))
+            vectors.append(
+                VectorPlan(
+                    name=f"{entry.feature_extractor_id}_{spec.output}",
+                    size=sizes[spec.output],
+                    distance=spec.distance,
+                    datatype=spec.datatype,
+                    on_disk=vectors_on_disk,
+                    inference_service=spec.inference_service,
+                    feature_extractor_id=entry.feature_extractor_id,
+                    multivector=spec.multivector,
+                )
+            )
     vector_configs = []
     for vc in req.vector_configs or []:
-        vectors.append(VectorPlan(name=vc.name, size=vc.dimension, distance=vc.distance, datatype="float32",
-                                  on_disk=vectors_on_disk, inference_service=None, feature_extractor_id=None))
+        if vc.distance is None:  # parse_request refuses an unknown metric
+            raise ValueError(f"vector_configs {vc.name!r}: unknown metric {vc.metric!r}")
+        vectors.append(
+            VectorPlan(
+                name=vc.name,
+                size=vc.dimension,
+                distance=vc.distance,
+                datatype="float32",
+                on_disk=vectors_on_disk,
+                inference_service=None,
+                feature_extractor_id=None,
+            )
+        )
         vector_configs.append({"name": vc.name, "dimension": vc.dimension, "metric": API_METRIC[vc.distance]})
     indexes = [IndexPlan(name, kind, {"type": kind, **schema}, True) for name, kind, schema in SYSTEM_INDEXES]
     indexes += [IndexPlan(ix.field_name, ix.type, ix.resolved_schema(), False) for ix in req.payload_indexes or []]
     if not vectors:
         names = ", ".join(f"{fe['feature_extractor_name']} {fe['version']}" for fe in extractors)
-        raise InvalidRequest([("feature_extractors",
-                               f"the extractors ({names}) create no vectors, and a collection needs at least one "
-                               "named vector: declare the extractor's vectors, add one that has some, or give "
-                               "vector_configs")])
+        raise InvalidRequest(
+            [
+                (
+                    "feature_extractors",
+                    f"the extractors ({names}) create no vectors, and a collection needs at least one "
+                    "named vector: declare the extractor's vectors, add one that has some, or give "
+                    "vector_configs",
+                )
+            ]
+        )
     infra, warnings = plan_infrastructure(req.infrastructure or NamespaceInfrastructure())
-    labels = {k: getattr(req, k) for k in ("namespace_type", "scope", "adaptive_indexing") if getattr(req, k) is not None}
+    labels = {
+        k: getattr(req, k) for k in ("namespace_type", "scope", "adaptive_indexing") if getattr(req, k) is not None
+    }
     return NamespacePlan(
         namespace_name=req.namespace_name,
         description=req.description,
@@ -185,12 +237,21 @@ def plan_infrastructure(given: NamespaceInfrastructure) -> tuple[InfrastructureP
     warnings: list[tuple[str, str]] = []
     gpu = tier == "dedicated_gpu"
     if not gpu and given.gpu_type:
-        warnings.append(("infrastructure.gpu_type",
-                         f"ignored: the explicit compute_tier {tier!r} wins and runs no GPU "
-                         "workers; drop compute_tier (or set 'dedicated_gpu') to get GPU workers"))
-    infra = InfrastructurePlan(**{
-        **given.model_dump(include={f.name for f in fields(InfrastructurePlan)}), "compute_tier": tier,
-        "gpu_type": given.gpu_type if gpu else None, "gpus_per_worker": given.gpus_per_worker if gpu else 0})
+        warnings.append(
+            (
+                "infrastructure.gpu_type",
+                f"ignored: the explicit compute_tier {tier!r} wins and runs no GPU "
+                "workers; drop compute_tier (or set 'dedicated_gpu') to get GPU workers",
+            )
+        )
+    infra = InfrastructurePlan(
+        **{
+            **given.model_dump(include={f.name for f in fields(InfrastructurePlan)}),
+            "compute_tier": tier,
+            "gpu_type": given.gpu_type if gpu else None,
+            "gpus_per_worker": given.gpus_per_worker if gpu else 0,
+        }
+    )
     return infra, warnings
 
 
@@ -201,8 +262,11 @@ def namespace_id_problem(plan: NamespacePlan, namespace_id: str | None) -> Probl
     if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
         return Problem("namespace_id", f"{namespace_id!r} is not {NAMESPACE_ID_RULE}")
     if plan.namespace_id is not None and namespace_id != plan.namespace_id:
-        return Problem("namespace_id", f"the body's namespace_id {plan.namespace_id!r} disagrees with the given "
-                                       f"namespace_id {namespace_id!r}; give one")
+        return Problem(
+            "namespace_id",
+            f"the body's namespace_id {plan.namespace_id!r} disagrees with the given "
+            f"namespace_id {namespace_id!r}; give one",
+        )
     return None
 
 
@@ -211,18 +275,23 @@ def ray_head_problem(infra: InfrastructurePlan, mode: str | None) -> Problem | N
     if mode is None or mode == "external":
         return None
     if infra.ray_head_node_url:
-        return Problem("infrastructure.ray_head_node_url",
-                       f"the request names an existing Ray cluster, but a {mode!r} head is given too; use one")
+        return Problem(
+            "infrastructure.ray_head_node_url",
+            f"the request names an existing Ray cluster, but a {mode!r} head is given too; use one",
+        )
     if infra.compute_tier == "shared":
-        return Problem("infrastructure.compute_tier",
-                       f"'shared' uses a shared Ray cluster and creates no head of its own, but a {mode!r} head is "
-                       "given: give an external head (its URL), or none for the shared head, or choose "
-                       "'dedicated_cpu' or 'dedicated_gpu' for a head of its own")
+        return Problem(
+            "infrastructure.compute_tier",
+            f"'shared' uses a shared Ray cluster and creates no head of its own, but a {mode!r} head is "
+            "given: give an external head (its URL), or none for the shared head, or choose "
+            "'dedicated_cpu' or 'dedicated_gpu' for a head of its own",
+        )
     return None
 
 
-def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[str, Any]]],
-                         default_qdrant: Mapping[str, Any] | None = None) -> list[tuple[int, str, str]]:
+def collection_conflicts(
+    namespaces: Iterable[tuple[int, NamespacePlan, Mapping[str, Any]]], default_qdrant: Mapping[str, Any] | None = None
+) -> list[tuple[int, str, str]]:
     """Namespaces of one stack that resolve to a collection an earlier one already uses on the same Qdrant target.
 
     `namespaces` holds (stack index, plan, stack-entry overrides). A collection is named by
@@ -241,15 +310,25 @@ def collection_conflicts(namespaces: Iterable[tuple[int, NamespacePlan, Mapping[
         key = (_target_key(plan, overrides, default_qdrant), name)
         if key in used:
             if explicit:
-                conflicts.append((index, "infrastructure.qdrant_collection",
-                                  f"{name!r} is already used by namespaces[{used[key]}] (same Qdrant target); two "
-                                  "namespaces must never share a collection: name another collection, or leave "
-                                  "qdrant_collection out to name it after this namespace's own id"))
+                conflicts.append(
+                    (
+                        index,
+                        "infrastructure.qdrant_collection",
+                        f"{name!r} is already used by namespaces[{used[key]}] (same Qdrant target); two "
+                        "namespaces must never share a collection: name another collection, or leave "
+                        "qdrant_collection out to name it after this namespace's own id",
+                    )
+                )
             else:
-                conflicts.append((index, "namespace_id",
-                                  f"its collection {name!r} (named after namespace_id) is already used by "
-                                  f"namespaces[{used[key]}] (same Qdrant target); two namespaces must never share a "
-                                  "collection: give this namespace its own namespace_id, or leave it out"))
+                conflicts.append(
+                    (
+                        index,
+                        "namespace_id",
+                        f"its collection {name!r} (named after namespace_id) is already used by "
+                        f"namespaces[{used[key]}] (same Qdrant target); two namespaces must never share a "
+                        "collection: give this namespace its own namespace_id, or leave it out",
+                    )
+                )
         else:
             used[key] = index
     return conflicts

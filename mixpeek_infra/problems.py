@@ -8,7 +8,8 @@ where the field has a fixed set, the valid choices. Pure: imports nothing of the
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 
 class Problem(NamedTuple):
@@ -20,7 +21,7 @@ class Problem(NamedTuple):
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
 
-    def under(self, prefix: str) -> "Problem":
+    def under(self, prefix: str) -> Problem:
         """The same problem with its path moved under `prefix` (`namespaces[0]` + `ray.mode`)."""
         if not prefix:
             return self

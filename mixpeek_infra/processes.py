@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,17 @@ def _read_proc(pid: int) -> Optional[ProcInfo]:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    return ProcInfo(pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]),
-                    start=float(rest[19]))
+    rest = raw[raw.rfind(")") + 2 :].split()
+    return ProcInfo(
+        pid=pid, state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]), start=float(rest[19])
+    )
 
 
 def _ps_table() -> list[ProcInfo]:
     # Non-Linux POSIX fallback: no session ids, so the process group stands in for the session.
-    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,state=,lstart="], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(
+        ["ps", "-A", "-o", "pid=,ppid=,pgid=,state=,lstart="], capture_output=True, text=True, check=False
+    ).stdout
     table = []
     for line in out.splitlines():
         parts = line.split(None, 4)
@@ -57,8 +60,16 @@ def _ps_table() -> list[ProcInfo]:
             continue
         try:
             start = time.mktime(time.strptime(parts[4].strip(), "%a %b %d %H:%M:%S %Y"))
-            table.append(ProcInfo(pid=int(parts[0]), ppid=int(parts[1]), pgid=int(parts[2]), sid=int(parts[2]),
-                                  state=parts[3], start=start))
+            table.append(
+                ProcInfo(
+                    pid=int(parts[0]),
+                    ppid=int(parts[1]),
+                    pgid=int(parts[2]),
+                    sid=int(parts[2]),
+                    state=parts[3],
+                    start=start,
+                )
+            )
         except ValueError:
             continue
     return table
@@ -101,7 +112,7 @@ def lineage(pid: int, depth: int = 3) -> list[tuple[int, float]]:
     For a dynamic provider host that is the host, the plugin script that started it, and the Pulumi
     engine: the update it serves runs while all three do.
     """
-    chain = []
+    chain: list[tuple[int, float]] = []
     while pid > 1 and len(chain) < depth:
         info = process_info(pid)
         if info is None:

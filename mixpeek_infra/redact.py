@@ -11,8 +11,10 @@ from typing import Any
 # scheme://user[:password]@rest  ->  scheme://***@rest, inside longer text too. After a scheme the
 # userinfo runs to the `@` before the host, spaces included (a malformed URL may carry them; hiding
 # too much is the safe error); without a scheme, a `user:pass@host` token is redacted as well.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\n]+)@(?=[^\s@'\"]+)"
-                       r"|(?P<bare>[^\s/@'\"]+)@(?=[^\s@'\"]+)")
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\n]+)@(?=[^\s@'\"]+)"
+    r"|(?P<bare>[^\s/@'\"]+)@(?=[^\s@'\"]+)"
+)
 
 
 def redact_url(value: Any) -> str:

@@ -63,22 +63,45 @@ def render_plan(plan: NamespacePlan, deployment: Mapping[str, Any] | None = None
     if plan.warnings:
         lines += ["", "  warnings"] + [f"    {clean(p)}: {clean(m)}" for p, m in plan.warnings]
     lines += ["", "  feature extractors"]
-    rows = [[fmt(fe["feature_extractor_id"]), fmt(fe["feature_extractor_name"]), fmt(fe["version"]),
-             ", ".join(f"{fmt(k)}={_param(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-"]
-            for fe in plan.feature_extractors]
+    rows = [
+        [
+            fmt(fe["feature_extractor_id"]),
+            fmt(fe["feature_extractor_name"]),
+            fmt(fe["version"]),
+            ", ".join(f"{fmt(k)}={_param(v)}" for k, v in sorted((fe.get("params") or {}).items())) or "-",
+        ]
+        for fe in plan.feature_extractors
+    ]
     lines += _table(["ID", "NAME", "VERSION", "PARAMS"], rows, "    ")
     lines += ["", "  vectors"]
     if plan.vectors:
-        rows = [[fmt(v.name), str(v.size), fmt(v.distance), fmt(v.datatype), fmt(v.on_disk),
-                 "max_sim" if v.multivector else "-", fmt(v.inference_service)] for v in plan.vectors]
-        lines += _table(["NAME", "SIZE", "DISTANCE", "DATATYPE", "ON_DISK", "MULTIVECTOR", "INFERENCE SERVICE"], rows,
-                        "    ")
+        rows = [
+            [
+                fmt(v.name),
+                str(v.size),
+                fmt(v.distance),
+                fmt(v.datatype),
+                fmt(v.on_disk),
+                "max_sim" if v.multivector else "-",
+                fmt(v.inference_service),
+            ]
+            for v in plan.vectors
+        ]
+        lines += _table(
+            ["NAME", "SIZE", "DISTANCE", "DATATYPE", "ON_DISK", "MULTIVECTOR", "INFERENCE SERVICE"], rows, "    "
+        )
     else:
         lines.append("    (none: the extractors create no vectors)")
     lines += ["", "  payload indexes"]
-    rows = [[fmt(ix.field_name), fmt(ix.type), "yes" if ix.is_protected else "no",
-             " ".join(f"{k}={fmt(v)}" for k, v in ix.field_schema.items() if k != "type") or "-"]
-            for ix in plan.payload_indexes]
+    rows = [
+        [
+            fmt(ix.field_name),
+            fmt(ix.type),
+            "yes" if ix.is_protected else "no",
+            " ".join(f"{k}={fmt(v)}" for k, v in ix.field_schema.items() if k != "type") or "-",
+        ]
+        for ix in plan.payload_indexes
+    ]
     lines += _table(["FIELD", "TYPE", "PROTECTED", "FIELD SCHEMA"], rows, "    ")
     lines += ["", "  vector inference map"]
     if plan.vector_inference_map:

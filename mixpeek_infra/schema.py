@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue
-from .redact import redact_url
 from .problems import InvalidInput, did_you_mean
+from .redact import redact_url
 
 ComputeTier = Literal["shared", "dedicated_cpu", "dedicated_gpu"]
 PayloadSchemaType = Literal["keyword", "integer", "float", "bool", "geo", "datetime", "text", "uuid"]
@@ -36,22 +45,44 @@ SYSTEM_INDEXES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("document_id", "keyword", {"is_tenant": False}),
     ("bucket_id", "keyword", {"is_tenant": False}),
 )
-PROTECTED_FIELDS = ("internal_id", "namespace_id", "collection_id", "document_id", "bucket_id", "object_id",
-                    "root_object_id", "root_bucket_id", "source_object_id", "created_at", "updated_at")
+PROTECTED_FIELDS = (
+    "internal_id",
+    "namespace_id",
+    "collection_id",
+    "document_id",
+    "bucket_id",
+    "object_id",
+    "root_object_id",
+    "root_bucket_id",
+    "source_object_id",
+    "created_at",
+    "updated_at",
+)
 
-NAMESPACE_NAME_RULE = ("1-64 characters: ASCII letters, digits, '_', '-' or '.', and not '.' or '..' (the API "
-                       "allows 3-64 characters of any kind; spaces, slashes, control, invisible and non-ASCII "
-                       "look-alike characters are refused because the name is carried into Pulumi resource names, "
-                       "file paths, logs and previews; Kubernetes object names are derived from it with a stable hash)")
+NAMESPACE_NAME_RULE = (
+    "1-64 characters: ASCII letters, digits, '_', '-' or '.', and not '.' or '..' (the API "
+    "allows 3-64 characters of any kind; spaces, slashes, control, invisible and non-ASCII "
+    "look-alike characters are refused because the name is carried into Pulumi resource names, "
+    "file paths, logs and previews; Kubernetes object names are derived from it with a stable hash)"
+)
 _NAMESPACE_NAME = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.\-]{1,64}$")
 # v0.82 fields that are the hosted service's business, not infrastructure: refused, never dropped.
 HOSTED_ONLY = "set this through the Mixpeek API; it is not infrastructure"
 HOSTED_FIELDS = ("ttl_seconds", "tiering", "trusted_issuers", "spend_budget", "cost_cap_override")
 HOSTED_INFRA_FIELDS = ("s3_vector_bucket", "authorization")
 # The API's metric names (VectorConfigSpec.metric) and Qdrant's, onto the plan's distance names.
-METRICS = {"cosine": "cosine", "euclidean": "euclid", "dot_product": "dot",
-           "Cosine": "cosine", "Euclid": "euclid", "Dot": "dot", "Manhattan": "manhattan",
-           "euclid": "euclid", "dot": "dot", "manhattan": "manhattan"}
+METRICS = {
+    "cosine": "cosine",
+    "euclidean": "euclid",
+    "dot_product": "dot",
+    "Cosine": "cosine",
+    "Euclid": "euclid",
+    "Dot": "dot",
+    "Manhattan": "manhattan",
+    "euclid": "euclid",
+    "dot": "dot",
+    "manhattan": "manhattan",
+}
 API_METRIC = {"cosine": "cosine", "euclid": "euclidean", "dot": "dot_product", "manhattan": "manhattan"}
 _VECTOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _NAMESPACE_ID_RULE = re.compile(r"^ns_[0-9a-f]{10}$")
@@ -59,8 +90,10 @@ _FIELD_NAME = re.compile(r"^[A-Za-z0-9_\-]+(\[\])?(\.[A-Za-z0-9_\-]+(\[\])?)*$")
 _RAY_URL = re.compile(r"^ray://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,253}(:[0-9]{1,5})?/?$")
 _RAY_CLUSTER_ID = r"^ray_[a-zA-Z0-9_]{3,64}$"
-_NO_CREDENTIALS = ("; credentials inside a URL are not accepted: pass them as secrets (infrastructure.qdrant_api_key, "
-                   "or the stack's qdrantApiKey / rayAuthToken)")
+_NO_CREDENTIALS = (
+    "; credentials inside a URL are not accepted: pass them as secrets (infrastructure.qdrant_api_key, "
+    "or the stack's qdrantApiKey / rayAuthToken)"
+)
 
 
 class _Request(BaseModel):
@@ -124,14 +157,27 @@ class UuidIndexParams(_Request):
 
 
 FieldSchema = Annotated[
-    Union[TextIndexParams, KeywordIndexParams, IntegerIndexParams, FloatIndexParams, BoolIndexParams,
-          GeoIndexParams, DatetimeIndexParams, UuidIndexParams],
+    Union[
+        TextIndexParams,
+        KeywordIndexParams,
+        IntegerIndexParams,
+        FloatIndexParams,
+        BoolIndexParams,
+        GeoIndexParams,
+        DatetimeIndexParams,
+        UuidIndexParams,
+    ],
     Field(discriminator="type"),
 ]
 _PARAMS_BY_TYPE: dict[str, type[_Request]] = {
-    "text": TextIndexParams, "keyword": KeywordIndexParams, "integer": IntegerIndexParams,
-    "float": FloatIndexParams, "bool": BoolIndexParams, "geo": GeoIndexParams,
-    "datetime": DatetimeIndexParams, "uuid": UuidIndexParams,
+    "text": TextIndexParams,
+    "keyword": KeywordIndexParams,
+    "integer": IntegerIndexParams,
+    "float": FloatIndexParams,
+    "bool": BoolIndexParams,
+    "geo": GeoIndexParams,
+    "datetime": DatetimeIndexParams,
+    "uuid": UuidIndexParams,
 }
 
 
@@ -154,8 +200,10 @@ class PayloadIndexConfig(_Request):
             elif isinstance(outer, str) and outer in _PARAMS_BY_TYPE and schema.get("type") != outer:
                 # (an unknown outer `type` is reported on `type` itself, with the valid choices)
                 raise PydanticCustomError(
-                    "field_schema_type", "field_schema.type '{inner}' must equal type '{outer}'",
-                    {"inner": schema.get("type"), "outer": outer, "path": "field_schema.type"})
+                    "field_schema_type",
+                    "field_schema.type '{inner}' must equal type '{outer}'",
+                    {"inner": schema.get("type"), "outer": outer, "path": "field_schema.type"},
+                )
         return data
 
     def resolved_schema(self) -> dict[str, Any]:
@@ -274,7 +322,7 @@ class CreateNamespaceRequest(_Request):
         return "managed"
 
     @model_validator(mode="after")
-    def _semantics(self, info: ValidationInfo) -> "CreateNamespaceRequest":
+    def _semantics(self, info: ValidationInfo) -> CreateNamespaceRequest:
         catalogue = (info.context or {}).get("catalogue") or DEFAULT_CATALOGUE
         problems = request_problems(self, catalogue)
         if problems:
@@ -291,7 +339,7 @@ def clip(text: str, limit: int) -> str:
         # The cut may split `user:password@`: drop a trailing fragment that could hold one.
         tail = re.search(r"(?:://)?[^\s/@'\"]*$", head)
         if tail is not None and ":" in tail.group(0):
-            head = head[:tail.start()]
+            head = head[: tail.start()]
         text = f"{head}... ({len(text) - limit} more characters)"
     return redact_url(text) if "@" in text else text
 
@@ -317,11 +365,19 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             continue
         path = f"feature_extractors[{i}]"
         if fe.feature_extractor_id is not None and fe.feature_extractor_id != fe.derived_id:
-            problems.append((f"{path}.feature_extractor_id",
-                             f"{fe.feature_extractor_id!r} disagrees with name and version; expected {fe.derived_id!r}"))
+            problems.append(
+                (
+                    f"{path}.feature_extractor_id",
+                    f"{fe.feature_extractor_id!r} disagrees with name and version; expected {fe.derived_id!r}",
+                )
+            )
         if fe.derived_id in seen_ids:
-            problems.append((f"{path}", f"extractor {fe.derived_id} is already listed at "
-                                        f"feature_extractors[{seen_ids[fe.derived_id]}]"))
+            problems.append(
+                (
+                    f"{path}",
+                    f"extractor {fe.derived_id} is already listed at feature_extractors[{seen_ids[fe.derived_id]}]",
+                )
+            )
         seen_ids.setdefault(fe.derived_id, i)
         entry, errors = catalogue.lookup(fe.feature_extractor_name, fe.version, path)
         problems += errors
@@ -330,24 +386,41 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             extractor_vectors.update({f"{entry.feature_extractor_id}_{v.output}": fe.derived_id for v in entry.vectors})
     for i, vc in enumerate(req.vector_configs or []):
         if vc is not None and vc.name in extractor_vectors:
-            problems.append((f"vector_configs[{i}].name", f"{vc.name!r} is already a vector of extractor "
-                                                          f"{extractor_vectors[vc.name]}; name it otherwise"))
+            problems.append(
+                (
+                    f"vector_configs[{i}].name",
+                    f"{vc.name!r} is already a vector of extractor {extractor_vectors[vc.name]}; name it otherwise",
+                )
+            )
     seen_fields: dict[str, int] = {}
     for i, ix in enumerate(req.payload_indexes or []):
         if ix is None:
             continue
         path = f"payload_indexes[{i}]"
         if ix.field_name in PROTECTED_FIELDS:
-            problems.append((f"{path}.field_name", f"{ix.field_name!r} is a protected system field; protected "
-                                                   f"fields: {', '.join(PROTECTED_FIELDS)}"))
+            problems.append(
+                (
+                    f"{path}.field_name",
+                    f"{ix.field_name!r} is a protected system field; protected fields: {', '.join(PROTECTED_FIELDS)}",
+                )
+            )
         elif not _FIELD_NAME.fullmatch(ix.field_name):
-            problems.append((f"{path}.field_name", f"invalid field name {ix.field_name!r}: use letters, digits, "
-                                                   "'_' and '-', with '.' between path segments"))
+            problems.append(
+                (
+                    f"{path}.field_name",
+                    f"invalid field name {ix.field_name!r}: use letters, digits, "
+                    "'_' and '-', with '.' between path segments",
+                )
+            )
         if ix.is_protected:
             problems.append((f"{path}.is_protected", "user indexes cannot be protected; only system indexes are"))
         if ix.field_name in seen_fields:
-            problems.append((f"{path}.field_name", f"duplicate field_name {ix.field_name!r} (also at "
-                                                   f"payload_indexes[{seen_fields[ix.field_name]}])"))
+            problems.append(
+                (
+                    f"{path}.field_name",
+                    f"duplicate field_name {ix.field_name!r} (also at payload_indexes[{seen_fields[ix.field_name]}])",
+                )
+            )
         seen_fields.setdefault(ix.field_name, i)
         schema = ix.field_schema
         if isinstance(schema, TextIndexParams):
@@ -355,8 +428,12 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
                 if not 1 <= getattr(schema, name) <= 1024:
                     problems.append((f"{path}.field_schema.{name}", "must be between 1 and 1024"))
             if schema.min_token_len > schema.max_token_len:
-                problems.append((f"{path}.field_schema.min_token_len",
-                                 f"min_token_len {schema.min_token_len} exceeds max_token_len {schema.max_token_len}"))
+                problems.append(
+                    (
+                        f"{path}.field_schema.min_token_len",
+                        f"min_token_len {schema.min_token_len} exceeds max_token_len {schema.max_token_len}",
+                    )
+                )
         if isinstance(schema, IntegerIndexParams) and not (schema.lookup or schema.range):
             problems.append((f"{path}.field_schema", "an integer index needs lookup or range (both are false)"))
     infra = req.infrastructure
@@ -365,31 +442,59 @@ def request_problems(req: CreateNamespaceRequest, catalogue: Catalogue) -> list[
             if getattr(infra, name) is not None:
                 problems.append((f"infrastructure.{name}", HOSTED_ONLY))
         if infra.compute_profiles:
-            problems.append(("infrastructure.compute_profiles",
-                             "per-extractor compute profiles are merged by Mixpeek's batch builder at job time and "
-                             "size no cluster; this project runs no extractor jobs, so they would change nothing: "
-                             "size the Ray workers with min_workers, max_workers, gpu_type and gpus_per_worker"))
+            problems.append(
+                (
+                    "infrastructure.compute_profiles",
+                    "per-extractor compute profiles are merged by Mixpeek's batch builder at job time and "
+                    "size no cluster; this project runs no extractor jobs, so they would change nothing: "
+                    "size the Ray workers with min_workers, max_workers, gpu_type and gpus_per_worker",
+                )
+            )
         if infra.compute_tier is None and not infra.gpu_type and infra.gpus_per_worker > 1:
-            problems.append(("infrastructure.gpus_per_worker",
-                             f"{infra.gpus_per_worker} GPUs per worker asks for GPU workers: set gpu_type (e.g. A100, "
-                             "T4), which makes the tier dedicated_gpu"))
+            problems.append(
+                (
+                    "infrastructure.gpus_per_worker",
+                    f"{infra.gpus_per_worker} GPUs per worker asks for GPU workers: set gpu_type (e.g. A100, "
+                    "T4), which makes the tier dedicated_gpu",
+                )
+            )
         if infra.resolved_tier() == "dedicated_gpu":
             if not infra.gpu_type:
-                problems.append(("infrastructure.gpu_type", "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
+                problems.append(
+                    ("infrastructure.gpu_type", "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)")
+                )
             if infra.gpus_per_worker < 1:
-                problems.append(("infrastructure.gpus_per_worker", "must be at least 1 for compute_tier 'dedicated_gpu'"
-                                 + ("" if infra.compute_tier else " (gpu_type asks for GPU workers)")))
+                problems.append(
+                    (
+                        "infrastructure.gpus_per_worker",
+                        "must be at least 1 for compute_tier 'dedicated_gpu'"
+                        + ("" if infra.compute_tier else " (gpu_type asks for GPU workers)"),
+                    )
+                )
         if infra.max_workers < infra.min_workers:
-            problems.append(("infrastructure.max_workers",
-                             f"max_workers {infra.max_workers} is below min_workers {infra.min_workers}"))
+            problems.append(
+                (
+                    "infrastructure.max_workers",
+                    f"max_workers {infra.max_workers} is below min_workers {infra.min_workers}",
+                )
+            )
         if infra.ray_head_node_url is not None and not _RAY_URL.fullmatch(infra.ray_head_node_url):
-            problems.append(("infrastructure.ray_head_node_url", f"{_short(infra.ray_head_node_url)} is not a "
-                             f"ray://host:port URL{_NO_CREDENTIALS if '@' in infra.ray_head_node_url else ''}"))
+            problems.append(
+                (
+                    "infrastructure.ray_head_node_url",
+                    f"{_short(infra.ray_head_node_url)} is not a "
+                    f"ray://host:port URL{_NO_CREDENTIALS if '@' in infra.ray_head_node_url else ''}",
+                )
+            )
         for name in ("qdrant_url", "ray_dashboard_url"):
             value = getattr(infra, name)
             if value is not None and not _HTTP_URL.fullmatch(value):
-                problems.append((f"infrastructure.{name}", f"{_short(value)} is not an http(s)://host[:port] URL"
-                                                           f"{_NO_CREDENTIALS if '@' in value else ''}"))
+                problems.append(
+                    (
+                        f"infrastructure.{name}",
+                        f"{_short(value)} is not an http(s)://host[:port] URL{_NO_CREDENTIALS if '@' in value else ''}",
+                    )
+                )
         if infra.qdrant_api_key is not None and infra.qdrant_url is None:
             problems.append(("infrastructure.qdrant_api_key", "given without infrastructure.qdrant_url"))
     return problems
@@ -402,39 +507,75 @@ def _v082_problems(req: CreateNamespaceRequest) -> list[tuple[str, str]]:
         if getattr(req, name, None) is not None:
             problems.append((name, HOSTED_ONLY))
     if req.namespace_id is not None and not _NAMESPACE_ID_RULE.fullmatch(req.namespace_id):
-        problems.append(("namespace_id", f"{_short(req.namespace_id)} is not 'ns_' followed by 10 lowercase hex "
-                                         "characters (the collection is named after it)"))
+        problems.append(
+            (
+                "namespace_id",
+                f"{_short(req.namespace_id)} is not 'ns_' followed by 10 lowercase hex "
+                "characters (the collection is named after it)",
+            )
+        )
     if req.features:
-        problems.append(("features", "Mixpeek resolves feature keys to extractors server-side and documents no fixed "
-                                     "mapping, so the vectors they create cannot be planned: list the extractors in "
-                                     "feature_extractors instead"))
+        problems.append(
+            (
+                "features",
+                "Mixpeek resolves feature keys to extractors server-side and documents no fixed "
+                "mapping, so the vectors they create cannot be planned: list the extractors in "
+                "feature_extractors instead",
+            )
+        )
     mode = req.resolved_mode()
     if mode == "standalone":
         if req.feature_extractors:
-            problems.append(("feature_extractors", "not used in mode 'standalone' (bring-your-own vectors): remove "
-                                                   "them, or use mode 'managed'"))
+            problems.append(
+                (
+                    "feature_extractors",
+                    "not used in mode 'standalone' (bring-your-own vectors): remove them, or use mode 'managed'",
+                )
+            )
         if not req.vector_configs:
-            problems.append(("vector_configs", "required in mode 'standalone': vectors created on first upsert "
-                                               "(schema-on-write) are the hosted service's; declare each named vector "
-                                               "with its name, dimension and metric"))
+            problems.append(
+                (
+                    "vector_configs",
+                    "required in mode 'standalone': vectors created on first upsert "
+                    "(schema-on-write) are the hosted service's; declare each named vector "
+                    "with its name, dimension and metric",
+                )
+            )
     elif not req.feature_extractors and not req.features:
-        problems.append(("feature_extractors", "required: at least 1 extractor (Mixpeek's 'standard baseline' for "
-                                               "a body without extractors is not documented), or only vector_configs "
-                                               "for a standalone namespace"))
+        problems.append(
+            (
+                "feature_extractors",
+                "required: at least 1 extractor (Mixpeek's 'standard baseline' for "
+                "a body without extractors is not documented), or only vector_configs "
+                "for a standalone namespace",
+            )
+        )
     seen: dict[str, int] = {}
     for i, vc in enumerate(req.vector_configs or []):
         if vc is None:
             continue
         path = f"vector_configs[{i}]"
         if not _VECTOR_NAME.fullmatch(vc.name):
-            problems.append((f"{path}.name", f"invalid vector name {_short(vc.name)}: letters, digits, '_', '-' or "
-                                             "'.', starting with a letter or digit, at most 128"))
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"invalid vector name {_short(vc.name)}: letters, digits, '_', '-' or "
+                    "'.', starting with a letter or digit, at most 128",
+                )
+            )
         if vc.name in seen:
-            problems.append((f"{path}.name", f"duplicate vector name {vc.name!r} (also at vector_configs[{seen[vc.name]}])"))
+            problems.append(
+                (f"{path}.name", f"duplicate vector name {vc.name!r} (also at vector_configs[{seen[vc.name]}])")
+            )
         seen.setdefault(vc.name, i)
         if vc.distance is None:
-            problems.append((f"{path}.metric", f"unknown metric {_short(vc.metric)}; valid choices: cosine, euclidean, "
-                                               "dot_product (or Qdrant's Cosine, Euclid, Dot, Manhattan)"))
+            problems.append(
+                (
+                    f"{path}.metric",
+                    f"unknown metric {_short(vc.metric)}; valid choices: cosine, euclidean, "
+                    "dot_product (or Qdrant's Cosine, Euclid, Dot, Manhattan)",
+                )
+            )
     return problems
 
 
@@ -559,30 +700,33 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def problems_from_validation_error(exc: ValidationError, model: type[BaseModel] = CreateNamespaceRequest,
-                                   prefix: str = "") -> list[tuple[str, str]]:
+def problems_from_validation_error(
+    exc: ValidationError, model: type[BaseModel] = CreateNamespaceRequest, prefix: str = ""
+) -> list[tuple[str, str]]:
     """Flatten a pydantic error into (field path, message) pairs, with valid choices where fixed."""
     problems: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         ctx = err.get("ctx") or {}
         base = _format_loc(loc) if loc else ""
-        join = (lambda p: f"{base}.{p}" if base else p)
         if err["type"] == "invalid_namespace":
             problems += [(prefix + p, m) for p, m in ctx["problems"]]
             continue
         if err["type"] == "field_schema_type":
-            problems.append((prefix + join(ctx["path"]), err["msg"]))
+            problems.append((prefix + (f"{base}.{ctx['path']}" if base else ctx["path"]), err["msg"]))
             continue
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             valid = _valid_fields(model, loc)
-            message = "unknown field" + (f"{did_you_mean(loc[-1], valid)}; valid fields: {', '.join(valid)}"
-                                         if valid else "")
+            message = "unknown field" + (
+                f"{did_you_mean(loc[-1], valid)}; valid fields: {', '.join(valid)}" if valid else ""
+            )
         elif err["type"] == "union_tag_invalid":
             tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-            message = (f"unknown type {ctx.get('tag')!r}{did_you_mean(ctx.get('tag'), tags)}; "
-                       f"valid choices: {ctx.get('expected_tags')}")
+            message = (
+                f"unknown type {ctx.get('tag')!r}{did_you_mean(ctx.get('tag'), tags)}; "
+                f"valid choices: {ctx.get('expected_tags')}"
+            )
         elif err["type"] in ("literal_error", "enum"):
             message += did_you_mean(err.get("input"), re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         problems.append((prefix + (base or "(body)"), message))
@@ -591,8 +735,10 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel] 
 
 MAX_DEPTH = 32  # levels of nesting in a request body
 MAX_TEXT_PROBLEMS = 20  # of `text_problems`, enough to show what is wrong without flooding
-SURROGATE = ("holds a lone surrogate ({char}), which is not Unicode text (it cannot be written to the state, sent "
-             "to the engine or shown): write the character itself, or remove it")
+SURROGATE = (
+    "holds a lone surrogate ({char}), which is not Unicode text (it cannot be written to the state, sent "
+    "to the engine or shown): write the character itself, or remove it"
+)
 
 
 def key_text(key: Any) -> str:
@@ -609,8 +755,9 @@ def _surrogate(text: str) -> str | None:
         return key_text(text[exc.start])
 
 
-def text_problems(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH,
-                  finite: bool = True) -> list[tuple[str, str]]:
+def text_problems(
+    value: Any, path: str = "", *, max_depth: int = MAX_DEPTH, finite: bool = True
+) -> list[tuple[str, str]]:
     """What no field may hold at any depth, as (field path, message): a lone surrogate in a key or a string,
     nesting deeper than `max_depth`, and (with `finite`) NaN or an infinity. Iterative, so no input is too deep
     for it; what it refuses would otherwise crash a parser, the engine's gRPC or the terminal."""
@@ -642,29 +789,35 @@ def text_problems(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH,
 def _salvaged_problems(data: Mapping[str, Any], catalogue: Catalogue) -> list[tuple[str, str]]:
     """The cross-field problems of the parts of a body that are valid on their own, so a structural
     error elsewhere does not hide them (every problem is reported at once)."""
+
     def part(model: type[BaseModel], value: Any) -> Any:
         try:
             return model.model_validate(value)
         except (ValidationError, RecursionError):
             return None
 
-    name, fes, ixs, infra = (data.get(k) for k in ("namespace_name", "feature_extractors", "payload_indexes",
-                                                    "infrastructure"))
+    name, fes, ixs, infra = (
+        data.get(k) for k in ("namespace_name", "feature_extractors", "payload_indexes", "infrastructure")
+    )
     vcs = data.get("vector_configs")
     extra = {k: data.get(k) for k in HOSTED_FIELDS}
     partial = CreateNamespaceRequest.model_construct(
         vector_configs=[part(VectorConfig, x) for x in vcs] if isinstance(vcs, list) else None,
         mode=data.get("mode") if data.get("mode") in ("managed", "standalone") else None,
         features=data.get("features") if isinstance(data.get("features"), list) else None,
-        namespace_id=data.get("namespace_id") if isinstance(data.get("namespace_id"), str) else None, **extra,
-        namespace_name=name if isinstance(name, str) else None,
+        namespace_id=data.get("namespace_id") if isinstance(data.get("namespace_id"), str) else None,
+        **extra,
+        namespace_name=name if isinstance(name, str) else None,  # type: ignore[arg-type]  # unvalidated by design
         feature_extractors=[part(FeatureExtractor, x) for x in fes] if isinstance(fes, list) else None,
         payload_indexes=[part(PayloadIndexConfig, x) for x in ixs] if isinstance(ixs, list) else None,
-        infrastructure=part(NamespaceInfrastructure, infra) if isinstance(infra, Mapping) else None)
+        infrastructure=part(NamespaceInfrastructure, infra) if isinstance(infra, Mapping) else None,
+    )
     return request_problems(partial, catalogue)
 
 
-def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str | None = None) -> CreateNamespaceRequest:
+def parse_request(
+    data: Any, *, catalogue: Catalogue | None = None, source: str | None = None
+) -> CreateNamespaceRequest:
     """Validate a request body (dict or model); raise `InvalidRequest` listing every problem. A model this
     function already validated against the same catalogue is returned as is (parsed once)."""
     catalogue = catalogue or DEFAULT_CATALOGUE
@@ -676,8 +829,9 @@ def parse_request(data: Any, *, catalogue: Catalogue | None = None, source: str 
         if infra and infra.get("qdrant_api_key") is not None:
             infra["qdrant_api_key"] = infra["qdrant_api_key"].get_secret_value()
     if not isinstance(data, Mapping):
-        raise InvalidRequest([("(body)", f"expected an object (the Create Namespace body), got {type(data).__name__}")],
-                             source)
+        raise InvalidRequest(
+            [("(body)", f"expected an object (the Create Namespace body), got {type(data).__name__}")], source
+        )
     problems = text_problems(data)
     if problems:
         raise InvalidRequest(problems, source)

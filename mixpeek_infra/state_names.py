@@ -63,7 +63,19 @@ def kubernetes_name(head: str, part: str) -> str:
 
 
 __all__ = [
-    "COLLECTION_RESOURCE", "DYNAMIC_MODULE", "KUBERNETES_SUFFIXES", "LOCAL_RAY_HEAD_RESOURCE", "NAMESPACE_TYPE",
-    "PACKAGE", "PACKAGE_NAMESPACE_TYPE", "PAYLOAD_INDEX_RESOURCE", "PICKLED_PROVIDERS", "QDRANT_PROVIDERS_MODULE",
-    "SHARED_RAY_NAME", "collection_name", "kubernetes_name", "payload_index_name", "ray_head_name",
+    "COLLECTION_RESOURCE",
+    "DYNAMIC_MODULE",
+    "KUBERNETES_SUFFIXES",
+    "LOCAL_RAY_HEAD_RESOURCE",
+    "NAMESPACE_TYPE",
+    "PACKAGE",
+    "PACKAGE_NAMESPACE_TYPE",
+    "PAYLOAD_INDEX_RESOURCE",
+    "PICKLED_PROVIDERS",
+    "QDRANT_PROVIDERS_MODULE",
+    "SHARED_RAY_NAME",
+    "collection_name",
+    "kubernetes_name",
+    "payload_index_name",
+    "ray_head_name",
 ]

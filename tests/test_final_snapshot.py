@@ -146,11 +146,11 @@ def test_final_snapshot_set_in_place_then_taken_when_a_replace_deletes_the_old_c
     outs = wire(COLLECTIONS.update(name, coll["outputs"], news).outs)
     assert outs["final_snapshot"] == snaps and outs["points_count"] == 3
 
-    fewer = copy.deepcopy(seed)
-    fewer["feature_extractors"] = [fe for fe in fewer["feature_extractors"]
-                                   if fe["feature_extractor_name"] == "image_extractor"]
-    replacement = checked(COLLECTIONS, collection_inputs(plan_namespace(fewer), target, deletion_protection=False,
-                                                         final_snapshot=snaps), news)
+    # A vector that keeps its name but not its size needs a new collection (removing one is in place).
+    resized = copy.deepcopy(plan.vector_config())
+    resized["image_extractor_v1_embedding"]["size"] = 1024
+    replacement = checked(COLLECTIONS, collection_inputs(plan, target, deletion_protection=False,
+                                                         final_snapshot=snaps, vectors=resized), news)
     assert COLLECTIONS.diff(name, outs, replacement).replaces  # the engine creates the new one, then deletes this
     COLLECTIONS.delete(name, outs)
     [archive] = os.listdir(snaps)

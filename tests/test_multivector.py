@@ -122,10 +122,10 @@ def test_normalize_vector_accepts_max_sim_and_refuses_anything_else():
 
 def test_a_multivector_change_is_a_vector_change_that_replaces():
     plain = {"colbert": {k: v for k, v in VECTORS["colbert"].items() if k != "multivector"}}
-    replace, added, in_place = vector_change(plain, {"colbert": VECTORS["colbert"]})
+    replace, added, removed, in_place = vector_change(plain, {"colbert": VECTORS["colbert"]})
     assert replace == ["vector 'colbert' multivector None -> {'comparator': 'max_sim'}"]
-    assert added == [] and in_place == []
-    assert vector_change(VECTORS, VECTORS) == ([], [], [])
+    assert added == [] and removed == [] and in_place == []
+    assert vector_change(VECTORS, VECTORS) == ([], [], [], [])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,8 +22,14 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .errors import (CollectionConflict, DeletionProtected, FinalSnapshotFailed, InvalidSpec, InvalidTarget,
-                         QdrantError)
+    from .errors import (
+        CollectionConflict,
+        DeletionProtected,
+        FinalSnapshotFailed,
+        InvalidSpec,
+        InvalidTarget,
+        QdrantError,
+    )
     from .resources import Collection, CollectionProvider, PayloadIndex, PayloadIndexProvider
     from .snapshot import restore_snapshot
     from .store.base import Store

@@ -13,7 +13,7 @@ Pure: imports nothing but `mixpeek_infra.problems`.
 from __future__ import annotations
 
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..problems import InvalidInput, Problem
 
@@ -117,21 +117,37 @@ def moved_under(problems: Iterable[Problem], prefix: str, strip: str = "") -> li
 def owner_message(name: str, location: str, owner: str, namespace_id: str | None) -> str:
     """The refusal for adopting collection `name`, recorded as namespace `owner`'s, as `namespace_id`."""
     who = f"namespace {namespace_id}" if namespace_id else "a new namespace (its id is generated at creation)"
-    return (f"Qdrant collection {name!r} at {location} belongs to namespace {owner} (created by another namespace, "
-            f"stack or process); refusing to adopt it for {who}. Choose another collection name "
-            f"(infrastructure.qdrant_collection / collection_name); or, if it is this namespace's (e.g. its state "
-            f"was lost), set namespace_id: {owner} to adopt it.")
+    return (
+        f"Qdrant collection {name!r} at {location} belongs to namespace {owner} (created by another namespace, "
+        f"stack or process); refusing to adopt it for {who}. Choose another collection name "
+        f"(infrastructure.qdrant_collection / collection_name); or, if it is this namespace's (e.g. its state "
+        f"was lost), set namespace_id: {owner} to adopt it."
+    )
 
 
 def foreign_message(name: str, location: str, owner: str, namespace_id: str, doing: str) -> str:
     """The refusal to `doing` collection `name` for namespace `namespace_id` when it is recorded as `owner`'s."""
-    return (f"Qdrant collection {name!r} at {location} belongs to namespace {owner}, not to namespace {namespace_id} "
-            f"whose state names it (its collection was deleted outside Pulumi and the name taken by another "
-            f"namespace); refusing to {doing} it. Nothing was changed. Run `pulumi refresh` to drop it from this "
-            f"stack's state (nothing is deleted), then give namespace {namespace_id} another collection name "
-            f"(infrastructure.qdrant_collection / collection_name).")
+    return (
+        f"Qdrant collection {name!r} at {location} belongs to namespace {owner}, not to namespace {namespace_id} "
+        f"whose state names it (its collection was deleted outside Pulumi and the name taken by another "
+        f"namespace); refusing to {doing} it. Nothing was changed. Run `pulumi refresh` to drop it from this "
+        f"stack's state (nothing is deleted), then give namespace {namespace_id} another collection name "
+        f"(infrastructure.qdrant_collection / collection_name)."
+    )
 
 
-__all__ = ["CollectionConflict", "CollectionNotFound", "DeletionProtected", "EdgeCorrupt", "EdgeLocked",
-           "FinalSnapshotFailed", "InvalidSpec", "InvalidTarget", "QdrantError", "TargetUnavailable", "foreign_message",
-           "moved_under", "owner_message"]
+__all__ = [
+    "CollectionConflict",
+    "CollectionNotFound",
+    "DeletionProtected",
+    "EdgeCorrupt",
+    "EdgeLocked",
+    "FinalSnapshotFailed",
+    "InvalidSpec",
+    "InvalidTarget",
+    "QdrantError",
+    "TargetUnavailable",
+    "foreign_message",
+    "moved_under",
+    "owner_message",
+]

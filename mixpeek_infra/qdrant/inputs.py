@@ -9,16 +9,22 @@ the program too, so what is already known fails there, naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..redact import redact_url
 from ..vocabulary import NAMESPACE_ID, NAMESPACE_ID_RULE
 from .errors import InvalidSpec, InvalidTarget
 from .keys import ambient_key
-from .normalize import (COLLECTION_NAME, COLLECTION_NAME_RULE, FIELD_NAME, normalize_field_schema, normalize_settings,
-                        normalize_vectors)
-from .target import (QdrantTarget, directory_problem, is_plain_http_off_loopback, normalize_spec,
-                     snapshot_dir_problem)
+from .normalize import (
+    COLLECTION_NAME,
+    COLLECTION_NAME_RULE,
+    FIELD_NAME,
+    normalize_field_schema,
+    normalize_settings,
+    normalize_vectors,
+)
+from .target import QdrantTarget, directory_problem, is_plain_http_off_loopback, normalize_spec, snapshot_dir_problem
 from .values import has_unknown, is_unknown, plain, plain_props
 
 
@@ -38,11 +44,18 @@ def _check_key(key: Any, out: dict[str, Any]) -> None:
         if isinstance(target, Mapping) and target.get("kind") == "embedded":
             raise InvalidSpec("api_key", "only a server target (url) takes an API key; an embedded path has none")
         out["api_key"] = key
-    if (key or ambient_key(target)) and isinstance(target, Mapping) and target.get("kind") == "server" \
-            and is_plain_http_off_loopback(target["url"]):
-        raise InvalidSpec("target.url", f"{redact_url(target['url'])} is plain http to a host that is not loopback, "
-                                        "and an API key would travel with every request unencrypted; use an https:// "
-                                        "URL (infrastructure.qdrant_url / QdrantTarget.url)")
+    if (
+        (key or ambient_key(target))
+        and isinstance(target, Mapping)
+        and target.get("kind") == "server"
+        and is_plain_http_off_loopback(target["url"])
+    ):
+        raise InvalidSpec(
+            "target.url",
+            f"{redact_url(target['url'])} is plain http to a host that is not loopback, "
+            "and an API key would travel with every request unencrypted; use an https:// "
+            "URL (infrastructure.qdrant_url / QdrantTarget.url)",
+        )
 
 
 def _with_target(props: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,8 +79,9 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     props, out = _with_target(props)
     vectors = props.get("vectors")
     if vectors is None:
-        raise InvalidSpec("vectors", "required: the collection's named vectors {name: {size, distance, datatype, "
-                                     "on_disk}}")
+        raise InvalidSpec(
+            "vectors", "required: the collection's named vectors {name: {size, distance, datatype, on_disk}}"
+        )
     out["vectors"] = vectors if has_unknown(vectors) else normalize_vectors(vectors)
     settings = props.get("settings")
     out["settings"] = settings if has_unknown(settings) else normalize_settings(settings)
@@ -75,10 +89,15 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     if embedded and isinstance(out["settings"], Mapping):
         for key in ("shard_number", "replication_factor"):
             if out["settings"].get(key, 1) != 1:
-                raise InvalidSpec(f"settings.{key}", "an embedded Qdrant Edge collection is a single local shard; "
-                                                     "only 1 is possible (use a server target for more)")
-    for key, pattern, rule in (("namespace_id", NAMESPACE_ID, NAMESPACE_ID_RULE),
-                               ("collection_name", COLLECTION_NAME, COLLECTION_NAME_RULE)):
+                raise InvalidSpec(
+                    f"settings.{key}",
+                    "an embedded Qdrant Edge collection is a single local shard; "
+                    "only 1 is possible (use a server target for more)",
+                )
+    for key, pattern, rule in (
+        ("namespace_id", NAMESPACE_ID, NAMESPACE_ID_RULE),
+        ("collection_name", COLLECTION_NAME, COLLECTION_NAME_RULE),
+    ):
         value = props.get(key)
         if value is None or is_unknown(value):
             if value is not None:
@@ -91,7 +110,8 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     if snapshot_dir is not None and not is_unknown(snapshot_dir):
         name = out.get("collection_name") or out.get("namespace_id")
         problem = directory_problem(snapshot_dir) or snapshot_dir_problem(
-            snapshot_dir, out["target"], name if isinstance(name, str) else None)
+            snapshot_dir, out["target"], name if isinstance(name, str) else None
+        )
         if problem:
             raise InvalidSpec("final_snapshot", problem)
     out["final_snapshot"] = snapshot_dir
@@ -114,13 +134,17 @@ def normalize_index_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     out["collection_name"] = name
     field = props.get("field_name")
     if not isinstance(field, str) or len(field) > 255 or not FIELD_NAME.fullmatch(field):
-        raise InvalidSpec("field_name", f"{field!r} must be a payload path of 1-255 characters: keys of letters, "
-                                        "digits, '_' or '-' joined by '.', each optionally followed by [] or [N]")
+        raise InvalidSpec(
+            "field_name",
+            f"{field!r} must be a payload path of 1-255 characters: keys of letters, "
+            "digits, '_' or '-' joined by '.', each optionally followed by [] or [N]",
+        )
     out["field_name"] = field
     namespace_id = props.get("namespace_id")  # the owning namespace (the collection's), checked before every write
     if namespace_id is not None:
-        if not is_unknown(namespace_id) and (not isinstance(namespace_id, str)
-                                             or not NAMESPACE_ID.fullmatch(namespace_id)):
+        if not is_unknown(namespace_id) and (
+            not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id)
+        ):
             raise InvalidSpec("namespace_id", f"{namespace_id!r} is not {NAMESPACE_ID_RULE}")
         out["namespace_id"] = namespace_id
     field_type, schema = props.get("field_type"), props.get("field_schema")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pulumi.runtime import rpc
 
@@ -60,8 +61,10 @@ def _url_of(target: Any) -> str | None:
 
 def configure(config: Any) -> None:
     """Take the ambient key and its URL from the provider configuration (`ConfigureRequest.config`)."""
-    pairs = [(_text(config.get(CONFIG_API_KEY)), _url_of(rpc.unwrap_rpc_secret(config.get(CONFIG_TARGET)))),
-             (_text(config.get(LEGACY_CONFIG_API_KEY)), _text(config.get(LEGACY_CONFIG_URL)))]
+    pairs = [
+        (_text(config.get(CONFIG_API_KEY)), _url_of(rpc.unwrap_rpc_secret(config.get(CONFIG_TARGET)))),
+        (_text(config.get(LEGACY_CONFIG_API_KEY)), _text(config.get(LEGACY_CONFIG_URL))),
+    ]
     _CONFIGURED[:] = [(key, url) for key, url in pairs if key and url]
 
 
@@ -105,5 +108,15 @@ def keep_key_secret(inputs: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-__all__ = ["CONFIG_API_KEY", "CONFIG_TARGET", "ENV_API_KEY", "ENV_URL", "ambient_key", "configure", "keep_key_secret",
-           "key_for", "secret_key_output", "store_for"]
+__all__ = [
+    "CONFIG_API_KEY",
+    "CONFIG_TARGET",
+    "ENV_API_KEY",
+    "ENV_URL",
+    "ambient_key",
+    "configure",
+    "keep_key_secret",
+    "key_for",
+    "secret_key_output",
+    "store_for",
+]

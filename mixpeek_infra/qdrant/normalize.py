@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..vocabulary import DATATYPES, DISTANCES, MULTIVECTOR_COMPARATORS
 from .errors import InvalidSpec
@@ -134,10 +135,14 @@ def normalize_settings(value: Any, path: str = "settings") -> dict[str, Any]:
         _no_extra(hnsw, ("m", "ef_construct", "full_scan_threshold", "on_disk", "payload_m"), p)
         out["hnsw_config"] = {
             "m": as_int(hnsw.get("m", HNSW_DEFAULTS["m"]), f"{p}.m", minimum=0, maximum=1024),
-            "ef_construct": as_int(hnsw.get("ef_construct", HNSW_DEFAULTS["ef_construct"]), f"{p}.ef_construct",
-                                   minimum=4, maximum=100000),
-            "full_scan_threshold": as_int(hnsw.get("full_scan_threshold", HNSW_DEFAULTS["full_scan_threshold"]),
-                                          f"{p}.full_scan_threshold", minimum=0),
+            "ef_construct": as_int(
+                hnsw.get("ef_construct", HNSW_DEFAULTS["ef_construct"]), f"{p}.ef_construct", minimum=4, maximum=100000
+            ),
+            "full_scan_threshold": as_int(
+                hnsw.get("full_scan_threshold", HNSW_DEFAULTS["full_scan_threshold"]),
+                f"{p}.full_scan_threshold",
+                minimum=0,
+            ),
         }
         if hnsw.get("on_disk") is not None:
             out["hnsw_config"]["on_disk"] = as_bool(hnsw["on_disk"], f"{p}.on_disk")
@@ -189,8 +194,9 @@ def default_field_schema(field_type: str) -> dict[str, Any]:
     }.get(field_type, {"type": field_type})
 
 
-def normalize_field_schema(field_type: Any, schema: Any, path: str = "field_schema",
-                           type_path: str = "field_type") -> dict[str, Any]:
+def normalize_field_schema(
+    field_type: Any, schema: Any, path: str = "field_schema", type_path: str = "field_type"
+) -> dict[str, Any]:
     """A payload index schema with every parameter filled in; `schema.type` must equal `field_type`."""
     kind = as_choice(field_type, FIELD_TYPES, type_path)
     schema = {} if schema is None else dict(_mapping(schema, path))
@@ -211,14 +217,35 @@ def normalize_field_schema(field_type: Any, schema: Any, path: str = "field_sche
         else:
             out[key] = as_bool(value, p)
     if kind == "text" and out["min_token_len"] > out["max_token_len"]:
-        raise InvalidSpec(f"{path}.min_token_len",
-                          f"min_token_len {out['min_token_len']} exceeds max_token_len {out['max_token_len']}")
+        raise InvalidSpec(
+            f"{path}.min_token_len",
+            f"min_token_len {out['min_token_len']} exceeds max_token_len {out['max_token_len']}",
+        )
     if kind == "integer" and not (out["lookup"] or out["range"]):
         raise InvalidSpec(path, "an integer index needs lookup or range (both are false)")
     return out
 
 
-__all__ = ["COLLECTION_NAME", "COLLECTION_NAME_RULE", "COMPRESSIONS", "DATATYPES", "DISTANCES", "FIELD_NAME",
-           "FIELD_TYPES", "HNSW_DEFAULTS", "SETTINGS_KEYS", "TOKENIZERS", "as_bool", "as_choice", "as_float", "as_int",
-           "default_field_schema", "normalize_field_schema", "normalize_multivector", "normalize_quantization",
-           "normalize_settings", "normalize_vector", "normalize_vectors"]
+__all__ = [
+    "COLLECTION_NAME",
+    "COLLECTION_NAME_RULE",
+    "COMPRESSIONS",
+    "DATATYPES",
+    "DISTANCES",
+    "FIELD_NAME",
+    "FIELD_TYPES",
+    "HNSW_DEFAULTS",
+    "SETTINGS_KEYS",
+    "TOKENIZERS",
+    "as_bool",
+    "as_choice",
+    "as_float",
+    "as_int",
+    "default_field_schema",
+    "normalize_field_schema",
+    "normalize_multivector",
+    "normalize_quantization",
+    "normalize_settings",
+    "normalize_vector",
+    "normalize_vectors",
+]

@@ -15,14 +15,15 @@ The API key is a secret end to end (see `mixpeek_infra.qdrant.keys`): an input k
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
 
+from ..state_names import COLLECTION_RESOURCE, DYNAMIC_MODULE, PAYLOAD_INDEX_RESOURCE
 from .errors import DeletionProtected, FinalSnapshotFailed
 from .inputs import normalize_collection_inputs, normalize_index_inputs
-from ..state_names import COLLECTION_RESOURCE, DYNAMIC_MODULE, PAYLOAD_INDEX_RESOURCE
 from .providers import CollectionProvider, PayloadIndexProvider
 from .target import QdrantTarget
 
@@ -55,11 +56,19 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
     deletion_protection: pulumi.Output[bool]
     final_snapshot: pulumi.Output[str | None]
 
-    def __init__(self, resource_name: str, *, vectors: Mapping[str, Mapping[str, Any]],
-                 target: QdrantTarget | None = None, namespace_id: pulumi.Input[str] | None = None,
-                 collection_name: str | None = None, settings: Mapping[str, Any] | None = None,
-                 deletion_protection: bool = True, final_snapshot: str | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        vectors: Mapping[str, Mapping[str, Any]],
+        target: QdrantTarget | None = None,
+        namespace_id: pulumi.Input[str] | None = None,
+        collection_name: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        deletion_protection: bool = True,
+        final_snapshot: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         target = target or QdrantTarget()
         props: dict[str, Any] = {
             "target": target.spec(),
@@ -75,9 +84,15 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
             "updated_at": None,
         }
         # Fail in the program, naming the field, for everything already known.
-        normalize_collection_inputs({k: v for k, v in props.items()
-                                     if v is not None and not isinstance(v, pulumi.Output)
-                                     and k not in ("points_count", "created_at", "updated_at")})
+        normalize_collection_inputs(
+            {
+                k: v
+                for k, v in props.items()
+                if v is not None
+                and not isinstance(v, pulumi.Output)
+                and k not in ("points_count", "created_at", "updated_at")
+            }
+        )
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["api_key"]))
         super().__init__(CollectionProvider(), resource_name, props, opts)
 
@@ -101,9 +116,18 @@ class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_
     target: pulumi.Output[dict]
     namespace_id: pulumi.Output[str | None]
 
-    def __init__(self, resource_name: str, *, collection_name: pulumi.Input[str], field_name: str, field_type: str,
-                 field_schema: Mapping[str, Any] | None, target: QdrantTarget | None = None,
-                 namespace_id: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        collection_name: pulumi.Input[str],
+        field_name: str,
+        field_type: str,
+        field_schema: Mapping[str, Any] | None,
+        target: QdrantTarget | None = None,
+        namespace_id: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         target = target or QdrantTarget()
         props: dict[str, Any] = {
             "target": target.spec(),
@@ -121,5 +145,13 @@ class PayloadIndex(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=PAYLOAD_
         super().__init__(PayloadIndexProvider(), resource_name, props, opts)
 
 
-__all__ = ["Collection", "CollectionProvider", "DeletionProtected", "FinalSnapshotFailed", "PayloadIndex",
-           "PayloadIndexProvider", "normalize_collection_inputs", "normalize_index_inputs"]
+__all__ = [
+    "Collection",
+    "CollectionProvider",
+    "DeletionProtected",
+    "FinalSnapshotFailed",
+    "PayloadIndex",
+    "PayloadIndexProvider",
+    "normalize_collection_inputs",
+    "normalize_index_inputs",
+]

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from .store.base import CollectionState
 
 
-def restore_snapshot(archive: str, target: QdrantTarget | None = None, *,
-                     collection_name: str | None = None) -> CollectionState:
+def restore_snapshot(
+    archive: str, target: QdrantTarget | None = None, *, collection_name: str | None = None
+) -> CollectionState:
     """Restore a final snapshot (written before a delete or replace) as a collection of `target`.
 
     archive: the snapshot file (`<collection>-<UTC time>.tar` from an embedded target,
@@ -35,8 +36,10 @@ def restore_snapshot(archive: str, target: QdrantTarget | None = None, *,
     store = open_store(target.spec(), target.api_key)
     with store.lock(name):
         if store.read_collection(name) is not None:
-            raise CollectionConflict(f"cannot restore {archive} as Qdrant collection {name!r} at {store.location}: "
-                                     "a collection of that name exists; pass another collection_name or delete it")
+            raise CollectionConflict(
+                f"cannot restore {archive} as Qdrant collection {name!r} at {store.location}: "
+                "a collection of that name exists; pass another collection_name or delete it"
+            )
         store.restore(archive, name)
     state = store.read_collection(name)
     if state is None:

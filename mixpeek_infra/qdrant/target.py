@@ -18,8 +18,9 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..paths import state_path
@@ -58,40 +59,54 @@ class QdrantTarget:
 
     def __post_init__(self) -> None:
         if self.url is not None and self.path is not None:
-            raise InvalidTarget("QdrantTarget.url", "give either url (a Qdrant server) or path (embedded Qdrant Edge), "
-                                                    "not both")
+            raise InvalidTarget(
+                "QdrantTarget.url", "give either url (a Qdrant server) or path (embedded Qdrant Edge), not both"
+            )
         if self.url is None and self.path is None:
             object.__setattr__(self, "path", DEFAULT_EMBEDDED_PATH)
         if self.url is not None:
             if not isinstance(self.url, str) or not _URL.fullmatch(self.url):
-                raise InvalidTarget("QdrantTarget.url", f"{redact_url(repr(self.url))} is not an "
-                                                        "http(s)://host[:port][/prefix] URL")
+                raise InvalidTarget(
+                    "QdrantTarget.url", f"{redact_url(repr(self.url))} is not an http(s)://host[:port][/prefix] URL"
+                )
             if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
-                raise InvalidTarget("QdrantTarget.url", "credentials in the URL are not allowed; pass api_key "
-                                                        "(kept as a Pulumi secret)")
+                raise InvalidTarget(
+                    "QdrantTarget.url", "credentials in the URL are not allowed; pass api_key (kept as a Pulumi secret)"
+                )
         else:
             problem = _path_text_problem(self.path)
             if problem:
                 raise InvalidTarget("QdrantTarget.path", problem)
             if self.api_key is not None:
-                raise InvalidTarget("QdrantTarget.api_key", "only a server target (url) takes an API key; "
-                                                            "an embedded path has none")
+                raise InvalidTarget(
+                    "QdrantTarget.api_key", "only a server target (url) takes an API key; an embedded path has none"
+                )
             if self.prefer_grpc:
                 raise InvalidTarget("QdrantTarget.prefer_grpc", "only applies to a server target (url)")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) \
-                or not math.isfinite(self.timeout) or self.timeout <= 0:
+        if (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not math.isfinite(self.timeout)
+            or self.timeout <= 0
+        ):
             raise InvalidTarget("QdrantTarget.timeout", f"{self.timeout!r} must be a positive number of seconds")
         if not isinstance(self.prefer_grpc, bool):
             raise InvalidTarget("QdrantTarget.prefer_grpc", f"{self.prefer_grpc!r} must be true or false")
 
     @classmethod
-    def embedded(cls, path: str = DEFAULT_QDRANT_PATH, *, timeout: float = QDRANT_TIMEOUT) -> "QdrantTarget":
+    def embedded(cls, path: str = DEFAULT_QDRANT_PATH, *, timeout: float = QDRANT_TIMEOUT) -> QdrantTarget:
         """Embedded Qdrant Edge: one shard directory per collection under `path`."""
         return cls(path=path, timeout=timeout)
 
     @classmethod
-    def server(cls, url: str, api_key: pulumi.Input[str] | None = None, *, timeout: float = QDRANT_TIMEOUT,
-               prefer_grpc: bool = False) -> "QdrantTarget":
+    def server(
+        cls,
+        url: str,
+        api_key: pulumi.Input[str] | None = None,
+        *,
+        timeout: float = QDRANT_TIMEOUT,
+        prefer_grpc: bool = False,
+    ) -> QdrantTarget:
         """A Qdrant server or cluster at `url`, reached through qdrant-client."""
         return cls(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc)
 
@@ -111,7 +126,7 @@ class QdrantTarget:
         return describe_spec(self.spec())
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], api_key: pulumi.Input[str] | None = None) -> "QdrantTarget":
+    def from_spec(cls, spec: Mapping[str, Any], api_key: pulumi.Input[str] | None = None) -> QdrantTarget:
         """Rebuild a target from `spec()` output (plus the key, if any)."""
         spec = normalize_spec(spec)
         if spec["kind"] == "server":
@@ -127,8 +142,9 @@ def normalize_spec(spec: Any, field_name: str = "target") -> dict[str, Any]:
     kind = spec.get("kind")
     extra = set(spec) - {"kind", "url", "path", "timeout", "prefer_grpc"}
     if extra:
-        raise InvalidTarget(f"{field_name}.{sorted(extra)[0]}", "unknown field; valid fields: kind, url, path, "
-                                                                "timeout, prefer_grpc")
+        raise InvalidTarget(
+            f"{field_name}.{sorted(extra)[0]}", "unknown field; valid fields: kind, url, path, timeout, prefer_grpc"
+        )
     timeout = spec.get("timeout", QDRANT_TIMEOUT)
     try:
         if kind == "server":
@@ -167,6 +183,7 @@ def is_plain_http_off_loopback(url: str) -> bool:
 
 def same_server(a: str, b: str) -> bool:
     """Whether two server URLs name the same endpoint (scheme, host, port, path prefix)."""
+
     def key(url: str) -> tuple:
         parts = urlsplit(url.strip())
         try:
@@ -174,6 +191,7 @@ def same_server(a: str, b: str) -> bool:
         except ValueError:
             port = None
         return parts.scheme.lower(), (parts.hostname or "").lower(), port or 6333, parts.path.rstrip("/")
+
     return key(a) == key(b)
 
 
@@ -190,9 +208,31 @@ def _path_text_problem(path: Any) -> str | None:
 PATH_BYTES_MAX = 2048
 NAME_BYTES_MAX = 255  # one path component (Linux's NAME_MAX)
 #: kernel pseudo file systems: no directory can be created or written there
-PSEUDO_FILE_SYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
-                                 "securityfs", "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc",
-                                 "efivarfs", "selinuxfs", "autofs", "nsfs", "rpc_pipefs", "hugetlbfs"})
+PSEUDO_FILE_SYSTEMS = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "mqueue",
+        "binfmt_misc",
+        "efivarfs",
+        "selinuxfs",
+        "autofs",
+        "nsfs",
+        "rpc_pipefs",
+        "hugetlbfs",
+    }
+)
 SHARD_FILES = ("edge_config.json", "mixpeek_collection.json")  # either one marks a Qdrant Edge shard directory
 
 
@@ -225,9 +265,11 @@ def directory_problem(path: str) -> str | None:
     full = state_path(path)
     raw = os.fsencode(full)
     if len(raw) > PATH_BYTES_MAX:
-        return (f"{path[:60]!r}... is {len(raw)} bytes long as an absolute path; at most {PATH_BYTES_MAX} are "
-                "accepted (Qdrant Edge's files below it must stay within the system's 4096-byte path limit); give a "
-                "shorter directory path")
+        return (
+            f"{path[:60]!r}... is {len(raw)} bytes long as an absolute path; at most {PATH_BYTES_MAX} are "
+            "accepted (Qdrant Edge's files below it must stay within the system's 4096-byte path limit); give a "
+            "shorter directory path"
+        )
     if any(len(part) > NAME_BYTES_MAX for part in raw.split(b"/")):
         return f"{path[:60]!r}... has a path component longer than {NAME_BYTES_MAX} bytes; give a shorter one"
     here = full
@@ -241,14 +283,15 @@ def directory_problem(path: str) -> str | None:
         return f"{path!r} {where} a file, not a directory; give a directory path"
     mount = _mount_of(os.path.realpath(here))
     if mount is not None and mount[1] in PSEUDO_FILE_SYSTEMS:
-        return (f"{path!r} lies on {mount[0]}, a kernel pseudo file system ({mount[1]}) where no directory can be "
-                "created; give a directory on a disk")
+        return (
+            f"{path!r} lies on {mount[0]}, a kernel pseudo file system ({mount[1]}) where no directory can be "
+            "created; give a directory on a disk"
+        )
     if mount is not None and mount[2]:
         return f"{path!r} lies on {mount[0]}, a read-only file system (mounted read-only); give a writable directory"
     if not os.access(here, os.W_OK | os.X_OK):
         where = "" if here == full else f" (its nearest existing directory {here})"
-        return (f"{path!r}{where} is not writable by the user running Pulumi; make it writable or give another "
-                "directory")
+        return f"{path!r}{where} is not writable by the user running Pulumi; make it writable or give another directory"
     return None
 
 
@@ -260,15 +303,19 @@ def snapshot_dir_problem(directory: str, target: Mapping[str, Any] | None, colle
     if isinstance(target, Mapping) and target.get("kind") == "embedded" and isinstance(collection_name, str):
         shard = os.path.realpath(os.path.join(state_path(target["path"]), collection_name))
         if here == shard or here.startswith(shard + os.sep):
-            return (f"{directory!r} is {'' if here == shard else 'inside '}the shard directory {shard} of collection "
-                    f"{collection_name!r}: a snapshot there would be deleted with the collection it keeps. Give a "
-                    "directory outside every shard, e.g. .mixpeek/snapshots")
+            return (
+                f"{directory!r} is {'' if here == shard else 'inside '}the shard directory {shard} of collection "
+                f"{collection_name!r}: a snapshot there would be deleted with the collection it keeps. Give a "
+                "directory outside every shard, e.g. .mixpeek/snapshots"
+            )
     probe = here
     while True:
         if any(os.path.isfile(os.path.join(probe, f)) for f in SHARD_FILES):
-            return (f"{directory!r} is {'' if probe == here else 'inside '}the Qdrant Edge shard directory {probe}: a "
-                    "snapshot there would be deleted with that collection. Give a directory outside every shard, "
-                    "e.g. .mixpeek/snapshots")
+            return (
+                f"{directory!r} is {'' if probe == here else 'inside '}the Qdrant Edge shard directory {probe}: a "
+                "snapshot there would be deleted with that collection. Give a directory outside every shard, "
+                "e.g. .mixpeek/snapshots"
+            )
         parent = os.path.dirname(probe)
         if parent == probe:
             return None

@@ -9,7 +9,6 @@ package is cheap: they load on first use, and none imports `ray` or `pulumi_kube
 
 from __future__ import annotations
 
-
 from .._lazy import lazy_getattr
 
 _LAZY = {
@@ -27,4 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-__getattr__ = lazy_getattr('mixpeek_infra.ray', _LAZY, globals())
+__getattr__ = lazy_getattr("mixpeek_infra.ray", _LAZY, globals())

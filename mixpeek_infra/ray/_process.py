@@ -16,11 +16,13 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-from ..processes import ProcInfo, current_boot_id, on_linux as _linux, process_info, process_table
+from ..processes import ProcInfo, current_boot_id, process_info, process_table
+from ..processes import on_linux as _linux
 from ..processes import same_start as _same_start
 from ..vocabulary import RAY_STOP_TIMEOUT
 
@@ -54,7 +56,7 @@ def _marker(pid: int) -> Optional[str]:
     prefix = MARKER_ENV.encode() + b"="
     for entry in environ.split(b"\0"):
         if entry.startswith(prefix):
-            return entry[len(prefix):].decode(errors="replace")
+            return entry[len(prefix) :].decode(errors="replace")
     return ""
 
 
@@ -85,15 +87,22 @@ class HeadSession:
     boot_id: Optional[str] = None
 
     @classmethod
-    def recorded(cls, pid: Any, start: Any, head_id: Any, boot_id: Any = None) -> Optional["HeadSession"]:
+    def recorded(cls, pid: Any, start: Any, head_id: Any, boot_id: Any = None) -> Optional[HeadSession]:
         """The identity in a record (resource outputs, a pending marker), or None when it is not one:
         records are data, checked before they are believed."""
         start = _number(start)
         if isinstance(pid, float) and pid.is_integer():
             pid = int(pid)  # the engine sends numbers as floats
-        if (not isinstance(pid, int) or isinstance(pid, bool) or not 1 < pid < 2 ** 31 or start is None
-                or start < 0 or not isinstance(head_id, str) or not head_id
-                or not (boot_id is None or isinstance(boot_id, str))):
+        if (
+            not isinstance(pid, int)
+            or isinstance(pid, bool)
+            or not 1 < pid < 2**31
+            or start is None
+            or start < 0
+            or not isinstance(head_id, str)
+            or not head_id
+            or not (boot_id is None or isinstance(boot_id, str))
+        ):
             return None
         return cls(pid, start, head_id, boot_id)
 
@@ -109,8 +118,13 @@ class HeadSession:
         return marker == self.head_id or (missing_ok and marker == "")
 
     def _is_leader(self, info: ProcInfo) -> bool:
-        return (info.pid == self.pid and not info.zombie and info.sid == self.pid and _same_start(info.start, self.start)
-                and self._carries(info.pid, missing_ok=False))
+        return (
+            info.pid == self.pid
+            and not info.zombie
+            and info.sid == self.pid
+            and _same_start(info.start, self.start)
+            and self._carries(info.pid, missing_ok=False)
+        )
 
     def leader_alive(self) -> bool:
         """Whether the recorded leader still runs (zombies count as dead)."""
@@ -129,8 +143,11 @@ class HeadSession:
         if holder is not None and not _same_start(holder.start, self.start):
             return []  # the pid is another process's: nothing of the head's session is left
         slack = 0 if _linux() else 1.5  # `ps` reports whole seconds
-        session = [p for p in table if p.sid == self.pid and not p.zombie and p.pid != os.getpid()
-                   and p.start + slack >= self.start]
+        session = [
+            p
+            for p in table
+            if p.sid == self.pid and not p.zombie and p.pid != os.getpid() and p.start + slack >= self.start
+        ]
         proven = {p.pid: p for p in session if p.pid == self.pid and self._is_leader(p)}
         proven.update((p.pid, p) for p in session if p.pid != self.pid and self._carries(p.pid, missing_ok=False))
         growing = True
@@ -138,8 +155,12 @@ class HeadSession:
             growing = False
             for p in session:
                 parent = proven.get(p.ppid)
-                if p.pid not in proven and parent is not None and p.start + slack >= parent.start \
-                        and self._carries(p.pid, missing_ok=True):
+                if (
+                    p.pid not in proven
+                    and parent is not None
+                    and p.start + slack >= parent.start
+                    and self._carries(p.pid, missing_ok=True)
+                ):
                     proven[p.pid] = p
                     growing = True
         return sorted(proven.values(), key=lambda p: p.pid)
@@ -200,8 +221,9 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, *, head_id: Optional[str],
-                 boot_id: Optional[str] = None) -> list[int]:
+def stop_session(
+    pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, *, head_id: Optional[str], boot_id: Optional[str] = None
+) -> list[int]:
     """Stop the head's processes: `HeadSession.stop` (nothing is stopped for no valid identity)."""
     session = HeadSession.recorded(pid, start, head_id, boot_id)
     return session.stop(timeout) if session is not None else []
@@ -209,7 +231,7 @@ def stop_session(pid: int, start: float, timeout: float = RAY_STOP_TIMEOUT, *, h
 
 def _hex_address(text: str) -> str:
     """An address as /proc/net/tcp{,6} writes it (host-order 32-bit words in hex) in standard notation."""
-    words = b"".join(struct.pack("=I", int(text[i:i + 8], 16)) for i in range(0, len(text), 8))
+    words = b"".join(struct.pack("=I", int(text[i : i + 8], 16)) for i in range(0, len(text), 8))
     return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
 
 
@@ -217,8 +239,12 @@ def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
     """(pid, address, port) of every listening TCP socket held by the processes `pids`."""
     pids = list(pids)
     if not _linux():
-        out = subprocess.run(["lsof", "-nP", "-a", "-iTCP", "-sTCP:LISTEN", "-p", ",".join(map(str, pids)), "-Fpn"],
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["lsof", "-nP", "-a", "-iTCP", "-sTCP:LISTEN", "-p", ",".join(map(str, pids)), "-Fpn"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         found, pid = [], 0
         for line in out.splitlines():
             if line.startswith("p"):

@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ..paths import state_path
 from ..processes import current_boot_id, lineage, lineage_alive, process_info
@@ -50,8 +51,11 @@ MAX_TEMP_DIR = _SOCKET_PATH_MAX - _SOCKET_SUFFIX
 
 # How the raylet or the GCS reports its death: a fatal line ("[2026-01-01 10:00:00,000 C 12 12] (raylet) x.cc:1:
 # message"), or the raylet's error line when an agent it fate-shares with failed.
-_FATAL_LINE = re.compile(r"^\[[^\]]* (?:[CF]|E(?=.*The raylet exited)) \d+ \d+\] \((?:raylet|gcs_server)\) "
-                         r"(?P<message>.*)$", re.M)
+_FATAL_LINE = re.compile(
+    r"^\[[^\]]* (?:[CF]|E(?=.*The raylet exited)) \d+ \d+\] \((?:raylet|gcs_server)\) "
+    r"(?P<message>.*)$",
+    re.M,
+)
 _RAY_BUG_NOTE = re.compile(r"An unexpected system state has occurred\..*?fix it\.\s*")  # Ray's "report this" text
 # A taken port, as gRPC (errno:98), Python ([Errno 98] Address already in use) and `ray start` report it.
 _PORT_TAKEN = re.compile(r"address already in use|errno:\s*(?:98|48)\b|failed to bind", re.I)
@@ -106,8 +110,10 @@ def find_ray_executable() -> str:
     found = shutil.which("ray")
     if found:
         return found
-    raise RayHeadError("the 'ray' command was not found next to the Python interpreter or on PATH; install Ray "
-                       "with: pip install 'mixpeek-infra[local]'")
+    raise RayHeadError(
+        "the 'ray' command was not found next to the Python interpreter or on PATH; install Ray "
+        "with: pip install 'mixpeek-infra[local]'"
+    )
 
 
 def _probe_python(ray_executable: str) -> str:
@@ -150,9 +156,16 @@ def _new_text(path: Optional[str], offset: int) -> str:
         return ""
 
 
-def wait_for_ray_client(url: str, timeout: float, *, python: Optional[str] = None,
-                        alive: Callable[[], bool] = lambda: True, server_log: Optional[str] = None,
-                        attempt_timeout: float = 30.0, node_manager_port: Optional[int] = None) -> float:
+def wait_for_ray_client(
+    url: str,
+    timeout: float,
+    *,
+    python: Optional[str] = None,
+    alive: Callable[[], bool] = lambda: True,
+    server_log: Optional[str] = None,
+    attempt_timeout: float = 30.0,
+    node_manager_port: Optional[int] = None,
+) -> float:
     """Wait until a Ray client connects to `url` and return the seconds waited.
 
     Each attempt runs `ray.init(url)` in a child interpreter (this process never imports Ray) and
@@ -169,7 +182,7 @@ def wait_for_ray_client(url: str, timeout: float, *, python: Optional[str] = Non
     """
     started = time.monotonic()
     deadline = started + timeout
-    host, port = url[len("ray://"):].rsplit(":", 1)
+    host, port = url[len("ray://") :].rsplit(":", 1)
     env = _clean_env()
     env["RAY_CLIENT_RECONNECT_GRACE_PERIOD"] = "0"  # a probe never reconnects: fail fast instead
     port_open_at: Optional[float] = None
@@ -181,9 +194,13 @@ def wait_for_ray_client(url: str, timeout: float, *, python: Optional[str] = Non
         offset = _file_size(server_log)
         attempt_start = time.monotonic()
         args = [url, str(remaining)] + ([str(node_manager_port)] if node_manager_port else [])
-        probe = subprocess.Popen([python or sys.executable, "-c", _PROBE, *args],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 env=env)
+        probe = subprocess.Popen(
+            [python or sys.executable, "-c", _PROBE, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         abandoned = ""
         try:
             while probe.poll() is None:
@@ -220,8 +237,11 @@ def _head_temp_dir(head_dir: Path, head_id: str) -> str:
     real.mkdir(parents=True, exist_ok=True)
     if len(str(real)) <= MAX_TEMP_DIR:
         return str(real)
-    base = Path("/tmp") if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else Path(
-        __import__("tempfile").gettempdir())
+    base = (
+        Path("/tmp")
+        if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK)
+        else Path(__import__("tempfile").gettempdir())
+    )
     link = base / f"mxr-{head_id[-12:]}"
     if len(str(link)) > MAX_TEMP_DIR:
         raise RayHeadError(f"no temp directory short enough for Ray's unix sockets (need <= {MAX_TEMP_DIR} chars)")
@@ -255,7 +275,7 @@ def _startup_failure(logs_dir: str) -> str:
 
 def _port_taken(logs_dir: str, output: str) -> bool:
     """Whether `ray start` (its `output`) or a process of the head (its `*.err` log) failed on a taken port."""
-    texts = [output] + [_new_text(path, 0) for path in sorted(Path(logs_dir).glob("*.err"))]
+    texts = [output] + [_new_text(str(path), 0) for path in sorted(Path(logs_dir).glob("*.err"))]
     return any(_PORT_TAKEN.search(text) for text in texts)
 
 
@@ -279,9 +299,23 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
         ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
         # Ray binds the GCS, raylet, object manager, agents, metrics, client server and workers to the node
         # address, or to 127.0.0.1 besides it: with the node address on loopback nothing listens elsewhere.
-        cmd = [ray, "start", "--head", "--block", "--temp-dir", temp_dir, "--node-ip-address", LOOPBACK,
-               "--dashboard-host", LOOPBACK, "--min-worker-port", "0", "--max-worker-port", "0",
-               "--disable-usage-stats"]
+        cmd = [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--temp-dir",
+            temp_dir,
+            "--node-ip-address",
+            LOOPBACK,
+            "--dashboard-host",
+            LOOPBACK,
+            "--min-worker-port",
+            "0",
+            "--max-worker-port",
+            "0",
+            "--disable-usage-stats",
+        ]
         if not props["include_dashboard"]:
             cmd += ["--include-dashboard", "false"]
         # Otherwise Ray decides: the dashboard when `ray[default]` is installed; with a minimal install
@@ -306,19 +340,35 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
             offset = log.tell()
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt + 1}: {' '.join(cmd)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=str(head_dir), env=env, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(head_dir),
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         _CHILDREN[proc.pid] = proc
         info = process_info(proc.pid)
         start = info.start if info is not None else 0.0
         _mark_pending(head_dir, proc.pid, start, temp_dir)
         url = f"ray://{LOOPBACK}:{ports['client']}"
+
+        def alive(proc=proc, logs=logs) -> bool:  # this attempt's process and logs (bound: the loop goes on)
+            return proc.poll() is None and not _startup_failure(logs)
+
         try:
             # A raylet or GCS that died makes `ray start` wait 30 s for it: stop waiting as soon as one logs that.
-            ready = wait_for_ray_client(url, float(props["ready_timeout"]), python=python,
-                                        alive=lambda: proc.poll() is None and not _startup_failure(logs),
-                                        server_log=os.path.join(logs, "ray_client_server.err"),
-                                        node_manager_port=ports["node_manager"])
+            ready = wait_for_ray_client(
+                url,
+                float(props["ready_timeout"]),
+                python=python,
+                alive=alive,
+                server_log=os.path.join(logs, "ray_client_server.err"),
+                node_manager_port=ports["node_manager"],
+            )
         except RayHeadError as exc:
             fatal, exited = _startup_failure(logs), proc.poll() is not None
             stop_session(proc.pid, start, timeout=0.0 if fatal else 5.0, head_id=head_id)  # a dead raylet: no drain
@@ -335,8 +385,9 @@ def start_head(props: dict[str, Any], head_id: str) -> dict[str, Any]:
         total = time.monotonic() - started
         # Only our own dashboard counts: a process of this head's session listens on the port.
         members = [m.pid for m in session_members(proc.pid, start, head_id)]
-        dashboard = props["include_dashboard"] and any(port == ports["dashboard"]
-                                                       for _, _, port in listening_sockets(members))
+        dashboard = props["include_dashboard"] and any(
+            port == ports["dashboard"] for _, _, port in listening_sockets(members)
+        )
         return {
             "ray_head_node_url": url,
             "ray_dashboard_url": f"http://{LOOPBACK}:{ports['dashboard']}" if dashboard else None,
@@ -366,8 +417,13 @@ HEAD_ID = re.compile(r"rayhead-[0-9a-f]{12}\Z")
 
 def _mark_pending(head_dir: Path, pid: int, start: float, temp_dir: str) -> None:
     """Record a head whose create has not returned yet, with the processes of the update creating it."""
-    record = {"creator": lineage(os.getpid()), "pid": pid, "start": start, "boot_id": current_boot_id(),
-              "temp_dir": temp_dir}
+    record = {
+        "creator": lineage(os.getpid()),
+        "pid": pid,
+        "start": start,
+        "boot_id": current_boot_id(),
+        "temp_dir": temp_dir,
+    }
     partial = head_dir / f".{PENDING_FILE}.{os.getpid()}"
     partial.write_text(json.dumps(record))
     os.replace(partial, head_dir / PENDING_FILE)  # whole or absent, never half written
@@ -422,7 +478,7 @@ def stop_orphaned_heads(root: Path) -> list[str]:
     host, plugin script, engine) is gone, and only processes proven this head's (`HeadSession`) are
     stopped. Then the marker and the head's Ray files go; `head.log` stays.
     """
-    stopped = []
+    stopped: list[str] = []
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -430,7 +486,7 @@ def stop_orphaned_heads(root: Path) -> list[str]:
     for entry in entries:
         head_dir = own_head_dir(entry.path, str(root))
         record = _pending_record(head_dir) if head_dir is not None else None
-        if record is None:
+        if head_dir is None or record is None:
             continue
         creator, session = record
         if lineage_alive(creator):
@@ -464,7 +520,7 @@ def _discard_failed_head(temp_dir: Optional[str], head_dir: Path) -> None:
     Only the head's own directory and its own symlink are touched (`temp_dir` None: wherever
     `_head_temp_dir` would have put it).
     """
-    for link in ([temp_dir] if temp_dir is not None else _temp_links(head_dir)):
+    for link in [temp_dir] if temp_dir is not None else _temp_links(head_dir):
         unlink_temp_link(link, head_dir)
     (head_dir / PENDING_FILE).unlink(missing_ok=True)
     ray_dir = head_dir / "ray"

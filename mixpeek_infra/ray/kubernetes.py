@@ -25,8 +25,9 @@ import dataclasses
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
@@ -87,7 +88,7 @@ def object_name(text: str, limit: int = 63, *, letter_first: bool = False) -> st
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
     if letter_first and not slug[0].isalpha():
         slug = f"r-{slug}"
-    return f"{slug[:limit - 7].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+    return f"{slug[: limit - 7].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
 def head_names(name: str, settings: KubernetesRayHead, namespace_name: str) -> tuple[str, str]:
@@ -106,9 +107,15 @@ def namespace_metadata(namespace: str, modes: Iterable[str], labels: Mapping[str
     (autoscaler, init), so a namespace with a KubeRay head enforces "baseline" and warns on "restricted".
     """
     enforce = "restricted" if set(modes) <= {"deployment"} else "baseline"
-    return {"name": namespace, "labels": {**labels, "pod-security.kubernetes.io/enforce": enforce,
-                                          "pod-security.kubernetes.io/warn": "restricted",
-                                          "pod-security.kubernetes.io/audit": "restricted"}}
+    return {
+        "name": namespace,
+        "labels": {
+            **labels,
+            "pod-security.kubernetes.io/enforce": enforce,
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        },
+    }
 
 
 @dataclass(frozen=True, repr=False)  # keep the parent's repr, which never shows the token
@@ -125,8 +132,13 @@ def in_owned_namespace(spec: RayHead, owner: pulumi.Resource) -> RayHead:
     return dataclasses.replace(spec, k8s=TenantRayHead(**{**settings, "create_namespace": False}, owner=owner))
 
 
-def deploy_kubernetes_namespace(namespace: str, modes: Iterable[str], *, aliases: Iterable[pulumi.Alias] = (),
-                                provider: pulumi.ProviderResource | None = None) -> pulumi.Resource:
+def deploy_kubernetes_namespace(
+    namespace: str,
+    modes: Iterable[str],
+    *,
+    aliases: Iterable[pulumi.Alias] = (),
+    provider: pulumi.ProviderResource | None = None,
+) -> pulumi.Resource:
     """Register one Kubernetes Namespace that several heads share, as `kubernetes-namespace-<name>`.
 
     Its owner (e.g. the stack program) registers it once; pass it to `in_owned_namespace` for each
@@ -134,25 +146,45 @@ def deploy_kubernetes_namespace(namespace: str, modes: Iterable[str], *, aliases
     """
     import pulumi_kubernetes as k8s
 
-    metadata = namespace_metadata(namespace, modes, {"app.kubernetes.io/part-of": "mixpeek",
-                                                     "app.kubernetes.io/managed-by": "pulumi"})
-    return k8s.core.v1.Namespace(f"kubernetes-namespace-{namespace}", metadata=metadata,
-                                 opts=pulumi.ResourceOptions(provider=provider, aliases=list(aliases)))
+    metadata = namespace_metadata(
+        namespace, modes, {"app.kubernetes.io/part-of": "mixpeek", "app.kubernetes.io/managed-by": "pulumi"}
+    )
+    return k8s.core.v1.Namespace(
+        f"kubernetes-namespace-{namespace}",
+        metadata=metadata,
+        opts=pulumi.ResourceOptions(provider=provider, aliases=list(aliases)),
+    )
 
 
 def _security_context() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": False,
-            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": False,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def _pod_security_context() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "fsGroup": RAY_GID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _http_probe(path: str, port: int, *, delay: int, period: int, timeout: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": delay, "periodSeconds": period,
-            "timeoutSeconds": timeout, "failureThreshold": failures, "successThreshold": 1}
+    return {
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": delay,
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
 
 
 def _resources(spec: Any, gpus: int) -> dict[str, dict[str, str]]:
@@ -170,22 +202,35 @@ def _whole_cpus(spec: Any) -> int:
 
 
 def _gpu_scheduling(settings: KubernetesRayHead, gpu_type: str) -> dict[str, Any]:
-    return {"nodeSelector": {settings.gpu_node_label: gpu_type},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    return {
+        "nodeSelector": {settings.gpu_node_label: gpu_type},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
 
 
 def _ray_env(token: bool, *, mount_token: bool) -> list[dict[str, Any]]:
     env = [{"name": "RAY_USAGE_STATS_ENABLED", "value": "0"}]
     if token and mount_token:
-        env += [{"name": "RAY_AUTH_MODE", "value": "token"},
-                {"name": "RAY_AUTH_TOKEN_PATH", "value": f"{AUTH_DIR}/{AUTH_KEY}"}]
+        env += [
+            {"name": "RAY_AUTH_MODE", "value": "token"},
+            {"name": "RAY_AUTH_TOKEN_PATH", "value": f"{AUTH_DIR}/{AUTH_KEY}"},
+        ]
     return env
 
 
-def _container(name: str, image: str, pull: str, resources: dict, *, head: bool, token: bool, mount_token: bool,
-               command: list[str] | None = None) -> dict[str, Any]:
+def _container(
+    name: str,
+    image: str,
+    pull: str,
+    resources: dict,
+    *,
+    head: bool,
+    token: bool,
+    mount_token: bool,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
     ports = CONTAINER_PORTS if head else (("metrics", METRICS_PORT), ("dashboard-agent", AGENT_PORT))
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if token and mount_token:
         mounts.append({"name": "ray-auth", "mountPath": AUTH_DIR, "readOnly": True})
     container: dict[str, Any] = {
@@ -199,26 +244,39 @@ def _container(name: str, image: str, pull: str, resources: dict, *, head: bool,
         "volumeMounts": mounts,
     }
     if head:
-        container["readinessProbe"] = _http_probe("/api/gcs_healthz", DASHBOARD_PORT, delay=10, period=5, timeout=2,
-                                                  failures=6)
-        container["livenessProbe"] = _http_probe("/api/local_raylet_healthz", AGENT_PORT, delay=30, period=10,
-                                                 timeout=5, failures=6)
+        container["readinessProbe"] = _http_probe(
+            "/api/gcs_healthz", DASHBOARD_PORT, delay=10, period=5, timeout=2, failures=6
+        )
+        container["livenessProbe"] = _http_probe(
+            "/api/local_raylet_healthz", AGENT_PORT, delay=30, period=10, timeout=5, failures=6
+        )
     else:
-        container["readinessProbe"] = _http_probe("/api/local_raylet_healthz", AGENT_PORT, delay=10, period=5,
-                                                  timeout=2, failures=6)
-        container["livenessProbe"] = _http_probe("/api/local_raylet_healthz", AGENT_PORT, delay=30, period=10,
-                                                 timeout=5, failures=6)
+        container["readinessProbe"] = _http_probe(
+            "/api/local_raylet_healthz", AGENT_PORT, delay=10, period=5, timeout=2, failures=6
+        )
+        container["livenessProbe"] = _http_probe(
+            "/api/local_raylet_healthz", AGENT_PORT, delay=30, period=10, timeout=5, failures=6
+        )
     if command:
         container["command"] = command
     return container
 
 
-def _pod_spec(container: dict[str, Any], *, token_secret: str | None, automount_token: bool,
-              scheduling: dict[str, Any] | None) -> dict[str, Any]:
+def _pod_spec(
+    container: dict[str, Any], *, token_secret: str | None, automount_token: bool, scheduling: dict[str, Any] | None
+) -> dict[str, Any]:
     volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     if token_secret:
-        volumes.append({"name": "ray-auth", "secret": {"secretName": token_secret, "defaultMode": 0o440,
-                                                       "items": [{"key": AUTH_KEY, "path": AUTH_KEY}]}})
+        volumes.append(
+            {
+                "name": "ray-auth",
+                "secret": {
+                    "secretName": token_secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": AUTH_KEY, "path": AUTH_KEY}],
+                },
+            }
+        )
     spec: dict[str, Any] = {
         "automountServiceAccountToken": automount_token,
         "enableServiceLinks": False,
@@ -249,16 +307,24 @@ def image_mismatch(image: str) -> str | None:
     if ray_version and match.group(1) != ray_version:
         problems.append(f"Ray {match.group(1)} (client: {ray_version})")
     if match.group(2) and (int(match.group(2)), int(match.group(3))) != sys.version_info[:2]:
-        problems.append(f"Python {match.group(2)}.{match.group(3)} (client: "
-                        f"{sys.version_info.major}.{sys.version_info.minor})")
+        problems.append(
+            f"Python {match.group(2)}.{match.group(3)} (client: {sys.version_info.major}.{sys.version_info.minor})"
+        )
     if problems:
-        return (f"image {image} runs {' and '.join(problems)}; Ray Client refuses to connect across a version or "
-                "Python minor mismatch")
+        return (
+            f"image {image} runs {' and '.join(problems)}; Ray Client refuses to connect across a version or "
+            "Python minor mismatch"
+        )
     return None
 
 
-def render_kubernetes_head(name: str, settings: KubernetesRayHead, infra: InfrastructurePlan, namespace_name: str,
-                           namespace_id: pulumi.Input[str]) -> RenderedHead:
+def render_kubernetes_head(
+    name: str,
+    settings: KubernetesRayHead,
+    infra: InfrastructurePlan,
+    namespace_name: str,
+    namespace_id: pulumi.Input[str],
+) -> RenderedHead:
     """The manifests of the Ray head `name` of namespace `namespace_name`, sized by `infra`.
 
     Pure; `namespace_id` (a label value) may be an Output.
@@ -286,12 +352,19 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, infra: Infras
 
     namespace_manifest = None
     if settings.create_namespace:
-        namespace_manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": namespace_metadata(
-            namespace, [settings.mode], {k: v for k, v in labels.items() if k != "app.kubernetes.io/instance"})}
+        namespace_manifest = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": namespace_metadata(
+                namespace, [settings.mode], {k: v for k, v in labels.items() if k != "app.kubernetes.io/instance"}
+            ),
+        }
     secret_manifest = None
     if token:
         secret_manifest = {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
             "metadata": {"name": secret_name, "namespace": namespace, "labels": labels},
             "stringData": {AUTH_KEY: pulumi.Output.secret(settings.auth_token)},
         }
@@ -299,53 +372,97 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, infra: Infras
     workloads: list[dict[str, Any]] = []
     if settings.mode == "deployment":
         head_resources = _resources(settings.head_resources, gpus)
-        command = ["ray", "start", "--head", "--block", f"--port={GCS_PORT}", "--dashboard-host=0.0.0.0",
-                   f"--dashboard-port={DASHBOARD_PORT}", f"--ray-client-server-port={CLIENT_PORT}",
-                   f"--metrics-export-port={METRICS_PORT}", f"--dashboard-agent-listen-port={AGENT_PORT}",
-                   f"--num-cpus={_whole_cpus(settings.head_resources)}", "--disable-usage-stats"]
+        command = [
+            "ray",
+            "start",
+            "--head",
+            "--block",
+            f"--port={GCS_PORT}",
+            "--dashboard-host=0.0.0.0",
+            f"--dashboard-port={DASHBOARD_PORT}",
+            f"--ray-client-server-port={CLIENT_PORT}",
+            f"--metrics-export-port={METRICS_PORT}",
+            f"--dashboard-agent-listen-port={AGENT_PORT}",
+            f"--num-cpus={_whole_cpus(settings.head_resources)}",
+            "--disable-usage-stats",
+        ]
         if gpus:
             command.append(f"--num-gpus={gpus}")
-        container = _container("ray-head", gpu_image if gpu else image, settings.image_pull_policy, head_resources,
-                               head=True, token=token, mount_token=True, command=command)
-        workloads.append({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": service, "namespace": namespace, "labels": head_labels},
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
-                "revisionHistoryLimit": 3,
-                "selector": {"matchLabels": head_selector},
-                "template": {
-                    "metadata": {"labels": head_labels},
-                    "spec": _pod_spec(container, token_secret=secret_name, automount_token=False,
-                                      scheduling=scheduling),
+        container = _container(
+            "ray-head",
+            gpu_image if gpu else image,
+            settings.image_pull_policy,
+            head_resources,
+            head=True,
+            token=token,
+            mount_token=True,
+            command=command,
+        )
+        workloads.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": service, "namespace": namespace, "labels": head_labels},
+                "spec": {
+                    "replicas": 1,
+                    "strategy": {"type": "Recreate"},
+                    "revisionHistoryLimit": 3,
+                    "selector": {"matchLabels": head_selector},
+                    "template": {
+                        "metadata": {"labels": head_labels},
+                        "spec": _pod_spec(
+                            container, token_secret=secret_name, automount_token=False, scheduling=scheduling
+                        ),
+                    },
                 },
-            },
-        })
-        workloads.append({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": service, "namespace": namespace, "labels": head_labels},
-            "spec": {
-                "type": settings.service_type,
-                "selector": head_selector,
-                "ports": [{"name": n, "port": p, "targetPort": p, "protocol": "TCP"}
-                          for n, p in CLIENT_FACING_PORTS + (("metrics", METRICS_PORT),)],
-            },
-        })
+            }
+        )
+        workloads.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service, "namespace": namespace, "labels": head_labels},
+                "spec": {
+                    "type": settings.service_type,
+                    "selector": head_selector,
+                    "ports": [
+                        {"name": n, "port": p, "targetPort": p, "protocol": "TCP"}
+                        for n, p in CLIENT_FACING_PORTS + (("metrics", METRICS_PORT),)
+                    ],
+                },
+            }
+        )
     else:
         autoscaling = bool(infra.autoscaling_enabled)
         min_workers, max_workers = int(infra.min_workers or 0), int(infra.max_workers or 0)
-        head_params = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORT),
-                       "dashboard-agent-listen-port": str(AGENT_PORT)}
+        head_params = {
+            "dashboard-host": "0.0.0.0",
+            "metrics-export-port": str(METRICS_PORT),
+            "dashboard-agent-listen-port": str(AGENT_PORT),
+        }
         if autoscaling or min_workers > 0:
             head_params["num-cpus"] = "0"  # tasks run on workers; the head only coordinates
         worker_params = {"metrics-export-port": str(METRICS_PORT), "dashboard-agent-listen-port": str(AGENT_PORT)}
         if gpus:
             worker_params["num-gpus"] = str(gpus)
-        head = _container("ray-head", image, settings.image_pull_policy, _resources(settings.head_resources, 0),
-                          head=True, token=token, mount_token=False)
-        worker = _container("ray-worker", gpu_image if gpu else image, settings.image_pull_policy,
-                            _resources(settings.worker_resources, gpus), head=False, token=token, mount_token=False)
+        head = _container(
+            "ray-head",
+            image,
+            settings.image_pull_policy,
+            _resources(settings.head_resources, 0),
+            head=True,
+            token=token,
+            mount_token=False,
+        )
+        worker = _container(
+            "ray-worker",
+            gpu_image if gpu else image,
+            settings.image_pull_policy,
+            _resources(settings.worker_resources, gpus),
+            head=False,
+            token=token,
+            mount_token=False,
+        )
         worker_labels = {**labels, "app.kubernetes.io/component": "worker"}
         spec: dict[str, Any] = {
             "enableInTreeAutoscaling": autoscaling,
@@ -359,58 +476,87 @@ def render_kubernetes_head(name: str, settings: KubernetesRayHead, infra: Infras
                     "spec": _pod_spec(head, token_secret=None, automount_token=autoscaling, scheduling=None),
                 },
             },
-            "workerGroupSpecs": [{
-                "groupName": "gpu-workers" if gpu else "workers",
-                "replicas": min_workers,
-                "minReplicas": min_workers,
-                "maxReplicas": max_workers,
-                "rayStartParams": worker_params,
-                "template": {
-                    "metadata": {"labels": worker_labels},
-                    "spec": _pod_spec(worker, token_secret=None, automount_token=False, scheduling=scheduling),
-                },
-            }],
+            "workerGroupSpecs": [
+                {
+                    "groupName": "gpu-workers" if gpu else "workers",
+                    "replicas": min_workers,
+                    "minReplicas": min_workers,
+                    "maxReplicas": max_workers,
+                    "rayStartParams": worker_params,
+                    "template": {
+                        "metadata": {"labels": worker_labels},
+                        "spec": _pod_spec(worker, token_secret=None, automount_token=False, scheduling=scheduling),
+                    },
+                }
+            ],
         }
         version = _ray_version_for(image)
         if version:
             spec["rayVersion"] = version
         if autoscaling:
-            spec["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
-                                         "imagePullPolicy": settings.image_pull_policy,
-                                         "resources": AUTOSCALER_RESOURCES, "securityContext": _security_context()}
+            spec["autoscalerOptions"] = {
+                "upscalingMode": "Default",
+                "idleTimeoutSeconds": 60,
+                "imagePullPolicy": settings.image_pull_policy,
+                "resources": AUTOSCALER_RESOURCES,
+                "securityContext": _security_context(),
+            }
         if token:
             spec["authOptions"] = {"mode": "token", "secretName": secret_name}
-        workloads.append({
-            "apiVersion": "ray.io/v1", "kind": "RayCluster",
-            "metadata": {"name": base, "namespace": namespace, "labels": labels},
-            "spec": spec,
-        })
+        workloads.append(
+            {
+                "apiVersion": "ray.io/v1",
+                "kind": "RayCluster",
+                "metadata": {"name": base, "namespace": namespace, "labels": labels},
+                "spec": spec,
+            }
+        )
 
     ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {}}],  # any pod of this Kubernetes namespace
-         "ports": [{"protocol": "TCP", "port": p} for _, p in CLIENT_FACING_PORTS]},
+        {
+            "from": [{"podSelector": {}}],  # any pod of this Kubernetes namespace
+            "ports": [{"protocol": "TCP", "port": p} for _, p in CLIENT_FACING_PORTS],
+        },
         {"from": [{"podSelector": {"matchLabels": selector}}]},  # the Ray pods themselves, every port
     ]
     if settings.client_cidrs:
-        ingress.append({"from": [{"ipBlock": {"cidr": c}} for c in settings.client_cidrs],
-                        "ports": [{"protocol": "TCP", "port": CLIENT_PORT}]})
+        ingress.append(
+            {
+                "from": [{"ipBlock": {"cidr": c}} for c in settings.client_cidrs],
+                "ports": [{"protocol": "TCP", "port": CLIENT_PORT}],
+            }
+        )
     network_policy = {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": {"name": f"{base}-ray", "namespace": namespace, "labels": labels},
         "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
     host = f"{service}.{namespace}.svc.cluster.local"
-    return RenderedHead(namespace=namespace, service_name=service, ray_head_node_url=f"ray://{host}:{CLIENT_PORT}",
-                        ray_dashboard_url=f"http://{host}:{DASHBOARD_PORT}", namespace_manifest=namespace_manifest,
-                        secret_manifest=secret_manifest, workload_manifests=workloads, network_policy=network_policy)
+    return RenderedHead(
+        namespace=namespace,
+        service_name=service,
+        ray_head_node_url=f"ray://{host}:{CLIENT_PORT}",
+        ray_dashboard_url=f"http://{host}:{DASHBOARD_PORT}",
+        namespace_manifest=namespace_manifest,
+        secret_manifest=secret_manifest,
+        workload_manifests=workloads,
+        network_policy=network_policy,
+    )
 
 
 def _with_namespace(manifest: dict[str, Any], namespace: pulumi.Input[str]) -> dict[str, Any]:
     return {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
 
 
-def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, infra: InfrastructurePlan, namespace_name: str,
-                           namespace_id: pulumi.Input[str], parent: pulumi.Resource | None) -> RayHeadOutputs:
+def deploy_kubernetes_head(
+    name: str,
+    settings: KubernetesRayHead,
+    infra: InfrastructurePlan,
+    namespace_name: str,
+    namespace_id: pulumi.Input[str],
+    parent: pulumi.Resource | None,
+) -> RayHeadOutputs:
     """Register the Kubernetes resources of the Ray head, children of `parent`, named `<name>-...`."""
     import pulumi_kubernetes as k8s
 
@@ -424,30 +570,55 @@ def deploy_kubernetes_head(name: str, settings: KubernetesRayHead, infra: Infras
     if isinstance(settings, TenantRayHead):
         namespace = settings.owner.metadata.name  # children wait for the owner's namespace
     if rendered.namespace_manifest is not None:
-        ns = k8s.core.v1.Namespace(kubernetes_name(name, "namespace"), metadata=rendered.namespace_manifest["metadata"], opts=opts)
+        ns = k8s.core.v1.Namespace(
+            kubernetes_name(name, "namespace"), metadata=rendered.namespace_manifest["metadata"], opts=opts
+        )
         resources.append(ns)
         namespace = ns.metadata.name  # children wait for the namespace
     if rendered.secret_manifest is not None:
         m = _with_namespace(rendered.secret_manifest, namespace)
-        resources.append(k8s.core.v1.Secret(
-            kubernetes_name(name, "auth"), metadata=m["metadata"], type=m["type"], string_data=m["stringData"],
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                additional_secret_outputs=["data", "stringData"]))))
+        resources.append(
+            k8s.core.v1.Secret(
+                kubernetes_name(name, "auth"),
+                metadata=m["metadata"],
+                type=m["type"],
+                string_data=m["stringData"],
+                opts=pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
+                ),
+            )
+        )
     for manifest in rendered.workload_manifests:
         m = _with_namespace(manifest, namespace)
         kind = m["kind"]
         if kind == "Deployment":
-            resources.append(k8s.apps.v1.Deployment(kubernetes_name(name, "head"), metadata=m["metadata"], spec=m["spec"], opts=opts))
+            resources.append(
+                k8s.apps.v1.Deployment(kubernetes_name(name, "head"), metadata=m["metadata"], spec=m["spec"], opts=opts)
+            )
         elif kind == "Service":
-            resources.append(k8s.core.v1.Service(kubernetes_name(name, "service"), metadata=m["metadata"], spec=m["spec"],
-                                                 opts=opts))
+            resources.append(
+                k8s.core.v1.Service(kubernetes_name(name, "service"), metadata=m["metadata"], spec=m["spec"], opts=opts)
+            )
         else:
-            resources.append(k8s.apiextensions.CustomResource(
-                kubernetes_name(name, "cluster"), api_version=m["apiVersion"], kind=kind, metadata=m["metadata"], spec=m["spec"],
-                opts=opts))
+            resources.append(
+                k8s.apiextensions.CustomResource(
+                    kubernetes_name(name, "cluster"),
+                    api_version=m["apiVersion"],
+                    kind=kind,
+                    metadata=m["metadata"],
+                    spec=m["spec"],
+                    opts=opts,
+                )
+            )
     m = _with_namespace(rendered.network_policy, namespace)
-    resources.append(k8s.networking.v1.NetworkPolicy(kubernetes_name(name, "network-policy"), metadata=m["metadata"], spec=m["spec"],
-                                                     opts=opts))
-    return RayHeadOutputs(ray_head_node_url=pulumi.Output.from_input(rendered.ray_head_node_url),
-                          ray_dashboard_url=pulumi.Output.from_input(rendered.ray_dashboard_url),
-                          resources=resources, kubernetes_namespace=pulumi.Output.from_input(namespace))
+    resources.append(
+        k8s.networking.v1.NetworkPolicy(
+            kubernetes_name(name, "network-policy"), metadata=m["metadata"], spec=m["spec"], opts=opts
+        )
+    )
+    return RayHeadOutputs(
+        ray_head_node_url=pulumi.Output.from_input(rendered.ray_head_node_url),
+        ray_dashboard_url=pulumi.Output.from_input(rendered.ray_dashboard_url),
+        resources=resources,
+        kubernetes_namespace=pulumi.Output.from_input(namespace),
+    )

@@ -24,20 +24,31 @@ import pulumi.dynamic as dynamic
 
 from .. import hostwatch
 from ..paths import state_path
-from ..state_names import DYNAMIC_MODULE, LOCAL_RAY_HEAD_RESOURCE
-from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
-from ._process import HeadSession
-from .head_process import PENDING_FILE, RayHeadError, own_head_dir, remove_head_dirs, start_head, unlink_temp_link
-from .local_settings import normalize_local_head
-from .ports import port_is_free
 
 # Re-exported for callers that imported them from here before (bench/ray_local.py, tests/test_program.py,
 # tests/test_pulumi_cli.py); new code imports them from their homes.
 from ..processes import process_info, process_table  # noqa: F401,E402
-from ._process import leader_alive, stop_session  # noqa: F401,E402
-from .head_process import (PORT_FLAGS, _clean_env, _probe_python, find_ray_executable,  # noqa: F401,E402
-                           wait_for_ray_client)
-from .ports import free_ports  # noqa: F401,E402
+from ..state_names import DYNAMIC_MODULE, LOCAL_RAY_HEAD_RESOURCE
+from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
+from ._process import HeadSession, leader_alive, stop_session  # noqa: F401,E402
+from .head_process import (  # noqa: F401,E402
+    PENDING_FILE,
+    PORT_FLAGS,
+    RayHeadError,
+    _clean_env,
+    _probe_python,
+    find_ray_executable,
+    own_head_dir,
+    remove_head_dirs,
+    start_head,
+    unlink_temp_link,
+    wait_for_ray_client,
+)
+from .local_settings import normalize_local_head
+from .ports import (
+    free_ports,  # noqa: F401,E402
+    port_is_free,
+)
 
 #: Inputs whose change restarts the head (replace); the others update in place.
 REPLACE_KEYS = ("state_dir", "num_cpus", "num_gpus", "include_dashboard")
@@ -68,8 +79,13 @@ class LocalRayHeadProvider(dynamic.ResourceProvider):
         inputs = {**news, **{k: v for k, v in settings.items() if k in news or v is not None}}
         failures = [dynamic.CheckFailure(p.path, p.message) for p in problems]
         if os.name == "nt":
-            failures.append(dynamic.CheckFailure("state_dir", "local Ray heads need a POSIX system (Linux or macOS); "
-                                                              "use RayHead.kubernetes or RayHead.external on Windows"))
+            failures.append(
+                dynamic.CheckFailure(
+                    "state_dir",
+                    "local Ray heads need a POSIX system (Linux or macOS); "
+                    "use RayHead.kubernetes or RayHead.external on Windows",
+                )
+            )
         return dynamic.CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -157,11 +173,19 @@ class LocalRayHead(dynamic.Resource, module=DYNAMIC_MODULE, name=LOCAL_RAY_HEAD_
     ray_version: pulumi.Output[str]
     ready_seconds: pulumi.Output[float]
 
-    def __init__(self, name: str, *, state_dir: str = DEFAULT_RAY_STATE_DIR,
-                 namespace_id: pulumi.Input[str] | None = None, num_cpus: int | None = None,
-                 num_gpus: int | None = None, include_dashboard: bool = True,
-                 ready_timeout: float = RAY_READY_TIMEOUT, stop_timeout: float = RAY_STOP_TIMEOUT,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        state_dir: str = DEFAULT_RAY_STATE_DIR,
+        namespace_id: pulumi.Input[str] | None = None,
+        num_cpus: int | None = None,
+        num_gpus: int | None = None,
+        include_dashboard: bool = True,
+        ready_timeout: float = RAY_READY_TIMEOUT,
+        stop_timeout: float = RAY_STOP_TIMEOUT,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         props: dict[str, Any] = {
             "state_dir": state_dir,
             # Resolved against the project root; not diffed, so moving the checkout changes nothing.
@@ -173,8 +197,24 @@ class LocalRayHead(dynamic.Resource, module=DYNAMIC_MODULE, name=LOCAL_RAY_HEAD_
             "ready_timeout": float(ready_timeout),
             "stop_timeout": float(stop_timeout),
         }
-        for out in ("ray_head_node_url", "ray_dashboard_url", "gcs_address", "client_port", "dashboard_port", "ports",
-                    "pid", "pgid", "sid", "start_time", "boot_id", "temp_dir", "head_dir", "log_file", "ray_version",
-                    "ready_seconds", "probe_seconds"):
+        for out in (
+            "ray_head_node_url",
+            "ray_dashboard_url",
+            "gcs_address",
+            "client_port",
+            "dashboard_port",
+            "ports",
+            "pid",
+            "pgid",
+            "sid",
+            "start_time",
+            "boot_id",
+            "temp_dir",
+            "head_dir",
+            "log_file",
+            "ray_version",
+            "ready_seconds",
+            "probe_seconds",
+        ):
             props[out] = None
         super().__init__(LocalRayHeadProvider(), name, props, opts)

@@ -8,16 +8,22 @@ import: the provider host loads it without the request schema.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..problems import Problem
 from ..vocabulary import DEFAULT_RAY_STATE_DIR, RAY_READY_TIMEOUT, RAY_STOP_TIMEOUT
 
 #: Every local head setting and its default; `state_dir` is required (its default applies only in
 #: `RayHead.local`'s signature, so an explicit None or "" is refused).
-LOCAL_HEAD_DEFAULTS: dict[str, Any] = {"state_dir": DEFAULT_RAY_STATE_DIR, "num_cpus": None, "num_gpus": None,
-                                       "include_dashboard": True, "ready_timeout": RAY_READY_TIMEOUT,
-                                       "stop_timeout": RAY_STOP_TIMEOUT}
+LOCAL_HEAD_DEFAULTS: dict[str, Any] = {
+    "state_dir": DEFAULT_RAY_STATE_DIR,
+    "num_cpus": None,
+    "num_gpus": None,
+    "include_dashboard": True,
+    "ready_timeout": RAY_READY_TIMEOUT,
+    "stop_timeout": RAY_STOP_TIMEOUT,
+}
 
 
 def _count(value: Any) -> int | None:
@@ -36,8 +42,9 @@ def _seconds(value: Any) -> float | None:
     return float(value)
 
 
-def normalize_local_head(values: Mapping[str, Any], *, prefix: str = "ray.",
-                         unknown: Any = None) -> tuple[dict[str, Any], list[Problem]]:
+def normalize_local_head(
+    values: Mapping[str, Any], *, prefix: str = "ray.", unknown: Any = None
+) -> tuple[dict[str, Any], list[Problem]]:
     """The local head settings in `values` (missing ones at their defaults) and the problems with them.
 
     Counts come back as ints, timeouts as floats. A value equal to `unknown` (when given: the
@@ -53,8 +60,9 @@ def normalize_local_head(values: Mapping[str, Any], *, prefix: str = "ray.",
     state_dir = out["state_dir"]
     if not unchecked(state_dir):
         if state_dir is not None and not isinstance(state_dir, str):
-            problems.append(Problem(f"{prefix}state_dir", f"expected a directory path (a string), got "
-                                                          f"{type(state_dir).__name__}"))
+            problems.append(
+                Problem(f"{prefix}state_dir", f"expected a directory path (a string), got {type(state_dir).__name__}")
+            )
         elif not state_dir or not state_dir.strip():
             problems.append(Problem(f"{prefix}state_dir", "required: a directory for the head's temp dir and logs"))
     for key in ("num_cpus", "num_gpus"):
