@@ -455,7 +455,7 @@ def _extend_to_manifest(shard: str, files: set[str], archive: str) -> None:
 def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
     if not conditions:
         return None
-    must = []
+    must: list[Any] = []
     for cond in conditions:
         if "text" in cond:
             must.append(qe.FieldCondition(key=cond["key"], match=qe.MatchText(cond["text"])))
@@ -792,7 +792,10 @@ class EdgeStore(Store):
                                          or ".." in m.name.split("/") for m in members):
                     raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (expected one top directory "
                                       "of plain files)")
-                tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.11.4 on: the safe extraction filter
+                    tar.extractall(staging, filter="data")
+                else:
+                    tar.extractall(staging)
             top = tops.pop()
             shard = os.path.join(staging, top)
             if not os.path.isfile(os.path.join(shard, CONFIG_FILE)):
