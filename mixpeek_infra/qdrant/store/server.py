@@ -290,8 +290,12 @@ class ServerStore(Store):
             kind = next(iter(dumped))
             keep = {"scalar": ("type", "quantile", "always_ram"), "product": ("compression", "always_ram"),
                     "binary": ("always_ram",)}.get(kind, ())
-            settings["quantization_config"] = normalize_quantization(
-                {kind: {k: v for k, v in dumped[kind].items() if k in keep}}, "quantization_config")
+            kept = {k: v for k, v in dumped[kind].items() if k in keep}
+            if isinstance(kept.get("quantile"), float):
+                # gRPC carries it as a float32 (0.99 arrives as 0.9900000095367432): back to the decimal that was set,
+                # or every refresh would see drift
+                kept["quantile"] = float(f"{kept['quantile']:.7g}")
+            settings["quantization_config"] = normalize_quantization({kind: kept}, "quantization_config")
         settings["on_disk_payload"] = params.on_disk_payload is not False
         settings["shard_number"] = int(params.shard_number or 1)
         settings["replication_factor"] = int(params.replication_factor or 1)
@@ -453,6 +457,11 @@ class ServerStore(Store):
         if resp.status_code // 100 != 2:
             raise QdrantError(self._scrub(f"Qdrant at {self.location} refused the snapshot {archive}: HTTP "
                                           f"{resp.status_code} {resp.text[:300]}"))
+        # The server keeps the uploaded file among the collection's snapshots; the archive is the copy that counts.
+        try:
+            self.client.delete_snapshot(name, os.path.basename(archive), wait=True)
+        except Exception:  # noqa: BLE001 - best effort
+            pass
 
     def count_points(self, name: str, conditions: list[Mapping[str, Any]] | None = None) -> int:
         def count() -> int:
