@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -29,7 +30,7 @@ def require_shared_reference(path: Path) -> Path:
     return path
 
 
-def require_or_skip(reason: str, switch: str) -> None:
+def require_or_skip(reason: str, switch: str) -> NoReturn:
     """Skip a tier that cannot run here with `reason` (which says what to do), or fail where CI sets
     the tier's `switch` environment variable to 1: there the tier must run, never skip silently."""
     import os

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import pytest
 import yaml
+from conftest import require_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSPHRASE = "mixpeek-infra-tests"
@@ -48,9 +49,7 @@ def cli_bin_dir() -> Path:
             return Path(candidate)
     reason = ("the Pulumi CLI with the Python language host is not on PATH: run "
               "`export PATH=\"$(tools/pulumi/install | tail -n 1):$PATH\"`")
-    if os.environ.get("MIXPEEK_REQUIRE_PULUMI_CLI") == "1":
-        pytest.fail(reason + " (MIXPEEK_REQUIRE_PULUMI_CLI=1: this tier must run)", pytrace=False)
-    pytest.skip(reason)
+    require_or_skip(reason, "MIXPEEK_REQUIRE_PULUMI_CLI")
 
 
 class PulumiProject:

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from conftest import require_or_skip
 from enginehost import from_struct, to_struct
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.qdrant.resources import CollectionProvider, PayloadIndexProvider
@@ -622,9 +623,7 @@ def _run_read_only(root: str, payload: dict) -> dict:
             reason = ("running as root without a working `unshare -m` + read-only bind mount: cannot make a "
                       "directory read-only for root: run the tests as a non-root user, or where unshare -m works "
                       "(a container with CAP_SYS_ADMIN)")
-            if os.environ.get("MIXPEEK_REQUIRE_READ_ONLY_MOUNT") == "1":
-                pytest.fail(reason + " (MIXPEEK_REQUIRE_READ_ONLY_MOUNT=1: this tier must run)", pytrace=False)
-            pytest.skip(reason)
+            require_or_skip(reason, "MIXPEEK_REQUIRE_READ_ONLY_MOUNT")
         out = subprocess.run(["unshare", "-m", "sh", "-c", script, root, *args], capture_output=True, text=True,
                              timeout=120)
     assert out.returncode == 0, out.stderr

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import require_or_skip
 
 from mixpeek_infra.qdrant.store import forget_stores, open_store
 from pulumicli import (LOCAL_HEAD, NS, SEED_VECTORS, FilesProject, assert_seed_outputs, cli_bin_dir, ops_by_name,
@@ -78,9 +79,7 @@ def test_package_schema_types_the_request_and_keeps_the_outputs():
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("MIXPEEK_REQUIRE_PULUMI_CLI") == "1":
-        pytest.fail(reason + " (MIXPEEK_REQUIRE_PULUMI_CLI=1: this tier must run)", pytrace=False)
-    pytest.skip(reason)
+    require_or_skip(reason, "MIXPEEK_REQUIRE_PULUMI_CLI")
 
 
 def languages_bin_dir() -> Path:
