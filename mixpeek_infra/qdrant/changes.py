@@ -7,7 +7,8 @@ a delete or replace that deletion protection stops.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 #: what fixes a named vector's storage: a change of any of these needs a new collection (`multivector`
 #: is absent, so None, for a plain dense vector)
@@ -25,8 +26,7 @@ def location_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> b
     return os.path.normpath(str(old.get("path", ""))) != os.path.normpath(str(new.get("path", "")))
 
 
-def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]
-                  ) -> tuple[list[str], list[str], list[str], list[str]]:
+def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], list[str]]:
     """(replace reasons, added vector names, removed vector names, in-place changes) between two canonical vector
     configs. A removed vector (an extractor taken out) is dropped in place where the target can; a changed one's
     shape (`VECTOR_SHAPE`) is a replace."""
@@ -46,8 +46,9 @@ def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]
     return replace, added, removed, in_place
 
 
-def managed_settings(real: Mapping[str, Any] | None, desired: Mapping[str, Any], reads_settings: bool = True
-                     ) -> dict[str, Any]:
+def managed_settings(
+    real: Mapping[str, Any] | None, desired: Mapping[str, Any], reads_settings: bool = True
+) -> dict[str, Any]:
     """The real settings reduced to what the inputs manage (keys and sub-keys given); drift in those shows.
 
     `reads_settings` False (a store that reports no settings back) gives the desired settings."""
@@ -76,23 +77,26 @@ def drop_message(name: str, location: str, dropped: list[str], kept: list[str], 
     (`points` None: the count could not be read)."""
     keeps = f"their other named vectors ({', '.join(map(repr, kept))})" if kept else "no named vector"
     count = "its points" if points is None else f"{points} point(s)"
-    return (f"Qdrant collection {name!r} at {location}: pulumi up drops the named vector(s) "
-            f"{', '.join(map(repr, dropped))} in place (no longer in the namespace's extractors): their data goes from "
-            f"every point; {count} keep their payloads and {keeps}. The collection, its namespace_id and "
-            "its payload indexes stay (deletion protection does not refuse this: no point is deleted). To keep "
-            "those vectors, revert the change.")
+    return (
+        f"Qdrant collection {name!r} at {location}: pulumi up drops the named vector(s) "
+        f"{', '.join(map(repr, dropped))} in place (no longer in the namespace's extractors): their data goes from "
+        f"every point; {count} keep their payloads and {keeps}. The collection, its namespace_id and "
+        "its payload indexes stay (deletion protection does not refuse this: no point is deleted). To keep "
+        "those vectors, revert the change."
+    )
 
 
 def deletion_message(name: str, location: str, points: int, action: str, reasons: list[str] | None = None) -> str:
     """The refusal to `action` (delete, replace) a protected collection that holds `points` points."""
     why = f" ({'; '.join(reasons)})" if reasons else ""
-    return (f"refusing to {action} Qdrant collection {name!r} at {location}{why}: it holds {points} point(s) and "
-            "deletion_protection is on, so its vectors would be lost. To proceed: set deletion_protection=False "
-            "(NamespaceArgs(deletion_protection=False)) and run `pulumi up` once (that changes nothing in Qdrant), "
-            "then run this again; to keep a restorable copy, also set final_snapshot to a directory "
-            "(NamespaceArgs(final_snapshot=...) or stack config qdrant.final_snapshot) in that same first run. Or "
-            "revert the change to keep the collection.")
+    return (
+        f"refusing to {action} Qdrant collection {name!r} at {location}{why}: it holds {points} point(s) and "
+        "deletion_protection is on, so its vectors would be lost. To proceed: set deletion_protection=False "
+        "(NamespaceArgs(deletion_protection=False)) and run `pulumi up` once (that changes nothing in Qdrant), "
+        "then run this again; to keep a restorable copy, also set final_snapshot to a directory "
+        "(NamespaceArgs(final_snapshot=...) or stack config qdrant.final_snapshot) in that same first run. Or "
+        "revert the change to keep the collection."
+    )
 
 
-__all__ = ["VECTOR_SHAPE", "deletion_message", "drop_message", "location_changed", "managed_settings",
-           "vector_change"]
+__all__ = ["VECTOR_SHAPE", "deletion_message", "drop_message", "location_changed", "managed_settings", "vector_change"]

@@ -19,23 +19,42 @@ first writes a restorable snapshot into that directory and refuses when it canno
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pulumi
-from pulumi.dynamic import (CheckFailure, CheckResult, ConfigureRequest, CreateResult, DiffResult, ReadResult,
-                            ResourceProvider, UpdateResult)
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from .. import hostwatch
 from ..problems import InvalidInput
 from ..state_names import QDRANT_PROVIDERS_MODULE
 from ..vocabulary import NAMESPACE_ID
-from .keys import configure as configure_keys
-from .changes import (VECTOR_SHAPE, deletion_message, drop_message, location_changed, managed_settings,
-                      vector_change)
-from .errors import (CollectionConflict, CollectionNotFound, DeletionProtected, EdgeCorrupt, EdgeLocked,
-                     FinalSnapshotFailed, InvalidSpec, QdrantError, TargetUnavailable, foreign_message, owner_message)
+from .changes import VECTOR_SHAPE, deletion_message, drop_message, location_changed, managed_settings, vector_change
+from .errors import (
+    CollectionConflict,
+    CollectionNotFound,
+    DeletionProtected,
+    EdgeCorrupt,
+    EdgeLocked,
+    FinalSnapshotFailed,
+    InvalidSpec,
+    QdrantError,
+    TargetUnavailable,
+    foreign_message,
+    owner_message,
+)
 from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
+from .keys import configure as configure_keys
 from .keys import keep_key_secret, secret_key_output, store_for
 from .normalize import normalize_field_schema, normalize_settings, normalize_vectors
 from .target import QdrantTarget, normalize_spec, snapshot_dir_problem
@@ -66,8 +85,13 @@ def refuse_foreign(store: Store, name: str, namespace_id: Any, doing: str, *, re
 
 def _is_foreign(owner: str | None, namespace_id: Any) -> bool:
     """Whether a collection recorded as `owner`'s is another namespace's than `namespace_id` (see `refuse_foreign`)."""
-    return bool(owner and isinstance(namespace_id, str) and namespace_id and not is_unknown(namespace_id)
-                and owner != namespace_id)
+    return bool(
+        owner
+        and isinstance(namespace_id, str)
+        and namespace_id
+        and not is_unknown(namespace_id)
+        and owner != namespace_id
+    )
 
 
 def _settings_view(state: CollectionState, desired: Mapping[str, Any], store: Store) -> dict[str, Any]:
@@ -112,14 +136,18 @@ class CollectionProvider(_QdrantProvider):
         if not name or has_unknown([name, inputs.get("namespace_id"), inputs["target"]]):
             return
         olds = {k: plain(v) for k, v in (olds or {}).items()}
-        if olds and (olds.get("collection_name") or olds.get("namespace_id")) in (None, name) \
-                and not location_changed(safe_spec(olds.get("target")), inputs["target"]):
+        if (
+            olds
+            and (olds.get("collection_name") or olds.get("namespace_id")) in (None, name)
+            and not location_changed(safe_spec(olds.get("target")), inputs["target"])
+        ):
             return  # an existing resource keeping its name (or whose generated name check cannot know)
         try:
             store_for(inputs).check_claim(name, inputs.get("namespace_id"))
         except (CollectionConflict, EdgeCorrupt) as exc:
-            raise InvalidSpec("collection_name" if inputs.get("collection_name") else "namespace_id",
-                              str(exc)) from None
+            raise InvalidSpec(
+                "collection_name" if inputs.get("collection_name") else "namespace_id", str(exc)
+            ) from None
         except QdrantError:
             pass  # the target cannot be read now; create reports it
 
@@ -177,11 +205,15 @@ class CollectionProvider(_QdrantProvider):
                 else:
                     replaces.append("vectors")
                     if added and not can_add:
-                        reasons.append(f"vector(s) {', '.join(map(repr, added))} added and the target cannot add a "
-                                       "named vector to a live collection (Qdrant server older than 1.18)")
+                        reasons.append(
+                            f"vector(s) {', '.join(map(repr, added))} added and the target cannot add a "
+                            "named vector to a live collection (Qdrant server older than 1.18)"
+                        )
                     if removed and store is not None and not can_drop:
-                        reasons.append(f"vector(s) {', '.join(map(repr, removed))} removed and the target cannot "
-                                       "delete a named vector from a live collection (Qdrant server older than 1.18)")
+                        reasons.append(
+                            f"vector(s) {', '.join(map(repr, removed))} removed and the target cannot "
+                            "delete a named vector from a live collection (Qdrant server older than 1.18)"
+                        )
                     elif removed:
                         reasons += [f"vector {name!r} removed" for name in removed]
             elif in_place:
@@ -196,8 +228,9 @@ class CollectionProvider(_QdrantProvider):
                 old_settings = normalize_settings(old_settings)
             except InvalidSpec:
                 pass
-            if settings.get("shard_number") is not None and \
-                    settings.get("shard_number") != old_settings.get("shard_number"):
+            if settings.get("shard_number") is not None and settings.get("shard_number") != old_settings.get(
+                "shard_number"
+            ):
                 replaces.append("settings")
                 reasons.append(f"shard_number {old_settings.get('shard_number')} -> {settings['shard_number']}")
             elif settings != old_settings:
@@ -217,8 +250,11 @@ class CollectionProvider(_QdrantProvider):
             self._say_dropped(olds, dropped, sorted(n for n in vectors if n in old_vectors))
         fixed_name = bool(news.get("namespace_id") or news.get("collection_name"))
         changed = sorted(set(replaces) | set(changes))
-        return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
-                          delete_before_replace=fixed_name if replaces else None)
+        return DiffResult(
+            changes=bool(changed),
+            replaces=sorted(set(replaces)),
+            delete_before_replace=fixed_name if replaces else None,
+        )
 
     @staticmethod
     def _refuse_if_foreign(olds: Mapping[str, Any], doing: str) -> None:
@@ -285,9 +321,11 @@ class CollectionProvider(_QdrantProvider):
             except QdrantError as refused:
                 existing = self._existing(store, name, refused)
                 self._adopt(store, name, namespace_id, existing, inputs)
-                pulumi.log.info(f"adopted the existing Qdrant collection {name!r} at {store.location} with "
-                                f"{existing.points_count} point(s) as namespace {namespace_id}; nothing was created "
-                                "and its points were kept")
+                pulumi.log.info(
+                    f"adopted the existing Qdrant collection {name!r} at {store.location} with "
+                    f"{existing.points_count} point(s) as namespace {namespace_id}; nothing was created "
+                    "and its points were kept"
+                )
             try:
                 state = self._converge(store, name, inputs)
             except Exception:
@@ -323,7 +361,8 @@ class CollectionProvider(_QdrantProvider):
                 f"Qdrant collection {name!r} already exists at {store.location} with different vectors "
                 f"{shape} (wanted {wanted}). To manage it as is, import it "
                 f"(ResourceOptions(import_={name!r}) with inputs matching its config); otherwise choose another "
-                "namespace_id / collection_name, or delete the existing collection.")
+                "namespace_id / collection_name, or delete the existing collection."
+            )
         if existing.namespace_id is None:
             store.record_namespace(name, namespace_id)
 
@@ -333,17 +372,21 @@ class CollectionProvider(_QdrantProvider):
         vectors of `drop` that `inputs` no longer has); returns its state."""
         state = store.read_collection(name)
         if state is None:
-            raise CollectionNotFound(f"Qdrant collection {name!r} does not exist at {store.location}; it was deleted "
-                                     "outside Pulumi. Run `pulumi refresh`, then `pulumi up` to create it again.")
+            raise CollectionNotFound(
+                f"Qdrant collection {name!r} does not exist at {store.location}; it was deleted "
+                "outside Pulumi. Run `pulumi refresh`, then `pulumi up` to create it again."
+            )
         on_disk: dict[str, bool] = {}
         added = False
         dropped = [vname for vname in state.vectors if vname in drop and vname not in inputs["vectors"]]
         for vname in dropped:
             store.delete_vector(name, vname)
         if dropped:
-            pulumi.log.info(f"dropped the named vector(s) {', '.join(map(repr, dropped))} of Qdrant collection "
-                            f"{name!r} at {store.location}; its {state.points_count} point(s) kept their payloads "
-                            "and other vectors")
+            pulumi.log.info(
+                f"dropped the named vector(s) {', '.join(map(repr, dropped))} of Qdrant collection "
+                f"{name!r} at {store.location}; its {state.points_count} point(s) kept their payloads "
+                "and other vectors"
+            )
         for vname, params in inputs["vectors"].items():
             real = state.vectors.get(vname)
             if real is None:
@@ -355,7 +398,8 @@ class CollectionProvider(_QdrantProvider):
                     raise CollectionConflict(
                         f"Qdrant collection {name!r} at {store.location}: vector {vname!r} has {attr} "
                         f"{real.get(attr)!r} but {params.get(attr)!r} is wanted; that cannot change in place (the "
-                        "collection must be replaced)")
+                        "collection must be replaced)"
+                    )
             if real["on_disk"] != params["on_disk"]:
                 on_disk[vname] = params["on_disk"]
         desired = inputs["settings"]
@@ -364,8 +408,10 @@ class CollectionProvider(_QdrantProvider):
             real_settings = managed_settings(state.settings, desired)
             changed = {k: v for k, v in desired.items() if real_settings.get(k) != v}
             if "shard_number" in changed:
-                raise CollectionConflict(f"Qdrant collection {name!r} at {store.location}: shard_number cannot change "
-                                         "in place (the collection must be replaced)")
+                raise CollectionConflict(
+                    f"Qdrant collection {name!r} at {store.location}: shard_number cannot change "
+                    "in place (the collection must be replaced)"
+                )
         if on_disk or changed:
             store.update_collection(name, vectors_on_disk=on_disk, settings=changed)
         if on_disk or changed or added or dropped:
@@ -373,8 +419,15 @@ class CollectionProvider(_QdrantProvider):
         return state
 
     @staticmethod
-    def _outputs(inputs: Mapping[str, Any], namespace_id: str, name: str, state: Any, store: Store,
-                 created_at: str, updated_at: str) -> dict[str, Any]:
+    def _outputs(
+        inputs: Mapping[str, Any],
+        namespace_id: str | None,
+        name: str,
+        state: Any,
+        store: Store,
+        created_at: str,
+        updated_at: str,
+    ) -> dict[str, Any]:
         return {
             "target": inputs["target"],
             "vectors": dict(state.vectors),
@@ -401,8 +454,9 @@ class CollectionProvider(_QdrantProvider):
         if not isinstance(namespace_id, str) or not NAMESPACE_ID.fullmatch(namespace_id):
             namespace_id = state.namespace_id or (id_ if NAMESPACE_ID.fullmatch(id_) else f"ns_{secrets.token_hex(5)}")
         stamp = now()
-        outs = self._outputs(inputs, namespace_id, id_, state, store, props.get("created_at") or stamp,
-                             props.get("updated_at") or stamp)
+        outs = self._outputs(
+            inputs, namespace_id, id_, state, store, props.get("created_at") or stamp, props.get("updated_at") or stamp
+        )
         if importing:
             return ReadResult(id_, outs, inputs=keep_key_secret(inputs))
         return ReadResult(id_, outs)
@@ -417,8 +471,17 @@ class CollectionProvider(_QdrantProvider):
         refuse_foreign(store, name, olds.get("namespace_id") or inputs.get("namespace_id"), "update")
         # Only vectors the state knows are dropped (what the preview named); one added outside Pulumi is left alone.
         state = self._converge(store, name, inputs, drop=set(olds.get("vectors") or {}))
-        return UpdateResult(self._outputs(inputs, olds.get("namespace_id") or inputs.get("namespace_id"), name, state,
-                                          store, olds.get("created_at") or now(), now()))
+        return UpdateResult(
+            self._outputs(
+                inputs,
+                olds.get("namespace_id") or inputs.get("namespace_id"),
+                name,
+                state,
+                store,
+                olds.get("created_at") or now(),
+                now(),
+            )
+        )
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Delete the collection: a no-op when it is gone or now another namespace's; refused while it holds points
@@ -451,10 +514,13 @@ class CollectionProvider(_QdrantProvider):
                         f"refusing to delete Qdrant collection {name!r} at {store.location}: its final snapshot into "
                         f"final_snapshot {directory!r} failed ({exc}); nothing was deleted. Make final_snapshot a "
                         "writable directory, or set it to null and run `pulumi up` once to delete without a "
-                        "snapshot.") from None
-                pulumi.log.info(f"final snapshot of Qdrant collection {name!r} (namespace {mine}, {points} point(s)) "
-                                f"written to {archive}; restore it with "
-                                f"mixpeek_infra.qdrant.restore_snapshot({archive!r}, target)")
+                        "snapshot."
+                    ) from None
+                pulumi.log.info(
+                    f"final snapshot of Qdrant collection {name!r} (namespace {mine}, {points} point(s)) "
+                    f"written to {archive}; restore it with "
+                    f"mixpeek_infra.qdrant.restore_snapshot({archive!r}, target)"
+                )
             store.delete_collection(name)
 
 
@@ -468,8 +534,13 @@ class PayloadIndexProvider(_QdrantProvider):
         if olds or has_unknown([inputs.get("collection_name"), inputs.get("namespace_id"), inputs["target"]]):
             return  # an existing index is checked in diff (only when it changes)
         try:
-            refuse_foreign(store_for(inputs), inputs["collection_name"], inputs.get("namespace_id"),
-                           f"create payload index {inputs['field_name']!r} in", recent=True)
+            refuse_foreign(
+                store_for(inputs),
+                inputs["collection_name"],
+                inputs.get("namespace_id"),
+                f"create payload index {inputs['field_name']!r} in",
+                recent=True,
+            )
         except CollectionConflict as exc:
             raise InvalidSpec("collection_name", str(exc)) from None
         except QdrantError:
@@ -502,12 +573,14 @@ class PayloadIndexProvider(_QdrantProvider):
         changed = sorted(set(replaces) | set(changes))
         if changed:
             self._refuse_if_foreign(olds, news)
-        return DiffResult(changes=bool(changed), replaces=sorted(set(replaces)),
-                          delete_before_replace=False if replaces else None)
+        return DiffResult(
+            changes=bool(changed), replaces=sorted(set(replaces)), delete_before_replace=False if replaces else None
+        )
 
     @staticmethod
-    def _outputs(inputs: Mapping[str, Any], schema: Mapping[str, Any], namespace_id: str | None = None) \
-            -> dict[str, Any]:
+    def _outputs(
+        inputs: Mapping[str, Any], schema: Mapping[str, Any], namespace_id: str | None = None
+    ) -> dict[str, Any]:
         namespace_id = namespace_id or inputs.get("namespace_id")
         return {
             "target": inputs["target"],
@@ -525,8 +598,12 @@ class PayloadIndexProvider(_QdrantProvider):
         if safe_spec(olds.get("target")) is None or not isinstance(olds.get("collection_name"), str):
             return
         try:
-            refuse_foreign(store_for(olds), olds["collection_name"], olds.get("namespace_id") or
-                           plain(news.get("namespace_id")), f"change payload index {olds.get('field_name')!r} of")
+            refuse_foreign(
+                store_for(olds),
+                olds["collection_name"],
+                olds.get("namespace_id") or plain(news.get("namespace_id")),
+                f"change payload index {olds.get('field_name')!r} of",
+            )
         except CollectionConflict:
             raise
         except QdrantError:
@@ -539,9 +616,11 @@ class PayloadIndexProvider(_QdrantProvider):
         refuse_foreign(store, collection, namespace_id, f"write payload index {field!r} of", recent=True)
         indexes = store.read_payload_indexes(collection)
         if indexes is None:
-            raise CollectionNotFound(f"cannot index {field!r}: Qdrant collection {collection!r} does not exist at "
-                                     f"{store.location} (create the Collection first, or run `pulumi refresh` if it "
-                                     "was deleted outside Pulumi)")
+            raise CollectionNotFound(
+                f"cannot index {field!r}: Qdrant collection {collection!r} does not exist at "
+                f"{store.location} (create the Collection first, or run `pulumi refresh` if it "
+                "was deleted outside Pulumi)"
+            )
         wanted = inputs["field_schema"]
         schema = indexes.get(field)
         if schema != wanted:
@@ -551,8 +630,9 @@ class PayloadIndexProvider(_QdrantProvider):
             raise QdrantError(f"payload index {field!r} on {collection!r} at {store.location} was not created")
         # Without a declared namespace, the collection's owner now is recorded, so later writes and the delete are
         # checked against it.
-        return self._outputs(inputs, schema, namespace_id if isinstance(namespace_id, str)
-                             else store.read_owner(collection, recent=True))
+        return self._outputs(
+            inputs, schema, namespace_id if isinstance(namespace_id, str) else store.read_owner(collection, recent=True)
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Create the index (adopting an identical one); outputs its schema as the store reads it back."""
@@ -564,19 +644,23 @@ class PayloadIndexProvider(_QdrantProvider):
         """The index as Qdrant reports it; gone when it or its collection was deleted."""
         props = plain_props(props)
         collection, _, field = id_.partition("/")
-        inputs = {"target": normalize_spec(props.get("target") or QdrantTarget().spec()),
-                  "collection_name": props.get("collection_name") or collection,
-                  "field_name": props.get("field_name") or field}
+        collection = str(props.get("collection_name") or collection)
+        field = str(props.get("field_name") or field)
+        inputs: dict[str, Any] = {
+            "target": normalize_spec(props.get("target") or QdrantTarget().spec()),
+            "collection_name": collection,
+            "field_name": field,
+        }
         if props.get("api_key") is not None:
             inputs["api_key"] = props["api_key"]
         if isinstance(props.get("namespace_id"), str):
             inputs["namespace_id"] = props["namespace_id"]
         store = store_for(inputs)
-        if _is_foreign(store.read_owner(inputs["collection_name"], recent=True), inputs.get("namespace_id")):
+        if _is_foreign(store.read_owner(collection, recent=True), inputs.get("namespace_id")):
             return ReadResult("", {})  # the name is now another namespace's collection: this index is gone
         if store.reads_payload_indexes:
-            schema = store.read_payload_index(inputs["collection_name"], inputs["field_name"])
-        elif store.read_collection(inputs["collection_name"]) is not None:
+            schema = store.read_payload_index(collection, field)
+        elif store.read_collection(collection) is not None:
             # qdrant-client local mode keeps no index schema: report the recorded one.
             schema = normalize_field_schema(props.get("field_type"), props.get("field_schema"))
         else:

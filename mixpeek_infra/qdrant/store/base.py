@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 OWNER_KEY = "mixpeek_namespace_id"  # the owning namespace, in a server collection's metadata
 
@@ -83,8 +84,13 @@ class Store(ABC):
         """The collection's real config, settings and point count; None when it does not exist."""
 
     @abstractmethod
-    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
+    def create_collection(
+        self,
+        name: str,
+        vectors: Mapping[str, Mapping[str, Any]],
+        settings: Mapping[str, Any],
+        namespace_id: str | None = None,
+    ) -> None:
         """Create the collection, recording `namespace_id` as its owner.
 
         Raises `CollectionConflict` when the name is taken, leaving what is there untouched: the providers
@@ -135,8 +141,7 @@ class Store(ABC):
         their payloads and other vectors stay); False when the collection has no such vector."""
 
     @abstractmethod
-    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
-                          settings: Mapping[str, Any]) -> None:
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool], settings: Mapping[str, Any]) -> None:
         """Apply in-place changes: per-vector on_disk and the updatable settings."""
 
     @abstractmethod
@@ -170,12 +175,18 @@ class Store(ABC):
         vectors; a helper for tests and benchmarks)."""
 
     @abstractmethod
-    def query(self, collection: str, vector_name: str, vector: list[float],
-              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    def query(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: list[float],
+        conditions: list[Mapping[str, Any]] | None = None,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
         """Nearest points as `{"id", "score", "payload"}`; a multi-vector is queried with a list of vectors
         (MaxSim) (a helper for tests and benchmarks)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a store that holds nothing open has nothing to release
         """Release clients or open shards."""
 
 

@@ -55,8 +55,15 @@ import qdrant_edge as qe
 
 from ...paths import state_path
 from ...vocabulary import QDRANT_TIMEOUT
-from ..errors import (CollectionConflict, CollectionNotFound, EdgeCorrupt, EdgeLocked, InvalidSpec, QdrantError,
-                      owner_message)
+from ..errors import (
+    CollectionConflict,
+    CollectionNotFound,
+    EdgeCorrupt,
+    EdgeLocked,
+    InvalidSpec,
+    QdrantError,
+    owner_message,
+)
 from ..normalize import COLLECTION_NAME, normalize_quantization
 from .base import CollectionState, Store, thread_lock
 
@@ -69,15 +76,31 @@ _WAL_HEADER = 8  # bytes a WAL segment starts with; an empty segment holds only 
 _SMALL = 1 << 20  # bytes: the most a WAL's first-index or Edge's temp config file holds
 _FLOCKED: set[str] = set()  # shard paths whose lock file this process holds (guarded by their thread lock)
 
-_DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid,
-             "manhattan": qe.Distance.Manhattan}
-_DATATYPE = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16,
-             "uint8": qe.VectorStorageDatatype.Uint8}
-_TOKENIZER = {"word": qe.TokenizerType.Word, "whitespace": qe.TokenizerType.Whitespace,
-              "prefix": qe.TokenizerType.Prefix, "multilingual": qe.TokenizerType.Multilingual}
+_DISTANCE = {
+    "cosine": qe.Distance.Cosine,
+    "dot": qe.Distance.Dot,
+    "euclid": qe.Distance.Euclid,
+    "manhattan": qe.Distance.Manhattan,
+}
+_DATATYPE = {
+    "float32": qe.VectorStorageDatatype.Float32,
+    "float16": qe.VectorStorageDatatype.Float16,
+    "uint8": qe.VectorStorageDatatype.Uint8,
+}
+_TOKENIZER = {
+    "word": qe.TokenizerType.Word,
+    "whitespace": qe.TokenizerType.Whitespace,
+    "prefix": qe.TokenizerType.Prefix,
+    "multilingual": qe.TokenizerType.Multilingual,
+}
 _COMPARATOR = {"max_sim": qe.MultiVectorComparator.MaxSim}
-_COMPRESSION = {"x4": qe.CompressionRatio.X4, "x8": qe.CompressionRatio.X8, "x16": qe.CompressionRatio.X16,
-                "x32": qe.CompressionRatio.X32, "x64": qe.CompressionRatio.X64}
+_COMPRESSION = {
+    "x4": qe.CompressionRatio.X4,
+    "x8": qe.CompressionRatio.X8,
+    "x16": qe.CompressionRatio.X16,
+    "x32": qe.CompressionRatio.X32,
+    "x64": qe.CompressionRatio.X64,
+}
 
 
 def _enum_name(value: Any) -> str:
@@ -188,7 +211,11 @@ class _ShardPool:
             for entry in entries:
                 if entry.shard is None:
                     continue
-                if entry.busy == 0 and time.monotonic() - entry.last_used >= idle and entry.lock.acquire(blocking=False):
+                if (
+                    entry.busy == 0
+                    and time.monotonic() - entry.last_used >= idle
+                    and entry.lock.acquire(blocking=False)
+                ):
                     try:
                         if entry.shard is not None and entry.busy == 0:
                             self._close(entry)
@@ -224,33 +251,46 @@ def _multivector(params: Mapping[str, Any]) -> Any:
 
 
 def _vector_params(params: Mapping[str, Any]) -> Any:
-    return qe.EdgeVectorParams(size=int(params["size"]), distance=_DISTANCE[params["distance"]],
-                               on_disk=bool(params.get("on_disk", False)), multivector_config=_multivector(params),
-                               datatype=_DATATYPE[params.get("datatype", "float32")])
+    return qe.EdgeVectorParams(
+        size=int(params["size"]),
+        distance=_DISTANCE[params["distance"]],
+        on_disk=bool(params.get("on_disk", False)),
+        multivector_config=_multivector(params),
+        datatype=_DATATYPE[params.get("datatype", "float32")],
+    )
 
 
 def _quantization(value: Mapping[str, Any]) -> Any:
     kind, params = next(iter(value.items()))
     if kind == "scalar":
-        return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=params.get("quantile"),
-                                           always_ram=params.get("always_ram"))
+        return qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=params.get("quantile"), always_ram=params.get("always_ram")
+        )
     if kind == "product":
-        return qe.ProductQuantizationConfig(compression=_COMPRESSION[params["compression"]],
-                                            always_ram=params.get("always_ram"))
+        return qe.ProductQuantizationConfig(
+            compression=_COMPRESSION[params["compression"]], always_ram=params.get("always_ram")
+        )
     return qe.BinaryQuantizationConfig(always_ram=params.get("always_ram"))
 
 
 def _edge_config(vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any]) -> Any:
     for key in ("shard_number", "replication_factor"):
         if settings.get(key, 1) != 1:
-            raise InvalidSpec(f"settings.{key}", "an embedded Qdrant Edge collection is a single local shard; "
-                                                 "only 1 is possible (use a server target for more)")
+            raise InvalidSpec(
+                f"settings.{key}",
+                "an embedded Qdrant Edge collection is a single local shard; "
+                "only 1 is possible (use a server target for more)",
+            )
     kwargs: dict[str, Any] = {"vectors": {name: _vector_params(p) for name, p in vectors.items()}}
     hnsw = settings.get("hnsw_config")
     if hnsw:
-        kwargs["hnsw_config"] = qe.HnswIndexConfig(m=hnsw["m"], ef_construct=hnsw["ef_construct"],
-                                                   full_scan_threshold=hnsw["full_scan_threshold"],
-                                                   on_disk=hnsw.get("on_disk"), payload_m=hnsw.get("payload_m"))
+        kwargs["hnsw_config"] = qe.HnswIndexConfig(
+            m=hnsw["m"],
+            ef_construct=hnsw["ef_construct"],
+            full_scan_threshold=hnsw["full_scan_threshold"],
+            on_disk=hnsw.get("on_disk"),
+            payload_m=hnsw.get("payload_m"),
+        )
     if settings.get("quantization_config"):
         kwargs["quantization_config"] = _quantization(settings["quantization_config"])
     if settings.get("on_disk_payload") is not None:
@@ -261,16 +301,24 @@ def _edge_config(vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str
 def _index_params(schema: Mapping[str, Any]) -> Any:
     kind = schema["type"]
     if kind == "text":
-        return qe.TextIndexParams(tokenizer=_TOKENIZER[schema["tokenizer"]], min_token_len=schema["min_token_len"],
-                                  max_token_len=schema["max_token_len"], lowercase=schema["lowercase"])
+        return qe.TextIndexParams(
+            tokenizer=_TOKENIZER[schema["tokenizer"]],
+            min_token_len=schema["min_token_len"],
+            max_token_len=schema["max_token_len"],
+            lowercase=schema["lowercase"],
+        )
     if kind == "keyword":
         return qe.KeywordIndexParams(is_tenant=schema["is_tenant"])
     if kind == "integer":
         return qe.IntegerIndexParams(lookup=schema["lookup"], range=schema["range"])
     if kind == "uuid":
         return qe.UuidIndexParams(is_tenant=schema["is_tenant"])
-    return {"float": qe.FloatIndexParams, "bool": qe.BoolIndexParams, "geo": qe.GeoIndexParams,
-            "datetime": qe.DatetimeIndexParams}[kind]()
+    return {
+        "float": qe.FloatIndexParams,
+        "bool": qe.BoolIndexParams,
+        "geo": qe.GeoIndexParams,
+        "datetime": qe.DatetimeIndexParams,
+    }[kind]()
 
 
 def _schema_from_info(info: Any) -> dict[str, Any]:
@@ -298,9 +346,12 @@ def _schema_from_info(info: Any) -> dict[str, Any]:
 def _vectors_from_config(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, params in (config.get("vectors") or {}).items():
-        out[name] = {"size": int(params["size"]), "distance": str(params["distance"]).lower(),
-                     "datatype": str(params.get("datatype") or "float32").lower(),
-                     "on_disk": params.get("on_disk") is True}
+        out[name] = {
+            "size": int(params["size"]),
+            "distance": str(params["distance"]).lower(),
+            "datatype": str(params.get("datatype") or "float32").lower(),
+            "on_disk": params.get("on_disk") is True,
+        }
         multi = params.get("multivector_config")
         if multi:  # Edge writes {"comparator": "max_sim"}
             out[name]["multivector"] = {"comparator": str(multi.get("comparator", "max_sim")).lower()}
@@ -322,10 +373,14 @@ def _settings_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     quant = config.get("quantization_config")
     if quant:
         kind, params = next(iter(quant.items()))
-        keep = {"scalar": ("type", "quantile", "always_ram"), "product": ("compression", "always_ram"),
-                "binary": ("always_ram",)}.get(kind, ())
+        keep = {
+            "scalar": ("type", "quantile", "always_ram"),
+            "product": ("compression", "always_ram"),
+            "binary": ("always_ram",),
+        }.get(kind, ())
         settings["quantization_config"] = normalize_quantization(
-            {kind: {k: v for k, v in (params or {}).items() if k in keep and v is not None}}, "quantization_config")
+            {kind: {k: v for k, v in (params or {}).items() if k in keep and v is not None}}, "quantization_config"
+        )
     on_disk_payload = config.get("on_disk_payload")
     settings["on_disk_payload"] = True if on_disk_payload is None else bool(on_disk_payload)
     return settings
@@ -352,8 +407,10 @@ def _only_what_edge_writes_before_storing(path: str) -> bool:
             if not all(_empty_wal_file(e) for e in os.scandir(entry.path)):
                 return False
         elif entry.name.startswith(_ATOMIC_WRITE) and entry.is_dir(follow_symlinks=False):
-            if not all(e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= _SMALL
-                       for e in os.scandir(entry.path)):
+            if not all(
+                e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= _SMALL
+                for e in os.scandir(entry.path)
+            ):
                 return False
         else:
             return False
@@ -443,8 +500,12 @@ def _extend_to_manifest(shard: str, files: set[str], archive: str) -> None:
             raise ValueError("full_sizes is not an object")
         for rel, size in sizes.items():
             target = os.path.join(shard, rel)
-            if rel not in files or not isinstance(size, int) or not 0 <= size <= 1 << 40 \
-                    or os.path.getsize(target) > size:
+            if (
+                rel not in files
+                or not isinstance(size, int)
+                or not 0 <= size <= 1 << 40
+                or os.path.getsize(target) > size
+            ):
                 raise ValueError(f"bad entry {rel!r}: {size!r}")
             os.truncate(target, size)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -482,15 +543,18 @@ class EdgeStore(Store):
     def shard_path(self, name: str) -> str:
         """The shard directory of collection `name`."""
         if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
-            raise InvalidSpec("collection_name", f"{name!r} is not a valid collection name for an embedded target "
-                                                 "(1-255 letters, digits, '_' or '-')")
+            raise InvalidSpec(
+                "collection_name",
+                f"{name!r} is not a valid collection name for an embedded target (1-255 letters, digits, '_' or '-')",
+            )
         path = os.path.join(self.root, name)
         if os.path.islink(path):
             raise CollectionConflict(
                 f"{path} is a symbolic link; mixpeek-infra never adopts, writes into or removes a collection's shard "
                 "directory through a link (its target may be another application's). Remove the link (or move the "
                 "real directory there), or choose another collection name (infrastructure.qdrant_collection / "
-                "collection_name) or target path.")
+                "collection_name) or target path."
+            )
         return path
 
     def _exists(self, path: str) -> bool:
@@ -501,8 +565,10 @@ class EdgeStore(Store):
             with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as fh:
                 return json.load(fh)
         except (OSError, ValueError) as exc:
-            raise EdgeCorrupt(f"Qdrant Edge shard {path}: cannot read {CONFIG_FILE}: {exc}. Restore the directory "
-                              "from a snapshot or backup, or remove it to let the next run create it anew.") from None
+            raise EdgeCorrupt(
+                f"Qdrant Edge shard {path}: cannot read {CONFIG_FILE}: {exc}. Restore the directory "
+                "from a snapshot or backup, or remove it to let the next run create it anew."
+            ) from None
 
     def _load(self, path: str, config: Any = None) -> Any:
         deadline = time.monotonic() + self.timeout
@@ -519,14 +585,19 @@ class EdgeStore(Store):
                         continue
                     raise EdgeLocked(
                         f"Qdrant Edge shard {path} is locked by another process (waited {self.timeout:g}s). "
-                        "Another `pulumi up` or an application holds it open; stop it and run again.") from None
+                        "Another `pulumi up` or an application holds it open; stop it and run again."
+                    ) from None
                 if "Read-only file system" in message or "Permission denied" in message:
-                    raise QdrantError(f"Qdrant Edge shard {path} is not writable ({message}); make the directory "
-                                      "writable by the user running Pulumi and run again.") from None
+                    raise QdrantError(
+                        f"Qdrant Edge shard {path} is not writable ({message}); make the directory "
+                        "writable by the user running Pulumi and run again."
+                    ) from None
                 if "incompatible" in message:
                     raise CollectionConflict(f"Qdrant Edge shard {path}: {message}") from None
-                raise EdgeCorrupt(f"Qdrant Edge shard {path} cannot be loaded: {message}. Restore it from a "
-                                  "snapshot or backup, or remove the directory if its data is expendable.") from None
+                raise EdgeCorrupt(
+                    f"Qdrant Edge shard {path} cannot be loaded: {message}. Restore it from a "
+                    "snapshot or backup, or remove the directory if its data is expendable."
+                ) from None
 
     def _use(self, name: str) -> Any:
         path = self.shard_path(name)
@@ -546,10 +617,14 @@ class EdgeStore(Store):
         with _POOL.use(path, lambda: self._load(path)) as shard:
             info = shard.info()
             config = self._read_config(path)
-            return CollectionState(name=name, vectors=_vectors_from_config(config),
-                                   settings=_settings_from_config(config), points_count=int(info.points_count),
-                                   payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()},
-                                   namespace_id=(self._marker(path) or {}).get("namespace_id"))
+            return CollectionState(
+                name=name,
+                vectors=_vectors_from_config(config),
+                settings=_settings_from_config(config),
+                points_count=int(info.points_count),
+                payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()},
+                namespace_id=(self._marker(path) or {}).get("namespace_id"),
+            )
 
     # -- ownership: the marker, the lock ------------------------------------------------------------
 
@@ -587,8 +662,10 @@ class EdgeStore(Store):
                 os.makedirs(self.root, exist_ok=True)
                 fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise QdrantError(f"cannot lock collection {name!r} at {self.location} ({lock_file}): "
-                                  f"{exc.strerror}; make {self.root} writable by the user running Pulumi") from None
+                raise QdrantError(
+                    f"cannot lock collection {name!r} at {self.location} ({lock_file}): "
+                    f"{exc.strerror}; make {self.root} writable by the user running Pulumi"
+                ) from None
             try:
                 deadline = time.monotonic() + self.timeout
                 while True:
@@ -597,9 +674,11 @@ class EdgeStore(Store):
                         break
                     except BlockingIOError:
                         if time.monotonic() >= deadline:
-                            raise EdgeLocked(f"collection {name!r} at {self.location} is being created or deleted by "
-                                             f"another process (it holds {lock_file}; waited {self.timeout:g}s); "
-                                             "let it finish and run again") from None
+                            raise EdgeLocked(
+                                f"collection {name!r} at {self.location} is being created or deleted by "
+                                f"another process (it holds {lock_file}; waited {self.timeout:g}s); "
+                                "let it finish and run again"
+                            ) from None
                         time.sleep(0.05)
                 _FLOCKED.add(path)
                 try:
@@ -617,9 +696,11 @@ class EdgeStore(Store):
         if not os.path.lexists(path):
             return
         if not os.path.isdir(path):
-            raise CollectionConflict(f"cannot create Qdrant collection {name!r} at {self.location}: {path} exists and "
-                                     "is not a directory; choose another collection name (infrastructure."
-                                     "qdrant_collection / collection_name) or another target path, or move it away")
+            raise CollectionConflict(
+                f"cannot create Qdrant collection {name!r} at {self.location}: {path} exists and "
+                "is not a directory; choose another collection name (infrastructure."
+                "qdrant_collection / collection_name) or another target path, or move it away"
+            )
         marker = self._marker(path)
         owner = (marker or {}).get("namespace_id")
         if self._exists(path):
@@ -631,7 +712,8 @@ class EdgeStore(Store):
                 f"refusing to create Qdrant collection {name!r} at {self.location}: the directory {path} exists and "
                 f"was not created by mixpeek-infra (it has no {MARKER_FILE}), so it is neither removed nor taken "
                 "over. Choose another collection name (infrastructure.qdrant_collection / collection_name) or another "
-                "target path, or move the directory away.")
+                "target path, or move the directory away."
+            )
         if owner != namespace_id:
             if owner:
                 raise CollectionConflict(owner_message(name, self.location, owner, namespace_id))
@@ -639,10 +721,13 @@ class EdgeStore(Store):
                 f"refusing to create Qdrant collection {name!r} at {self.location}: {path} holds an unfinished "
                 f"collection that records no namespace, so it is not provably {namespace_id}'s and is left alone. "
                 "Move the directory away (or remove it if its contents are expendable), or choose another collection "
-                "name.")
+                "name."
+            )
         if not _only_what_edge_writes_before_storing(path):
-            raise EdgeCorrupt(f"Qdrant Edge shard {path} holds data but no {CONFIG_FILE}; restore it from a snapshot "
-                              "or backup, or remove the directory if its data is expendable.")
+            raise EdgeCorrupt(
+                f"Qdrant Edge shard {path} holds data but no {CONFIG_FILE}; restore it from a snapshot "
+                "or backup, or remove the directory if its data is expendable."
+            )
 
     def record_namespace(self, name: str, namespace_id: str) -> None:
         path = self.shard_path(name)
@@ -652,8 +737,13 @@ class EdgeStore(Store):
 
     # -- collections --------------------------------------------------------------------------------
 
-    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
+    def create_collection(
+        self,
+        name: str,
+        vectors: Mapping[str, Mapping[str, Any]],
+        settings: Mapping[str, Any],
+        namespace_id: str | None = None,
+    ) -> None:
         path = self.shard_path(name)
         config = _edge_config(vectors, settings)
         with self.lock(name):
@@ -696,15 +786,25 @@ class EdgeStore(Store):
             if not entry.is_dir(follow_symlinks=False):
                 continue
             inside = list(os.scandir(entry.path))
-            if all(e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size <= _SMALL
-                   and (e.name == MARKER_FILE or e.name.startswith(f".{MARKER_FILE}.")) for e in inside):
+            if all(
+                e.is_file(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_size <= _SMALL
+                and (e.name == MARKER_FILE or e.name.startswith(f".{MARKER_FILE}."))
+                for e in inside
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         with self._use(name) as shard:
-            shard.update(qe.UpdateOperation.create_dense_vector(
-                vector_name, int(params["size"]), _DISTANCE[params["distance"]],
-                multivector_config=_multivector(params), datatype=_DATATYPE[params.get("datatype", "float32")]))
+            shard.update(
+                qe.UpdateOperation.create_dense_vector(
+                    vector_name,
+                    int(params["size"]),
+                    _DISTANCE[params["distance"]],
+                    multivector_config=_multivector(params),
+                    datatype=_DATATYPE[params.get("datatype", "float32")],
+                )
+            )
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
 
@@ -719,8 +819,7 @@ class EdgeStore(Store):
             shard.flush()
         return True
 
-    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
-                          settings: Mapping[str, Any]) -> None:
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool], settings: Mapping[str, Any]) -> None:
         path = self.shard_path(name)
         if not self._exists(path):
             raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
@@ -788,10 +887,13 @@ class EdgeStore(Store):
             with tarfile.open(archive) as tar:
                 members = tar.getmembers()
                 tops = {member.name.split("/", 1)[0] for member in members}
-                if len(tops) != 1 or any(not (m.isfile() or m.isdir()) or m.name.startswith("/")
-                                         or ".." in m.name.split("/") for m in members):
-                    raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (expected one top directory "
-                                      "of plain files)")
+                if len(tops) != 1 or any(
+                    not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in m.name.split("/")
+                    for m in members
+                ):
+                    raise QdrantError(
+                        f"{archive} is not a Qdrant Edge shard snapshot (expected one top directory of plain files)"
+                    )
                 if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.11.4 on: the safe extraction filter
                     tar.extractall(staging, filter="data")
                 else:
@@ -800,8 +902,9 @@ class EdgeStore(Store):
             shard = os.path.join(staging, top)
             if not os.path.isfile(os.path.join(shard, CONFIG_FILE)):
                 raise QdrantError(f"{archive} is not a Qdrant Edge shard snapshot (no {CONFIG_FILE})")
-            _extend_to_manifest(shard, {m.name.split("/", 1)[1] for m in members if m.isfile() and "/" in m.name},
-                                archive)
+            _extend_to_manifest(
+                shard, {m.name.split("/", 1)[1] for m in members if m.isfile() and "/" in m.name}, archive
+            )
             with self.lock(name):
                 if os.path.lexists(path):
                     raise CollectionConflict(f"cannot restore into {path}: it exists")
@@ -845,16 +948,33 @@ class EdgeStore(Store):
 
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
         with self._use(collection) as shard:
-            shard.update(qe.UpdateOperation.upsert_points(
-                [qe.Point(p["id"], {k: _plain_vector(v) for k, v in p["vector"].items()}, p.get("payload"))
-                 for p in points]))
+            shard.update(
+                qe.UpdateOperation.upsert_points(
+                    [
+                        qe.Point(p["id"], {k: _plain_vector(v) for k, v in p["vector"].items()}, p.get("payload"))
+                        for p in points
+                    ]
+                )
+            )
             shard.flush()
 
-    def query(self, collection: str, vector_name: str, vector: list[float] | list[list[float]],
-              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    def query(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: list[float] | list[list[float]],
+        conditions: list[Mapping[str, Any]] | None = None,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
         with self._use(collection) as shard:
-            hits = shard.query(qe.QueryRequest(query=qe.Query.Nearest(_plain_vector(vector), using=vector_name),
-                                               filter=_filter(conditions), limit=limit, with_payload=True))
+            hits = shard.query(
+                qe.QueryRequest(
+                    query=qe.Query.Nearest(_plain_vector(vector), using=vector_name),
+                    filter=_filter(conditions),
+                    limit=limit,
+                    with_payload=True,
+                )
+            )
             return [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits]
 
     def close(self) -> None:
