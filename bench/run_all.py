@@ -38,6 +38,8 @@ BENCHES: list[tuple[str, str]] = [
     # Hooks for benches added later (skipped until the module exists):
     ("program_scale", "stack program with 10/100/500 namespaces under mocks (goal: flat per namespace, < 20 ms)"),
     ("ray_local", "local Ray head ready through the provider vs bare `ray start --head --block` (goal <= 1.1x)"),
+    # The Qdrant server tools/qdrant/install builds (MIXPEEK_QDRANT_BIN_DIR); reported "not available" without it.
+    ("qdrant_server", "seed namespace on a real Qdrant server: requests, providers vs direct qdrant-client (goal <= 1.25x)"),
     # The real Pulumi CLI (tools/pulumi/install, on PATH); reported "not available" without it.
     ("engine_preview", "no-change `pulumi preview`, 1/10/50/100 namespaces vs do-nothing dynamic resources (goal <= 1.5x)"),
     ("engine_up", "`pulumi up` of the dev stack vs empty-program up + direct Edge + bare ray start (goal <= 1.5x)"),
