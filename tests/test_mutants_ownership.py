@@ -367,3 +367,58 @@ def test_edge_check_claim_of_another_namespaces_collection_names_it_its_place_an
     assert str(info.value).startswith(f"Qdrant collection 'docs' at {store.location} belongs to namespace {NS_B} "
                                       f"(created by another namespace, stack or process); refusing to adopt it for "
                                       f"namespace {NS_A}.")
+
+
+# --- HeadSession._carries: which process environments prove a process the head's
+
+
+@pytest.mark.parametrize("marker, missing_ok, carries", [
+    ("rayhead-mine", False, True),
+    ("rayhead-mine", True, True),
+    ("", True, True),  # Ray's renamed processes overwrite their environment: proven by a proven parent
+    ("", False, False),
+    ("rayhead-other", True, False),  # another head's process is never this head's
+    ("rayhead-other", False, False),
+    (None, True, False),  # an environment this user cannot read (another user's process)
+    (None, False, False),
+])
+def test_head_session_carries_only_its_own_id_or_none_where_allowed(monkeypatch, marker, missing_ok, carries):
+    from mixpeek_infra.ray import _process
+
+    monkeypatch.setattr(_process, "_marker", lambda pid: marker)
+    monkeypatch.setattr(_process, "_linux", lambda: True)
+    assert _process.HeadSession(4242, 1.0, "rayhead-mine")._carries(4243, missing_ok=missing_ok) is carries
+
+
+def test_edge_check_claim_refusals_of_a_directory_say_why_and_how_to_proceed(target):
+    """Each directory that is no collection of this namespace is refused with its reason and the way out."""
+    from mixpeek_infra.qdrant.errors import EdgeCorrupt
+
+    store = open_store(target)
+    os.makedirs(os.path.join(store.root, "plain"))
+    with pytest.raises(CollectionConflict) as info:
+        store.check_claim("plain", NS_A)
+    assert str(info.value).endswith(f"(it has no {MARKER_FILE}), so it is neither removed nor taken over. Choose "
+                                    "another collection name (infrastructure.qdrant_collection / collection_name) "
+                                    "or another target path, or move the directory away.")
+    _unfinished_create(store.root, "theirs", NS_B)
+    store.check_claim("theirs", NS_B)  # its own namespace's rerun redoes it
+    with pytest.raises(CollectionConflict) as info:
+        store.check_claim("theirs", NS_A)
+    assert str(info.value).startswith(f"Qdrant collection 'theirs' at {store.location} belongs to namespace {NS_B} "
+                                      f"(created by another namespace, stack or process); refusing to adopt it for "
+                                      f"namespace {NS_A}.")
+    path = _unfinished_create(store.root, "nobodys", None)
+    with pytest.raises(CollectionConflict) as info:
+        store.check_claim("nobodys", NS_A)
+    assert str(info.value) == (f"refusing to create Qdrant collection 'nobodys' at {store.location}: {path} holds an "
+                               f"unfinished collection that records no namespace, so it is not provably {NS_A}'s and "
+                               "is left alone. Move the directory away (or remove it if its contents are expendable), "
+                               "or choose another collection name.")
+    path = _unfinished_create(store.root, "written", NS_A)
+    with open(os.path.join(path, "segment.bin"), "wb") as fh:
+        fh.write(b"points")
+    with pytest.raises(EdgeCorrupt) as info:
+        store.check_claim("written", NS_A)
+    assert str(info.value).endswith("restore it from a snapshot or backup, or remove the directory if its data is "
+                                    "expendable.")

@@ -102,6 +102,12 @@ def test_an_explicit_collection_equal_to_an_earlier_one_is_refused_naming_the_fi
     assert "namespaces[2]" in conflicts[1][2]
 
 
+def test_a_namespace_with_a_generated_id_is_skipped_not_the_end_of_the_check(plan):
+    conflicts = collection_conflicts([(0, plan(), {}), (1, plan(qdrant_collection="docs"), {}),
+                                      (2, plan(qdrant_collection="docs"), {})])
+    assert [c[:2] for c in conflicts] == [(2, "infrastructure.qdrant_collection")]
+
+
 def test_the_explicit_collection_wins_over_the_namespace_id(plan):
     assert collection_conflicts([(0, plan(NS, qdrant_collection="docs"), {}), (1, plan(NS), {})]) == []
 
@@ -116,6 +122,8 @@ def test_the_explicit_collection_wins_over_the_namespace_id(plan):
     ({"qdrant": {"url": "http://h"}}, {"qdrant": {"url": "http://H:6333/"}}, True),
     ({"qdrant": {"url": "http://h:6334"}}, {"qdrant": {"url": "http://h"}}, False),
     ({"qdrant": {"url": "http://h/a"}}, {"qdrant": {"url": "http://h/b"}}, False),
+    ({"qdrant": {"url": "http://h/a/"}}, {"qdrant": {"url": "http://h/a"}}, True),
+    ({"qdrant": {"url": "http://h/pathX"}}, {"qdrant": {"url": "http://h/path"}}, False),
     ({"qdrant": {"url": "http://h"}}, {}, False),
     ({"qdrant": {"url": ""}}, {}, True),
     ({"qdrant": {"url": "http://h:bad"}}, {"qdrant": {"url": "http://h:bad"}}, True),
@@ -138,9 +146,27 @@ def test_a_stack_entrys_target_overrides_the_default_and_an_explicit_none_is_the
 # --- the plan's own data
 
 
-def test_vector_config_marks_only_multivector_outputs(plan):
-    p = plan()
+def _late_interaction_plan(seed, **infra):
+    """The seed plus a user extractor with one multi-vector output, in a catalogue copy."""
+    from mixpeek_infra.extractors import DEFAULT_CATALOGUE, extractor_from_config
+
+    catalogue = DEFAULT_CATALOGUE.copy()
+    catalogue.register(extractor_from_config({"name": "acme_colbert", "version": "v1", "vectors": [
+        {"output": "tokens", "size": 4, "inference_service": "acme_colbert_service", "multivector": True}]}))
+    body = copy.deepcopy(seed)
+    body["feature_extractors"].append({"feature_extractor_name": "acme_colbert", "version": "v1"})
+    if infra:
+        body["infrastructure"] = infra
+    return body, catalogue
+
+
+def test_vector_config_marks_only_multivector_outputs(seed):
+    body, catalogue = _late_interaction_plan(seed)
+    p = plan_namespace(body, catalogue=catalogue)
+    assert [v.multivector for v in p.vectors].count(True) == 1
     config = p.vector_config()
+    assert config["acme_colbert_v1_tokens"] == {"size": 4, "distance": "cosine", "datatype": "float32",
+                                                "on_disk": False, "multivector": {"comparator": "max_sim"}}
     assert list(config) == [v.name for v in p.vectors]
     for v in p.vectors:
         expected = {"size": v.size, "distance": v.distance, "datatype": v.datatype, "on_disk": v.on_disk}
@@ -161,14 +187,7 @@ def test_uses_shared_head_only_for_the_shared_tier_without_a_head_url(plan, infr
 def test_to_dict_is_the_whole_plan_under_its_documented_keys(seed):
     """`plan --json`: every field under its own key, multivector only on multi-vector outputs, warnings as
     {field, message}."""
-    from mixpeek_infra.extractors import DEFAULT_CATALOGUE, extractor_from_config
-
-    catalogue = DEFAULT_CATALOGUE.copy()
-    catalogue.register(extractor_from_config({"name": "acme_colbert", "version": "v1", "vectors": [
-        {"output": "tokens", "size": 4, "inference_service": "acme_colbert_service", "multivector": True}]}))
-    body = copy.deepcopy(seed)
-    body["feature_extractors"].append({"feature_extractor_name": "acme_colbert", "version": "v1"})
-    body["infrastructure"] = {"compute_tier": "dedicated_cpu", "gpu_type": "T4"}
+    body, catalogue = _late_interaction_plan(seed, compute_tier="dedicated_cpu", gpu_type="T4")
     body["namespace_id"] = NS
     p = plan_namespace(body, catalogue=catalogue)
     d = p.to_dict()
@@ -184,3 +203,78 @@ def test_to_dict_is_the_whole_plan_under_its_documented_keys(seed):
     assert d["infrastructure"] == p.infrastructure.to_dict() and d["infrastructure"]["compute_tier"] == "dedicated_cpu"
     assert d["warnings"] == [{"field": "infrastructure.gpu_type", "message": p.warnings[0][1]}]
     assert "ignored: the explicit compute_tier 'dedicated_cpu' wins" in p.warnings[0][1]
+
+
+def test_bring_your_own_vectors_are_planned_and_written_back_as_the_api_does(seed):
+    body = {"namespace_name": "byo", "vector_configs": [{"name": "emb", "dimension": 8, "metric": "dot_product"},
+                                                        {"name": "geo", "dimension": 2, "metric": "Euclid"}]}
+    p = plan_namespace(body, vectors_on_disk=True)
+    assert p.mode == "standalone" and p.feature_extractors == ()
+    assert [(v.name, v.size, v.distance, v.datatype, v.on_disk, v.inference_service, v.feature_extractor_id)
+            for v in p.vectors] == [("emb", 8, "dot", "float32", True, None, None),
+                                    ("geo", 2, "euclid", "float32", True, None, None)]
+    assert p.vector_configs == ({"name": "emb", "dimension": 8, "metric": "dot_product"},
+                                {"name": "geo", "dimension": 2, "metric": "euclidean"})
+    assert p.to_dict()["vector_configs"] == list(p.vector_configs)
+    assert p.vector_inference_map == {"emb": None, "geo": None}
+    assert all(not v.on_disk for v in plan_namespace(body).vectors)
+
+
+def test_extractor_vectors_come_before_bring_your_own_ones_and_the_mode_stays_managed(seed):
+    body = copy.deepcopy(seed)
+    body["vector_configs"] = [{"name": "emb", "dimension": 8}]
+    p = plan_namespace(body)
+    assert p.mode == "managed" and p.vectors[-1].name == "emb" and p.vectors[-1].distance == "cosine"
+    assert len(p.vectors) == len(plan_namespace(seed).vectors) + 1
+
+
+def test_labels_hold_exactly_the_given_ones_and_auto_create_indexes_carries(seed):
+    body = copy.deepcopy(seed)
+    body.update(namespace_type="standard", adaptive_indexing=False, auto_create_indexes=True)
+    p = plan_namespace(body)
+    assert p.labels == {"namespace_type": "standard", "adaptive_indexing": False}
+    assert p.auto_create_indexes is True
+    body.update(auto_create_indexes=False)
+    assert plan_namespace(body).auto_create_indexes is False
+
+
+def test_no_infrastructure_warning_without_a_gpu_type_or_on_the_gpu_tier(plan):
+    assert plan().warnings == ()
+    assert plan(compute_tier="dedicated_cpu").warnings == ()
+    assert plan(compute_tier="dedicated_gpu", gpu_type="T4").warnings == ()
+    warned = plan(compute_tier="dedicated_cpu", gpu_type="T4")
+    assert warned.warnings == (("infrastructure.gpu_type",
+                                "ignored: the explicit compute_tier 'dedicated_cpu' wins and runs no GPU workers; drop "
+                                "compute_tier (or set 'dedicated_gpu') to get GPU workers"),)
+    assert warned.infrastructure.gpu_type is None and warned.infrastructure.gpus_per_worker == 0
+
+
+def test_extractors_without_vectors_are_refused_naming_them(seed):
+    from mixpeek_infra.extractors import DEFAULT_CATALOGUE, extractor_from_config
+    from mixpeek_infra.schema import InvalidRequest
+
+    catalogue = DEFAULT_CATALOGUE.copy()
+    catalogue.register(extractor_from_config({"name": "acme_tags", "version": "v1", "vectors": []}))
+    catalogue.register(extractor_from_config({"name": "acme_ocr", "version": "v2", "vectors": []}))
+    body = {"namespace_name": "tags", "feature_extractors": [{"feature_extractor_name": "acme_tags", "version": "v1"},
+                                                             {"feature_extractor_name": "acme_ocr", "version": "v2"}]}
+    with pytest.raises(InvalidRequest) as info:
+        plan_namespace(body, catalogue=catalogue)
+    assert info.value.problems == [("feature_extractors",
+                                    "the extractors (acme_tags v1, acme_ocr v2) create no vectors, and a collection "
+                                    "needs at least one named vector: declare the extractor's vectors, add one that "
+                                    "has some, or give vector_configs")]
+
+
+def test_the_description_carries(seed):
+    assert plan_namespace(seed).description == seed["description"] and seed["description"]
+
+
+@pytest.mark.parametrize("given, size", [(None, 3072), (768, 768), (1536, 1536)])
+def test_a_param_that_sets_a_vector_size_sizes_the_vector_and_is_recorded(given, size):
+    fe = {"feature_extractor_name": "multimodal_extractor", "version": "v2"}
+    if given is not None:
+        fe["params"] = {"output_dimensionality": given}
+    p = plan_namespace({"namespace_name": "gemini", "feature_extractors": [fe]})
+    assert p.vector_config()["multimodal_extractor_v2_multimodal_embedding"]["size"] == size
+    assert p.feature_extractors[0]["params"]["output_dimensionality"] == size
