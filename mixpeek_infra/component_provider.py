@@ -27,7 +27,8 @@ convention every generated SDK uses; free-form maps (`params`, `fieldSchema`,
 import collections.abc
 import types
 import typing
-from typing import Any, Mapping, Optional, TypedDict
+from collections.abc import Mapping
+from typing import Any, Optional, TypedDict
 
 import pulumi
 
@@ -39,9 +40,9 @@ except ImportError:  # pragma: no cover - Python 3.10
 # The public API only (the package's own modules are being reorganised underneath it).
 from . import QdrantTarget, RayHead, __version__
 from .namespace import Namespace as _Namespace
-from .state_names import PACKAGE, PACKAGE_NAMESPACE_TYPE
 from .namespace import NamespaceArgs as _NamespaceArgs
 from .settings import NamespaceSettings, setting_docs, setting_names
+from .state_names import PACKAGE, PACKAGE_NAMESPACE_TYPE
 
 PACKAGE_NAMESPACE = "mixpeek"
 PACKAGE_VERSION = __version__
@@ -165,11 +166,12 @@ def _package_type(tp: Any) -> Any:
 # The settings every surface shares, derived from their one declaration (`NamespaceSettings`); their
 # descriptions are its docstrings (`provider` adds them: the analyzer reads docstrings from this file only).
 _NamespaceSettings = TypedDict(  # type: ignore[misc]
-    "_NamespaceSettings", {name: NotRequired[_package_type(tp)]  # type: ignore[misc, valid-type]
-                           for name, tp in typing.get_type_hints(NamespaceSettings).items()})
+    "_NamespaceSettings",
+    {name: NotRequired[_package_type(tp)] for name, tp in typing.get_type_hints(NamespaceSettings).items()},
+)
 
 
-class NamespaceArgs(_NamespaceSettings):  # type: ignore[misc, valid-type]
+class NamespaceArgs(_NamespaceSettings):
     """The inputs of a `Namespace`."""
 
     request: CreateNamespaceRequest
@@ -185,8 +187,14 @@ class NamespaceArgs(_NamespaceSettings):  # type: ignore[misc, valid-type]
 class _PackageToken(pulumi.ComponentResource):
     """Registers the component under the package's token, aliased to the Python component's token."""
 
-    def __init__(self, t: str, name: str, props: Optional[pulumi.Inputs] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None, remote: bool = False) -> None:
+    def __init__(
+        self,
+        t: str,
+        name: str,
+        props: Optional[pulumi.Inputs] = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+        remote: bool = False,
+    ) -> None:
         alias = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t)])
         super().__init__(TYPE, name, props, pulumi.ResourceOptions.merge(opts, alias), remote)
 
@@ -221,8 +229,9 @@ def _ray(args: Mapping[str, Any]) -> Optional[RayHead]:
     if mode == "external":
         return RayHead.external(given.get("url"))
     if mode == "local":
-        kwargs = {k: given[k] for k in ("state_dir", "num_cpus", "ready_timeout", "stop_timeout")
-                  if given.get(k) is not None}
+        kwargs = {
+            k: given[k] for k in ("state_dir", "num_cpus", "ready_timeout", "stop_timeout") if given.get(k) is not None
+        }
         if "num_cpus" in kwargs:
             kwargs["num_cpus"] = int(kwargs["num_cpus"])
         return RayHead.local(**kwargs)
@@ -253,10 +262,13 @@ class Namespace(_Namespace, _PackageToken):
     """The whole documented NamespaceModel, with `document_count` from Qdrant."""
 
     def __init__(self, name: str, args: NamespaceArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        given = dict(args)
+        given: dict[str, Any] = dict(args)
         options = {k: _plain(given[k]) for k in (*setting_names(), "final_snapshot") if given.get(k) is not None}
-        super().__init__(name, _NamespaceArgs(request=_plain(dict(given["request"])), qdrant=_qdrant(given),
-                                              ray=_ray(given), **options), opts)
+        super().__init__(
+            name,
+            _NamespaceArgs(request=_plain(dict(given["request"])), qdrant=_qdrant(given), ray=_ray(given), **options),
+            opts,
+        )
 
 
 # Where the generated Go SDK says it lives. Without it the SDK generator derives the import path from
@@ -277,7 +289,8 @@ def provider() -> Any:
     for name, doc in setting_docs(NamespaceSettings).items():
         inputs[_camel(name)].setdefault("description", doc)
     schema.setdefault("language", {}).setdefault("go", {}).update(
-        importBasePath=GO_IMPORT_BASE_PATH, generateResourceContainerTypes=True)
+        importBasePath=GO_IMPORT_BASE_PATH, generateResourceContainerTypes=True
+    )
     schema["language"].setdefault("nodejs", {}).update(packageName=f"@{PACKAGE_NAMESPACE}/{PACKAGE}")
     # The Go generator writes go.mod (module .../sdk/go) only for packages that support packing.
     schema["supportPack"] = True

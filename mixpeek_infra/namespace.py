@@ -7,8 +7,9 @@ exports what the documented Create Namespace response carries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pulumi
 
@@ -17,12 +18,11 @@ from .plan import NamespacePlan, namespace_id_problem, plan_request, ray_head_pr
 from .qdrant.resources import Collection, PayloadIndex
 from .qdrant.target import QdrantTarget
 from .ray.deploy import deploy_ray_head
-from .redact import redact_url
 from .ray.spec import RayHead
+from .redact import redact_url
 from .schema import CreateNamespaceRequest, InvalidRequest, NamespaceModel, parse_request
 from .settings import NamespaceSettings
 from .state_names import NAMESPACE_TYPE, SHARED_RAY_NAME, collection_name, payload_index_name, ray_head_name
-
 
 
 @dataclass
@@ -56,8 +56,9 @@ def _qdrant_target(args: NamespaceArgs, request: CreateNamespaceRequest) -> Qdra
     infra = request.infrastructure
     if infra is not None and infra.qdrant_url is not None:
         if args.qdrant is not None:
-            raise InvalidRequest([("infrastructure.qdrant_url", "given both in the request and as NamespaceArgs.qdrant; "
-                                                                "use one")])
+            raise InvalidRequest(
+                [("infrastructure.qdrant_url", "given both in the request and as NamespaceArgs.qdrant; use one")]
+            )
         key = infra.qdrant_api_key.get_secret_value() if infra.qdrant_api_key else None
         return QdrantTarget(url=infra.qdrant_url, api_key=pulumi.Output.secret(key) if key else None)
     return args.qdrant or QdrantTarget()
@@ -99,9 +100,11 @@ def _default_shared_head() -> RayHead:
     if found is None or found[0] is not monitor:
         spec = RayHead.local()
         url = shared_head_url(SHARED_RAY_NAME, spec, "program")
-        pulumi.log.info(f"shared-tier namespaces of this program use one local shared Ray head ({SHARED_RAY_NAME!r}, "
-                        f"state in {spec.state_dir}): no shared cluster was given (set "
-                        "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url) for one)")
+        pulumi.log.info(
+            f"shared-tier namespaces of this program use one local shared Ray head ({SHARED_RAY_NAME!r}, "
+            f"state in {spec.state_dir}): no shared cluster was given (set "
+            "infrastructure.ray_head_node_url or NamespaceArgs.ray=RayHead.external(url) for one)"
+        )
         found = _SHARED_HEADS[id(monitor)] = (monitor, url)
     return RayHead.external(found[1])
 
@@ -176,8 +179,11 @@ class Namespace(pulumi.ComponentResource):
                 target=target,
                 namespace_id=collection.namespace_id,
                 # deleted_with: a destroy keeps the indexes until the collection goes (its final snapshot holds them)
-                opts=pulumi.ResourceOptions(parent=collection, deleted_with=collection, aliases=_earlier_index_names(
-                    name, opts, ix.field_name) or None),
+                opts=pulumi.ResourceOptions(
+                    parent=collection,
+                    deleted_with=collection,
+                    aliases=_earlier_index_names(name, opts, ix.field_name) or None,
+                ),
             )
             for ix in plan.payload_indexes
         ]
@@ -193,37 +199,57 @@ class Namespace(pulumi.ComponentResource):
         self.payload_indexes = _known([dict(ix.__dict__) for ix in plan.payload_indexes])
         self.feature_extractors = _known([dict(fe) for fe in plan.feature_extractors])
         qdrant_url = target.url
-        self.infrastructure = pulumi.Output.all(collection.collection_name, ray.ray_head_node_url,
-                                                ray.ray_dashboard_url).apply(
-            lambda xs: _infrastructure(plan, xs[0], xs[1], xs[2], qdrant_url))
+        self.infrastructure = pulumi.Output.all(
+            collection.collection_name, ray.ray_head_node_url, ray.ray_dashboard_url
+        ).apply(lambda xs: _infrastructure(plan, xs[0], xs[1], xs[2], qdrant_url))
         self.namespace = pulumi.Output.all(
-            collection.namespace_id, self.infrastructure, collection.points_count, collection.created_at,
-            collection.updated_at, *[ix.field_schema for ix in self.indexes],
-        ).apply(lambda xs: _namespace_model(plan, args.cluster_id, *xs[:5], index_schemas=xs[5:]))
-        pulumi.log.info(f"namespace {plan.namespace_name}: {len(plan.vectors)} vectors, "
-                        f"{len(plan.payload_indexes)} payload indexes, Ray head: {head_text(ray_spec)}", resource=self)
-        self.register_outputs({
-            "namespace_id": self.namespace_id,
-            "vector_inference_map": self.vector_inference_map,
-            "qdrant_collection": self.qdrant_collection,
-            "ray_head_node_url": self.ray_head_node_url,
-            "infrastructure": self.infrastructure,
-            "payload_indexes": self.payload_indexes,
-            "feature_extractors": self.feature_extractors,
-            "namespace": self.namespace,
-        })
+            collection.namespace_id,
+            self.infrastructure,
+            collection.points_count,
+            collection.created_at,
+            collection.updated_at,
+            *[ix.field_schema for ix in self.indexes],
+        ).apply(
+            lambda xs: _namespace_model(plan, args.cluster_id, xs[0], xs[1], xs[2], xs[3], xs[4], index_schemas=xs[5:])
+        )
+        pulumi.log.info(
+            f"namespace {plan.namespace_name}: {len(plan.vectors)} vectors, "
+            f"{len(plan.payload_indexes)} payload indexes, Ray head: {head_text(ray_spec)}",
+            resource=self,
+        )
+        self.register_outputs(
+            {
+                "namespace_id": self.namespace_id,
+                "vector_inference_map": self.vector_inference_map,
+                "qdrant_collection": self.qdrant_collection,
+                "ray_head_node_url": self.ray_head_node_url,
+                "infrastructure": self.infrastructure,
+                "payload_indexes": self.payload_indexes,
+                "feature_extractors": self.feature_extractors,
+                "namespace": self.namespace,
+            }
+        )
 
 
 def _earlier_index_names(name: str, opts: pulumi.ResourceOptions | None, field_name: str) -> list[pulumi.Alias]:
     """An index's aliases under the namespace's earlier names (`aliases=[Alias(name=old)]`, e.g. the stack's
     `renamed_from`). The engine derives a child's alias only when the child's name starts with its parent's;
     an index's (`<name>-index-<field>`) does not start with its collection's, so they are given here."""
-    earlier = [a.name for a in (opts.aliases or []) if isinstance(a, pulumi.Alias) and isinstance(a.name, str)] \
-        if opts is not None else []
+    if opts is None:
+        return []
+    earlier = [a.name for a in (opts.aliases or []) if isinstance(a, pulumi.Alias) and isinstance(a.name, str)]
     collection_type = f"pulumi-python:{Collection._resource_type_name}"
-    return [pulumi.Alias(name=payload_index_name(old, field_name), parent=pulumi.resource.create_urn(
-        collection_name(old), collection_type, parent=pulumi.resource.create_urn(old, NAMESPACE_TYPE, parent=opts.parent)))
-            for old in earlier]
+    return [
+        pulumi.Alias(
+            name=payload_index_name(old, field_name),
+            parent=pulumi.resource.create_urn(
+                collection_name(old),
+                collection_type,
+                parent=pulumi.resource.create_urn(old, NAMESPACE_TYPE, parent=opts.parent),
+            ),
+        )
+        for old in earlier
+    ]
 
 
 def _ints(value: Any) -> Any:
@@ -237,8 +263,9 @@ def _ints(value: Any) -> Any:
     return value
 
 
-def _preview_stable_namespace_id(collection: Collection, namespace_id: str | None,
-                                  plan: NamespacePlan) -> pulumi.Input[str]:
+def _preview_stable_namespace_id(
+    collection: Collection, namespace_id: str | None, plan: NamespacePlan
+) -> pulumi.Input[str]:
     """The namespace id for the Ray head, known at preview whenever it cannot change.
 
     The collection's outputs are unknown while a preview shows it updated (the dynamic provider has no
@@ -259,24 +286,41 @@ def _known(value: Any) -> pulumi.Output[Any]:
     return pulumi.Output.from_input(None).apply(lambda _: value)
 
 
-def _infrastructure(plan: NamespacePlan, collection: str, ray_url: str | None, dashboard: str | None,
-                    qdrant_url: str | None) -> dict[str, Any]:
+def _infrastructure(
+    plan: NamespacePlan, collection: str, ray_url: str | None, dashboard: str | None, qdrant_url: str | None
+) -> dict[str, Any]:
     """The documented NamespaceInfrastructure of the namespace (never the API key)."""
     infra = plan.infrastructure.to_dict()
-    infra.update(qdrant_collection=collection, ray_head_node_url=ray_url,
-                 ray_dashboard_url=dashboard or infra["ray_dashboard_url"], qdrant_url=qdrant_url)
+    infra.update(
+        qdrant_collection=collection,
+        ray_head_node_url=ray_url,
+        ray_dashboard_url=dashboard or infra["ray_dashboard_url"],
+        qdrant_url=qdrant_url,
+    )
     return infra
 
 
-def _namespace_model(plan: NamespacePlan, cluster_id: str | None, namespace_id: str, infrastructure: dict,
-                     points: Any, created_at: str | None, updated_at: str | None,
-                     index_schemas: list[Any]) -> dict[str, Any]:
+def _namespace_model(
+    plan: NamespacePlan,
+    cluster_id: str | None,
+    namespace_id: str,
+    infrastructure: dict,
+    points: Any,
+    created_at: str | None,
+    updated_at: str | None,
+    index_schemas: list[Any],
+) -> dict[str, Any]:
     """The documented NamespaceModel; payload index schemas are the ones Qdrant reports."""
     indexes = []
     for ix, real in zip(plan.payload_indexes, index_schemas):
-        indexes.append({"field_name": ix.field_name, "type": ix.type,
-                        "field_schema": _ints(dict(real)) if real else dict(ix.field_schema),
-                        "is_protected": ix.is_protected})
+        indexes.append(
+            {
+                "field_name": ix.field_name,
+                "type": ix.type,
+                "field_schema": _ints(dict(real)) if real else dict(ix.field_schema),
+                "is_protected": ix.is_protected,
+            }
+        )
     model = NamespaceModel(
         namespace_id=namespace_id,
         namespace_name=plan.namespace_name,

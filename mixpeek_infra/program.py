@@ -14,8 +14,8 @@ import pulumi
 
 from .redact import redact_url
 from .settings import shared_settings
-from .state_names import SHARED_RAY_NAME, kubernetes_name
 from .stackconfig import NamespaceEntry, QdrantSettings, StackConfig, parse_stack_config
+from .state_names import SHARED_RAY_NAME, kubernetes_name, ray_head_name
 from .vocabulary import STACK_PROJECT
 
 
@@ -28,8 +28,9 @@ class StackConfigError(pulumi.RunError):
 
     def __init__(self, problems: list[Any]):
         self.problems = list(problems)
-        super().__init__(redact_url("invalid stack config:\n" + "\n".join(
-            f"  {p.path}: {p.message}" for p in self.problems)))
+        super().__init__(
+            redact_url("invalid stack config:\n" + "\n".join(f"  {p.path}: {p.message}" for p in self.problems))
+        )
 
 
 def read_stack_config() -> StackConfig:
@@ -38,7 +39,7 @@ def read_stack_config() -> StackConfig:
 
     prefix = f"{STACK_PROJECT}:"
     every = {**get_config_env(), **CONFIG.get()}  # what `pulumi.Config().get` reads, in its order
-    values = {k[len(prefix):]: v for k, v in every.items() if k.startswith(prefix)}
+    values = {k[len(prefix) :]: v for k, v in every.items() if k.startswith(prefix)}
     env_secrets = set(get_config_secret_keys_env() or ())  # the engine may pass `null`
     secure = {k for k in values if is_config_secret(prefix + k) or prefix + k in env_secrets}
     config = parse_stack_config(values, secure=secure)
@@ -54,8 +55,9 @@ def _target(settings: QdrantSettings | None, api_key: pulumi.Input[str] | None):
     if settings is None:
         return None  # the request's own infrastructure.qdrant_url
     if settings.url:
-        return QdrantTarget(url=settings.url, api_key=api_key, timeout=settings.timeout,
-                            prefer_grpc=settings.prefer_grpc)
+        return QdrantTarget(
+            url=settings.url, api_key=api_key, timeout=settings.timeout, prefer_grpc=settings.prefer_grpc
+        )
     return QdrantTarget(path=settings.path, timeout=settings.timeout)
 
 
@@ -80,8 +82,11 @@ def run() -> dict[str, Any]:
         use, spec = config.head_of(entry)
         rays.append(spec.with_auth_token(token) if use in ("own", "default") else None)
     shared_spec = config.default_head.with_auth_token(token) if config.runs_shared_head else None
-    heads = [_KubernetesHead(e.index, e.key, f"{e.key}-ray", ray, e.plan.namespace_name)
-             for e, ray in zip(config.namespaces, rays) if ray is not None and ray.mode == "kubernetes"]
+    heads = [
+        _KubernetesHead(e.index, e.key, ray_head_name(e.key), ray, e.plan.namespace_name)
+        for e, ray in zip(config.namespaces, rays)
+        if ray is not None and ray.mode == "kubernetes"
+    ]
     if shared_spec is not None and shared_spec.mode == "kubernetes":
         heads.insert(0, _KubernetesHead(None, None, SHARED_RAY_NAME, shared_spec, SHARED_RAY_NAME))
 
@@ -106,16 +111,27 @@ def run() -> dict[str, Any]:
         if ray is None and config.head_of(entry)[0] == "shared":
             ray = shared_head
         target = config.target_of(entry)
-        ns = Namespace(entry.key, NamespaceArgs(
-            request=entry.request, qdrant=_target(target, api_key if config.gets_api_key(entry) else None), ray=ray,
-            catalogue=config.catalogue, final_snapshot=target.final_snapshot if target else None,
-            **shared_settings(entry.settings)), opts=_options(entry))
-        pulumi.export(entry.plan.namespace_name, {
-            "namespace_id": ns.namespace_id,
-            "vector_inference_map": ns.vector_inference_map,
-            "infrastructure": ns.infrastructure,
-            "namespace": ns.namespace,
-        })
+        ns = Namespace(
+            entry.key,
+            NamespaceArgs(
+                request=entry.request,
+                qdrant=_target(target, api_key if config.gets_api_key(entry) else None),
+                ray=ray,
+                catalogue=config.catalogue,
+                final_snapshot=target.final_snapshot if target else None,
+                **shared_settings(entry.settings),
+            ),
+            opts=_options(entry),
+        )
+        pulumi.export(
+            entry.plan.namespace_name,
+            {
+                "namespace_id": ns.namespace_id,
+                "vector_inference_map": ns.vector_inference_map,
+                "infrastructure": ns.infrastructure,
+                "namespace": ns.namespace,
+            },
+        )
         namespaces[entry.plan.namespace_name] = ns
     return namespaces
 
@@ -124,14 +140,15 @@ def _options(entry: NamespaceEntry) -> pulumi.ResourceOptions | None:
     """`protect` and the aliases of earlier keys (`renamed_from`), so a rename replaces nothing."""
     if not entry.protect and not entry.renamed_from:
         return None
-    return pulumi.ResourceOptions(protect=entry.protect or None,
-                                  aliases=[pulumi.Alias(name=old) for old in entry.renamed_from] or None)
+    return pulumi.ResourceOptions(
+        protect=entry.protect or None, aliases=[pulumi.Alias(name=old) for old in entry.renamed_from] or None
+    )
 
 
 class _KubernetesHead(NamedTuple):
     """A Ray head of the stack on Kubernetes."""
 
-    index: int | None  # its namespaces[index]; None for the stack's shared head
+    position: int | None  # its namespaces[position]; None for the stack's shared head
     key: str | None  # its Namespace component's resource name; None for the shared head
     name: str  # the head's resource name, which names its Kubernetes objects
     spec: Any  # its RayHead
@@ -154,10 +171,16 @@ def _stack_kubernetes_namespaces(heads: list[_KubernetesHead], namespace_type: s
     for namespace, group in groups.items():
         creators = [h for h in group if h.spec.k8s.create_namespace]
         if creators:
-            aliases = [pulumi.Alias(name=kubernetes_name(h.name, "namespace"), parent=pulumi.ROOT_STACK_RESOURCE if h.key is None
-                                    else pulumi.resource.create_urn(h.key, namespace_type)) for h in creators]
-            owned[namespace] = deploy_kubernetes_namespace(namespace, {h.spec.k8s.mode for h in group},
-                                                           aliases=aliases)
+            aliases = [
+                pulumi.Alias(
+                    name=kubernetes_name(h.name, "namespace"),
+                    parent=pulumi.ROOT_STACK_RESOURCE
+                    if h.key is None
+                    else pulumi.resource.create_urn(h.key, namespace_type),
+                )
+                for h in creators
+            ]
+            owned[namespace] = deploy_kubernetes_namespace(namespace, {h.spec.k8s.mode for h in group}, aliases=aliases)
     return owned
 
 

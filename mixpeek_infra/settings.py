@@ -66,20 +66,30 @@ def _earlier_names(value: Any) -> Any:
     import re
 
     names = [value] if isinstance(value, str) else value
-    if not (isinstance(names, list) and names
-            and all(isinstance(n, str) and re.fullmatch(RESOURCE_NAME_PATTERN, n) for n in names)):
-        raise ValueError(f"{_short(value)} is not an earlier key or namespace_name (or a list of them): "
-                         f"{RESOURCE_NAME_RULE}")
+    if not (
+        isinstance(names, list)
+        and names
+        and all(isinstance(n, str) and re.fullmatch(RESOURCE_NAME_PATTERN, n) for n in names)
+    ):
+        raise ValueError(
+            f"{_short(value)} is not an earlier key or namespace_name (or a list of them): {RESOURCE_NAME_RULE}"
+        )
     return tuple(names)
 
 
 _REF = "x-definition"  # a schema defined beside the settings' (pydantic resolves a "$ref" itself)
 _NAME_SCHEMA = {"type": "string", "pattern": f"^{RESOURCE_NAME_PATTERN}$"}
-_COLLECTION_SETTINGS_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {
-    "hnsw_config": {"type": "object"}, "quantization_config": {"type": "object"},
-    "on_disk_payload": {"type": "boolean"},
-    "shard_number": {"type": "integer", "minimum": 1, "maximum": 64},
-    "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64}}}
+_COLLECTION_SETTINGS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "hnsw_config": {"type": "object"},
+        "quantization_config": {"type": "object"},
+        "on_disk_payload": {"type": "boolean"},
+        "shard_number": {"type": "integer", "minimum": 1, "maximum": 64},
+        "replication_factor": {"type": "integer", "minimum": 1, "maximum": 64},
+    },
+}
 
 
 @dataclass(kw_only=True)
@@ -90,10 +100,15 @@ class NamespaceSettings:
 
     deletion_protection: bool = True
     """Refuse to delete or replace a collection that holds points (default true)."""
-    namespace_id: Annotated[str | None, BeforeValidator(_namespace_id),
-                            WithJsonSchema({"type": "string", "pattern": f"^{NAMESPACE_ID.pattern}$"})] = None
+    namespace_id: Annotated[
+        str | None,
+        BeforeValidator(_namespace_id),
+        WithJsonSchema({"type": "string", "pattern": f"^{NAMESPACE_ID.pattern}$"}),
+    ] = None
     """Adopt a fixed `ns_` + 10 hex id instead of generating one."""
-    cluster_id: Annotated[str | None, BeforeValidator(_non_empty), WithJsonSchema({"type": "string", "minLength": 1})] = None
+    cluster_id: Annotated[
+        str | None, BeforeValidator(_non_empty), WithJsonSchema({"type": "string", "minLength": 1})
+    ] = None
     """Echoed in the namespace model."""
     collection_settings: Annotated[Mapping[str, Any] | None, WithJsonSchema(_COLLECTION_SETTINGS_SCHEMA)] = None
     """Qdrant settings: hnsw_config, quantization_config, on_disk_payload, shard_number, replication_factor."""
@@ -107,8 +122,11 @@ class _StackOnly:
 
     key: Annotated[str | None, BeforeValidator(_resource_name), WithJsonSchema(_NAME_SCHEMA)] = None
     """The namespace's Pulumi resource name (default: its namespace_name)."""
-    renamed_from: Annotated[tuple[str, ...], BeforeValidator(_earlier_names), WithJsonSchema(
-        {"anyOf": [_NAME_SCHEMA, {"type": "array", "minItems": 1, "items": _NAME_SCHEMA}]})] = ()
+    renamed_from: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_earlier_names),
+        WithJsonSchema({"anyOf": [_NAME_SCHEMA, {"type": "array", "minItems": 1, "items": _NAME_SCHEMA}]}),
+    ] = ()
     """Earlier keys (or namespace_names): Pulumi aliases, so a rename replaces nothing."""
     protect: bool = False
     """Pulumi's protect on the namespace and every child."""
@@ -140,9 +158,14 @@ def _adapter(cls: type, name: str) -> TypeAdapter[Any]:
     return TypeAdapter(typing.get_type_hints(cls, include_extras=True)[name])
 
 
-_EXPECTED = {"bool_type": "expected true or false", "string_type": "expected a string",
-             "int_type": "expected an integer", "float_type": "expected a number", "dict_type": "expected a mapping",
-             "list_type": "expected a list"}
+_EXPECTED = {
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+}
 
 
 def setting_problems(cls: type, values: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[Problem]]:
@@ -184,8 +207,10 @@ def settings_json_schema(cls: type) -> dict[str, dict[str, Any]]:
         branches = prop.get("anyOf")
         if isinstance(branches, list) and {"type": "null"} in branches:  # None stands for "not given"
             rest = [b for b in branches if b != {"type": "null"}]
-            prop = {**{k: v for k, v in prop.items() if k not in ("anyOf", "default")},
-                    **(rest[0] if len(rest) == 1 else {"anyOf": rest})}
+            prop = {
+                **{k: v for k, v in prop.items() if k not in ("anyOf", "default")},
+                **(rest[0] if len(rest) == 1 else {"anyOf": rest}),
+            }
         if prop.get("default") in (None, [], ""):  # "not given": no default a user could write
             prop.pop("default", None)
         if name in docs:
@@ -208,8 +233,12 @@ def setting_docs(cls: type) -> dict[str, str]:
         body = ast.parse(textwrap.dedent(inspect.getsource(base))).body[0]
         assert isinstance(body, ast.ClassDef)
         for node, following in zip(body.body, body.body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
                 docs[node.target.id] = inspect.cleandoc(following.value.value)
     return docs

@@ -31,9 +31,10 @@ import glob
 import json
 import os
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 from .extractors import DEFAULT_CATALOGUE, Catalogue, extractor_from_config
 from .plan import NamespacePlan, collection_conflicts, namespace_id_problem, plan_request, ray_head_problem
@@ -147,8 +148,10 @@ class StackConfig:
         from .qdrant.target import same_server
 
         target = self.target_of(entry)
-        return ("qdrantApiKey" in self.secrets and target is not None and bool(target.url)
-                and bool(self.qdrant.url) and same_server(target.url, self.qdrant.url))
+        url, stack_url = (target.url if target is not None else None), self.qdrant.url
+        if "qdrantApiKey" not in self.secrets or not url or not stack_url:
+            return False
+        return same_server(url, stack_url)
 
     @property
     def default_head(self) -> Any:
@@ -185,32 +188,49 @@ class StackConfig:
         if target is None:
             qdrant: dict[str, Any] = {"url": redact_url(infra.qdrant_url), "from": "request"}
         elif target.url:
-            qdrant = {"url": redact_url(target.url), "timeout": target.timeout, "prefer_grpc": target.prefer_grpc,
-                      "api_key": "qdrantApiKey (secret)" if self.gets_api_key(entry) else None}
+            qdrant = {
+                "url": redact_url(target.url),
+                "timeout": target.timeout,
+                "prefer_grpc": target.prefer_grpc,
+                "api_key": "qdrantApiKey (secret)" if self.gets_api_key(entry) else None,
+            }
         else:
             qdrant = {"path": target.path}
         if target is not None:
             qdrant["from"] = f"{entry.where}.qdrant" if entry.qdrant is not None else "qdrant"
             qdrant["final_snapshot"] = target.final_snapshot
-        return {"key": entry.key, "renamed_from": list(entry.renamed_from), "protect": entry.protect,
-                "deletion_protection": entry.deletion_protection,
-                "namespace_id": entry.namespace_id or entry.plan.namespace_id,
-                "cluster_id": entry.cluster_id, "qdrant": qdrant,
-                "collection_settings": dict(entry.collection_settings or {}), "ray": self._head(entry)}
+        return {
+            "key": entry.key,
+            "renamed_from": list(entry.renamed_from),
+            "protect": entry.protect,
+            "deletion_protection": entry.deletion_protection,
+            "namespace_id": entry.namespace_id or entry.plan.namespace_id,
+            "cluster_id": entry.cluster_id,
+            "qdrant": qdrant,
+            "collection_settings": dict(entry.collection_settings or {}),
+            "ray": self._head(entry),
+        }
 
     def _head(self, entry: NamespaceEntry) -> dict[str, Any]:
         use, settings = self.head_of(entry)
         if use == "request":
-            return {"mode": "external", "url": redact_url(entry.plan.infrastructure.ray_head_node_url),
-                    "from": "request"}
+            return {
+                "mode": "external",
+                "url": redact_url(entry.plan.infrastructure.ray_head_node_url),
+                "from": "request",
+            }
         if use == "shared":
             if self.shared_url is not None:
                 return {"mode": "external", "url": redact_url(self.shared_url), "from": "ray.shared_url"}
-            return {**_head_settings(self.default_head, SHARED_RAY_NAME, SHARED_RAY_NAME, self.secrets),
-                    "head": SHARED_RAY_NAME,
-                    "from": "ray (the stack's shared head)"}
-        return {**_head_settings(settings, f"{entry.key}-ray", entry.plan.namespace_name, self.secrets),
-                "from": entry.ray_path}
+            return {
+                **_head_settings(self.default_head, SHARED_RAY_NAME, SHARED_RAY_NAME, self.secrets),
+                "head": SHARED_RAY_NAME,
+                "from": "ray (the stack's shared head)",
+            }
+        return {
+            **_head_settings(settings, ray_head_name(entry.key), entry.plan.namespace_name, self.secrets),
+            "from": entry.ray_path,
+        }
 
 
 def _head_settings(spec: Any, name: str, namespace_name: str, secrets: frozenset[str]) -> dict[str, Any]:
@@ -223,9 +243,17 @@ def _head_settings(spec: Any, name: str, namespace_name: str, secrets: frozenset
     from .ray.kubernetes import head_names
 
     namespace, base = head_names(name, spec.k8s, namespace_name)
-    return {"mode": mode, "kubernetes_mode": spec.k8s.mode, "kubernetes_namespace": namespace,
-            "objects": f"{base}-*", "auth_token": "ray.kubernetes.auth_token" if spec.k8s.auth_token is not None
-            else "rayAuthToken (secret)" if "rayAuthToken" in secrets else None}
+    return {
+        "mode": mode,
+        "kubernetes_mode": spec.k8s.mode,
+        "kubernetes_namespace": namespace,
+        "objects": f"{base}-*",
+        "auth_token": "ray.kubernetes.auth_token"
+        if spec.k8s.auth_token is not None
+        else "rayAuthToken (secret)"
+        if "rayAuthToken" in secrets
+        else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,19 +281,31 @@ def project_values(config: Mapping[str, Any], project: str = STACK_PROJECT) -> t
     return values, secure
 
 
-def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (),
-                       catalogue: Catalogue | None = None, root: str | os.PathLike[str] | None = None) -> StackConfig:
+def parse_stack_config(
+    values: Mapping[str, Any],
+    *,
+    secure: Collection[str] = (),
+    catalogue: Catalogue | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> StackConfig:
     """Parse the project's config `values` (keys without the `mixpeek-infra:` prefix; object values as
     data or JSON text, as the engine passes them); `secure` names the keys that were set encrypted; request
     files are read under `root`, the project root (default: the one at or above the working directory).
     Never raises for bad input: the result's `problems` lists everything wrong."""
     problems: list[Problem] = []
     for name in sorted(set(values) - set(KEYS), key=str):
-        problems.append(Problem(key_text(name), f"unknown key{did_you_mean(name, KEYS)}; valid keys: {', '.join(KEYS)}"))
+        problems.append(
+            Problem(key_text(name), f"unknown key{did_you_mean(name, KEYS)}; valid keys: {', '.join(KEYS)}")
+        )
     for name in SECRET_KEYS:
         if name in values and name not in secure:
-            problems.append(Problem(name, f"a secret must not be stored in plain text: run `pulumi config set "
-                                          f"--secret {STACK_PROJECT}:{name} <value>` (it is then stored encrypted)"))
+            problems.append(
+                Problem(
+                    name,
+                    f"a secret must not be stored in plain text: run `pulumi config set "
+                    f"--secret {STACK_PROJECT}:{name} <value>` (it is then stored encrypted)",
+                )
+            )
     objects = {}
     for name in OBJECT_KEYS:
         if name in values:
@@ -297,11 +337,18 @@ def parse_stack_config(values: Mapping[str, Any], *, secure: Collection[str] = (
     else:
         from .paths import project_root
 
-        entries, origins = _entries(objects.get("namespaces"), catalogue, problems,
-                                    root=Path(root) if root is not None else project_root())
-    config = StackConfig(namespaces=tuple(entries), qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
-                         ray=ray, shared_url=shared_url, catalogue=catalogue,
-                         secrets=frozenset(k for k in SECRET_KEYS if k in values), origins=tuple(origins))
+        entries, origins = _entries(
+            objects.get("namespaces"), catalogue, problems, root=Path(root) if root is not None else project_root()
+        )
+    config = StackConfig(
+        namespaces=tuple(entries),
+        qdrant=qdrant or QdrantSettings(path=DEFAULT_QDRANT_PATH),
+        ray=ray,
+        shared_url=shared_url,
+        catalogue=catalogue,
+        secrets=frozenset(k for k in SECRET_KEYS if k in values),
+        origins=tuple(origins),
+    )
     # A refused `qdrant` leaves the default (embedded) target in its place: no check may read it as the user's.
     problems += _stack_problems(config, default_target=qdrant is not None or objects.get("qdrant") is None)
     return StackConfig(**{**config.__dict__, "problems": tuple(problems)})
@@ -337,14 +384,20 @@ def _request_api_keys(items: Any, encrypted: bool, problems: list[Problem]) -> A
         else:
             continue
         infra = body.get("infrastructure")
-        if not isinstance(infra, Mapping) or not (is_secure(infra.get("qdrant_api_key")) or (
-                isinstance(infra.get("qdrant_api_key"), str) and not encrypted)):
+        if not isinstance(infra, Mapping) or not (
+            is_secure(infra.get("qdrant_api_key")) or (isinstance(infra.get("qdrant_api_key"), str) and not encrypted)
+        ):
             continue
         if not is_secure(infra["qdrant_api_key"]):
             where = f"{path}.infrastructure.qdrant_api_key"
-            problems.append(Problem(where, f"a secret must not be stored in plain text: run `pulumi config set "
-                                           f"--secret --path '{STACK_PROJECT}:{where}' <value>` (it is then "
-                                           "stored encrypted, and the program gets it as a secret)"))
+            problems.append(
+                Problem(
+                    where,
+                    f"a secret must not be stored in plain text: run `pulumi config set "
+                    f"--secret --path '{STACK_PROJECT}:{where}' <value>` (it is then "
+                    "stored encrypted, and the program gets it as a secret)",
+                )
+            )
         body = {**body, "infrastructure": {**infra, "qdrant_api_key": ENCRYPTED_PLACEHOLDER}}
         out[i] = {**item, "request": body} if "request" in item else body
     return out
@@ -356,22 +409,30 @@ def _file_api_key(body: Any, source: str, where: str) -> list[Problem]:
     infra = body.get("infrastructure") if isinstance(body, Mapping) else None
     if not isinstance(infra, Mapping) or infra.get("qdrant_api_key") is None:
         return []
-    return [Problem(f"{source}: infrastructure.qdrant_api_key",
-                    "a request file is stored in plain text, so it must not hold a secret: leave the key out of it, "
-                    f"give this namespace its body inline ({where}.request) and run `pulumi config set --secret "
-                    f"--path '{STACK_PROJECT}:{where}.request.infrastructure.qdrant_api_key' <value>`")]
+    return [
+        Problem(
+            f"{source}: infrastructure.qdrant_api_key",
+            "a request file is stored in plain text, so it must not hold a secret: leave the key out of it, "
+            f"give this namespace its body inline ({where}.request) and run `pulumi config set --secret "
+            f"--path '{STACK_PROJECT}:{where}.request.infrastructure.qdrant_api_key' <value>`",
+        )
+    ]
 
 
-def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *,
-             root: Path) -> tuple[list[NamespaceEntry], list[tuple[str, str | None]]]:
+def _entries(
+    items: Any, catalogue: Catalogue, problems: list[Problem], *, root: Path
+) -> tuple[list[NamespaceEntry], list[tuple[str, str | None]]]:
     """The valid namespaces, and every namespace's (entry, request file) by index."""
     if not isinstance(items, list) or not items:
         problems.append(Problem("namespaces", "expected a non-empty list of Create Namespace request bodies"))
         return [], []
     entries: list[NamespaceEntry] = []
     origins: list[tuple[str, str | None]] = []
-    named = {os.path.normpath(item["file"]) for item in items  # given their own settings: `files` skip them
-             if isinstance(item, Mapping) and isinstance(item.get("file"), str)}
+    named = {
+        os.path.normpath(item["file"])
+        for item in items  # given their own settings: `files` skip them
+        if isinstance(item, Mapping) and isinstance(item.get("file"), str)
+    }
     matched: dict[str, str] = {}  # request file -> the `files` entry that matched it first
     for i, item in enumerate(items):
         where = f"namespaces[{i}]"
@@ -403,9 +464,18 @@ def _entries(items: Any, catalogue: Catalogue, problems: list[Problem], *,
                 continue
             shared = {k: v for k, v in settings.items() if k in setting_names()}
             own = {k: v for k, v in settings.items() if k not in shared}
-            entries.append(NamespaceEntry(index=index, request=body, plan=plan, request_path=request_path,
-                                          where=where, source=source, settings=NamespaceSettings(**shared),
-                                          **{**own, "key": settings.get("key") or plan.namespace_name}))
+            entries.append(
+                NamespaceEntry(
+                    index=index,
+                    request=body,
+                    plan=plan,
+                    request_path=request_path,
+                    where=where,
+                    source=source,
+                    settings=NamespaceSettings(**shared),
+                    **{**own, "key": settings.get("key") or plan.namespace_name},
+                )
+            )
     return entries, origins
 
 
@@ -414,8 +484,10 @@ _ENTRY_PATH = re.compile(r"(?P<where>namespaces\[[0-9]+\])(?:\.(?P<rest>.*))?") 
 _NAMESPACE_REF = re.compile(r"namespaces\[([0-9]+)\]")  # a namespace named in a message, by its index
 
 
-_CLIENT_WRAPPER = re.compile(r"(any|one)of_schema_[0-9]+_validator|discriminator_value_class_map|actual_instance|"
-                             r"(any|one)_of_schemas")
+_CLIENT_WRAPPER = re.compile(
+    r"(any|one)of_schema_[0-9]+_validator|discriminator_value_class_map|actual_instance|"
+    r"(any|one)_of_schemas"
+)
 
 
 def _unwrapped(body: Any, depth: int = 0) -> Any:
@@ -424,14 +496,14 @@ def _unwrapped(body: Any, depth: int = 0) -> Any:
     each wrapper becomes its `actual_instance`. Anything else is returned as is."""
     if depth > 32:
         return body
-    if isinstance(body, Mapping):
+    if type(body) is dict:  # JSON and YAML data (a typing.Mapping check costs ~10x, once per value)
         if "actual_instance" in body and all(isinstance(k, str) and _CLIENT_WRAPPER.fullmatch(k) for k in body):
             return _unwrapped(body["actual_instance"], depth + 1)
         items = {k: _unwrapped(v, depth + 1) for k, v in body.items()}
         return body if all(items[k] is v for k, v in body.items()) else items
-    if isinstance(body, list):
-        items = [_unwrapped(v, depth + 1) for v in body]
-        return body if all(a is b for a, b in zip(items, body)) else items
+    if type(body) is list:
+        values = [_unwrapped(v, depth + 1) for v in body]
+        return body if all(a is b for a, b in zip(values, body)) else values
     return body
 
 
@@ -442,8 +514,9 @@ def _under_body(problem: Problem, request_path: str, source: str | None) -> Prob
     return Problem(source if problem.path in ("", "(body)") else f"{source}: {problem.path}", problem.message)
 
 
-def _entry_bodies(item: Mapping[str, Any], where: str, root: Path, named: set[str], matched: dict[str, str],
-                  problems: list[Problem]) -> list[tuple[Any, str, str | None]]:
+def _entry_bodies(
+    item: Mapping[str, Any], where: str, root: Path, named: set[str], matched: dict[str, str], problems: list[Problem]
+) -> list[tuple[Any, str, str | None]]:
     """An entry's bodies as (body, request path, request file): its `request`, its `file`, or one per file its
     `files` name (a directory's *.json, *.yaml and *.yml files, or a glob's matches; sorted by path)."""
     given = [k for k in BODY_KEYS if k in item]
@@ -457,13 +530,23 @@ def _entry_bodies(item: Mapping[str, Any], where: str, root: Path, named: set[st
         return [] if path is None else [(_read_body(path, root, problems), path, path)]
     for name in PER_NAMESPACE_KEYS:
         if name in item:
-            problems.append(Problem(f"{where}.{name}", "names one namespace, and `files` may read many: give that "
-                                                       "file its own entry (`file: PATH`) with this setting"))
+            problems.append(
+                Problem(
+                    f"{where}.{name}",
+                    "names one namespace, and `files` may read many: give that "
+                    "file its own entry (`file: PATH`) with this setting",
+                )
+            )
     patterns = item["files"]
     listed = isinstance(patterns, list)
     if not (isinstance(patterns, str) or listed and patterns):
-        problems.append(Problem(f"{where}.files", f"expected a directory or glob (or a list of them) relative to the "
-                                                  f"project root, got {_short(patterns)}"))
+        problems.append(
+            Problem(
+                f"{where}.files",
+                f"expected a directory or glob (or a list of them) relative to the "
+                f"project root, got {_short(patterns)}",
+            )
+        )
         return []
     found: list[str] = []
     for j, pattern in enumerate(patterns if listed else [patterns]):
@@ -490,8 +573,9 @@ def _request_file(value: Any, at: str, root: Path, problems: list[Problem]) -> s
         except (OSError, RuntimeError):  # a symlink loop
             inside = False
     if not inside:
-        problems.append(Problem(at, f"{_short(value)} is not inside the project root: request files are read "
-                                    "relative to it"))
+        problems.append(
+            Problem(at, f"{_short(value)} is not inside the project root: request files are read relative to it")
+        )
         return None
     return path
 
@@ -507,12 +591,16 @@ def _matches(pattern: Any, at: str, root: Path, problems: list[Problem]) -> list
         if not directory.is_dir():
             problems.append(Problem(at, f"{pattern} is not a directory (or a glob) under the project root"))
             return []
-        found = sorted(os.path.join(base, p.name) for p in directory.iterdir()
-                       if p.suffix.lower() in REQUEST_SUFFIXES and p.is_file())
+        found = sorted(
+            os.path.join(base, p.name)
+            for p in directory.iterdir()
+            if p.suffix.lower() in REQUEST_SUFFIXES and p.is_file()
+        )
         what = f"no request file (*.json, *.yaml, *.yml) in {pattern}"
     else:
-        found = sorted(os.path.normpath(p) for p in glob.glob(base, root_dir=root, recursive=True)
-                       if (root / p).is_file())
+        found = sorted(
+            os.path.normpath(p) for p in glob.glob(base, root_dir=root, recursive=True) if (root / p).is_file()
+        )
         what = f"no file matches {pattern}"
     inside = [p for p in found if _request_file(p, at, root, problems) is not None]
     if not found:
@@ -530,8 +618,9 @@ def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
         problems.append(Problem(path, str(exc)))
         return _UNREADABLE
     if len(documents) != 1:
-        problems.append(Problem(path, f"expected one Create Namespace request body, found {len(documents)} "
-                                      "YAML documents"))
+        problems.append(
+            Problem(path, f"expected one Create Namespace request body, found {len(documents)} YAML documents")
+        )
         return _UNREADABLE
     return documents[0]
 
@@ -539,8 +628,11 @@ def _read_body(path: str, root: Path, problems: list[Problem]) -> Any:
 def _entry_settings(item: Mapping[str, Any], where: str, problems: list[Problem]) -> dict[str, Any]:
     """An entry's settings beside its request, checked; keys as `StackEntrySettings` fields."""
     for name in sorted(set(item) - set(ENTRY_KEYS), key=str):
-        problems.append(Problem(f"{where}.{name}", f"unknown key{did_you_mean(name, ENTRY_KEYS)}; "
-                                                   f"valid keys: {', '.join(ENTRY_KEYS)}"))
+        problems.append(
+            Problem(
+                f"{where}.{name}", f"unknown key{did_you_mean(name, ENTRY_KEYS)}; valid keys: {', '.join(ENTRY_KEYS)}"
+            )
+        )
     # Each setting is checked by its declaration (settings.py); these three by their parsers below.
     out, found = setting_problems(StackEntrySettings, {k: v for k, v in item.items() if k not in _OWN_PARSERS}, where)
     problems += found
@@ -569,7 +661,9 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
     if not isinstance(value, Mapping):
         problems.append(Problem(where, f"expected a mapping with `path` or `url`, got {_short(value)}"))
         return None
-    found = [Problem(f"{where}.{k}", _unknown_qdrant_key(k, where)) for k in sorted(set(value) - set(QDRANT_KEYS), key=str)]
+    found = [
+        Problem(f"{where}.{k}", _unknown_qdrant_key(k, where)) for k in sorted(set(value) - set(QDRANT_KEYS), key=str)
+    ]
     snapshot = value.get("final_snapshot")
     if snapshot is not None and not (isinstance(snapshot, str) and snapshot.strip() and "\x00" not in snapshot):
         found.append(Problem(f"{where}.final_snapshot", f"{_short(snapshot)} is not a directory path"))
@@ -578,16 +672,23 @@ def _qdrant(value: Any, where: str, problems: list[Problem], *, required: bool =
         from .qdrant.target import QdrantTarget
 
         try:
-            target = QdrantTarget(url=value.get("url") or None, path=value.get("path"),
-                                  timeout=value.get("timeout", QDRANT_TIMEOUT),
-                                  prefer_grpc=value.get("prefer_grpc", False))
+            target = QdrantTarget(
+                url=value.get("url") or None,
+                path=value.get("path"),
+                timeout=value.get("timeout", QDRANT_TIMEOUT),
+                prefer_grpc=value.get("prefer_grpc", False),
+            )
         except InvalidTarget as exc:
             found += [Problem(f"{where}.{p.path.removeprefix('QdrantTarget.')}", p.message) for p in exc.problems]
         else:
             problems += found
-            return QdrantSettings(url=target.url, path=None if target.url else target.path,
-                                  timeout=float(target.timeout), prefer_grpc=target.prefer_grpc,
-                                  final_snapshot=snapshot)
+            return QdrantSettings(
+                url=target.url,
+                path=None if target.url else target.path,
+                timeout=float(target.timeout),
+                prefer_grpc=target.prefer_grpc,
+                final_snapshot=snapshot,
+            )
     problems += found
     return None
 
@@ -598,12 +699,16 @@ def _unknown_qdrant_key(key: Any, where: str) -> str:
 
     if not is_credential(key):
         return f"unknown key{did_you_mean(key, QDRANT_KEYS)}; valid keys: {', '.join(QDRANT_KEYS)}"
-    head = ("a secret does not go in the stack file in plain text: remove it and run `pulumi config set --secret "
-            "qdrantApiKey <key>`")
+    head = (
+        "a secret does not go in the stack file in plain text: remove it and run `pulumi config set --secret "
+        "qdrantApiKey <key>`"
+    )
     if where == "qdrant":
         return head + " (stored encrypted; sent only to qdrant.url's server)"
-    return head + (", sent here when this url is the stack's qdrant.url server (for another server: the body's "
-                   "infrastructure.qdrant_api_key, set with --secret --path)")
+    return head + (
+        ", sent here when this url is the stack's qdrant.url server (for another server: the body's "
+        "infrastructure.qdrant_api_key, set with --secret --path)"
+    )
 
 
 def _default_ray(value: Any, problems: list[Problem]) -> tuple[Any, str | None]:
@@ -635,10 +740,14 @@ def _ray_head(settings: Any, where: str, problems: list[Problem]) -> Any:
 
     k8s = settings.get("kubernetes") if isinstance(settings, Mapping) else None
     if isinstance(k8s, Mapping) and "auth_token" in k8s:
-        problems.append(Problem(f"{where}.kubernetes.auth_token",
-                                "a secret must not be stored in plain text: run `pulumi config set --secret "
-                                f"{STACK_PROJECT}:rayAuthToken <value>` (every Kubernetes head of the stack then "
-                                "uses it)"))
+        problems.append(
+            Problem(
+                f"{where}.kubernetes.auth_token",
+                "a secret must not be stored in plain text: run `pulumi config set --secret "
+                f"{STACK_PROJECT}:rayAuthToken <value>` (every Kubernetes head of the stack then "
+                "uses it)",
+            )
+        )
         return None
     try:
         return RayHead.from_config(settings)
@@ -653,21 +762,42 @@ def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list
     names: dict[str, NamespaceEntry] = {}
     for entry in config.namespaces:
         given_key = () if entry.key == entry.plan.namespace_name else (("key", entry.key),)
-        for field_name, value in (("namespace_name", entry.plan.namespace_name), *given_key,
-                                  *(("renamed_from", old) for old in entry.renamed_from)):
+        for field_name, value in (
+            ("namespace_name", entry.plan.namespace_name),
+            *given_key,
+            *(("renamed_from", old) for old in entry.renamed_from),
+        ):
             if names.get(value, entry) is not entry:  # an entry's key may equal its own namespace_name
-                path = (entry.field_path("namespace_name") if field_name == "namespace_name"
-                        else f"{entry.where}.{field_name}")
+                path = (
+                    entry.field_path("namespace_name")
+                    if field_name == "namespace_name"
+                    else f"{entry.where}.{field_name}"
+                )
                 problems.append(Problem(path, f"{value!r} is already used by {names[value].label}"))
             names.setdefault(value, entry)
     by_index = {e.index: e for e in config.namespaces}
     for i, field_name, message in collection_conflicts(
-            [(e.index, e.plan, {"namespace_id": e.namespace_id} | ({"qdrant": e.qdrant.target_key()} if e.qdrant else {}))
-             for e in config.namespaces], config.qdrant.target_key()):
-        path = f"{by_index[i].where}.{field_name}" if field_name == "namespace_id" \
-            else by_index[i].field_path(field_name)
-        problems.append(Problem(path, _NAMESPACE_REF.sub(  # the other namespace as this config names it
-            lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message)))
+        [
+            (
+                e.index,
+                e.plan,
+                {"namespace_id": e.namespace_id} | ({"qdrant": e.qdrant.target_key()} if e.qdrant else {}),
+            )
+            for e in config.namespaces
+        ],
+        config.qdrant.target_key(),
+    ):
+        path = (
+            f"{by_index[i].where}.{field_name}" if field_name == "namespace_id" else by_index[i].field_path(field_name)
+        )
+        problems.append(
+            Problem(
+                path,
+                _NAMESPACE_REF.sub(  # the other namespace as this config names it
+                    lambda m: by_index[int(m[1])].label if int(m[1]) in by_index else m[0], message
+                ),
+            )
+        )
     problems += _head_problems(config)
     for entry in config.namespaces:
         if not default_target and entry.qdrant is None and config.target_of(entry) is not None:
@@ -679,7 +809,7 @@ def _stack_problems(config: StackConfig, *, default_target: bool = True) -> list
 def _head_problems(config: StackConfig) -> list[Problem]:
     """Each namespace's Ray head against its plan, and Kubernetes heads whose objects would collide."""
     problems: list[Problem] = []
-    heads = []  # (entry or None for the shared head, settings, config path)
+    heads: list[tuple[NamespaceEntry | None, Any, str]] = []  # (entry or None for the shared head, settings, path)
     for entry in config.namespaces:
         use, settings = config.head_of(entry)
         mode = settings.mode if settings is not None else ("external" if use == "request" else None)
@@ -710,15 +840,23 @@ def _kubernetes_name_problems(heads: list[tuple[NamespaceEntry | None, Any, str]
         namespace, base = head_names(name, spec.k8s, namespace_name)
         first = objects.setdefault((namespace, base), label)
         if first != label:
-            problems.append(Problem(f"{entry.where}.key" if entry is not None else ray_path,
-                                    f"its Ray head's Kubernetes objects ({base}-*) in namespace {namespace!r} would "
-                                    f"be {first}'s; set a `key` that names it differently"))
+            problems.append(
+                Problem(
+                    f"{entry.where}.key" if entry is not None else ray_path,
+                    f"its Ray head's Kubernetes objects ({base}-*) in namespace {namespace!r} would "
+                    f"be {first}'s; set a `key` that names it differently",
+                )
+            )
         first_label, first_spec = users.setdefault(namespace, (label, spec))
         if first_label != label and not (first_spec.k8s.namespace and spec.k8s.namespace):
-            problems.append(Problem(f"{ray_path}.kubernetes.namespace",
-                                    f"Kubernetes namespace {namespace!r} is also {first_label}'s, and a head's default "
-                                    "namespace is its own (created and deleted with it): set another namespace, or "
-                                    "the same explicit ray.kubernetes.namespace for both so the stack owns it"))
+            problems.append(
+                Problem(
+                    f"{ray_path}.kubernetes.namespace",
+                    f"Kubernetes namespace {namespace!r} is also {first_label}'s, and a head's default "
+                    "namespace is its own (created and deleted with it): set another namespace, or "
+                    "the same explicit ray.kubernetes.namespace for both so the stack owns it",
+                )
+            )
     return problems
 
 
@@ -730,14 +868,21 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, k
 
     spec = None
     if target is not None:
-        spec = ({"kind": "server", "url": target.url, "timeout": target.timeout, "prefer_grpc": target.prefer_grpc}
-                if target.url else {"kind": "embedded", "path": target.path, "timeout": target.timeout})
-    props = {"target": spec, "vectors": entry.plan.vector_config(), "settings": dict(entry.collection_settings or {}),
-             "namespace_id": entry.namespace_id or entry.plan.namespace_id,
-             "collection_name": entry.plan.infrastructure.qdrant_collection,
-             "deletion_protection": entry.deletion_protection,
-             "final_snapshot": target.final_snapshot if target is not None else None,
-             "api_key": "(the stack's qdrantApiKey)" if key_set else None}
+        spec = (
+            {"kind": "server", "url": target.url, "timeout": target.timeout, "prefer_grpc": target.prefer_grpc}
+            if target.url
+            else {"kind": "embedded", "path": target.path, "timeout": target.timeout}
+        )
+    props = {
+        "target": spec,
+        "vectors": entry.plan.vector_config(),
+        "settings": dict(entry.collection_settings or {}),
+        "namespace_id": entry.namespace_id or entry.plan.namespace_id,
+        "collection_name": entry.plan.infrastructure.qdrant_collection,
+        "deletion_protection": entry.deletion_protection,
+        "final_snapshot": target.final_snapshot if target is not None else None,
+        "api_key": "(the stack's qdrantApiKey)" if key_set else None,
+    }
     try:
         normalize_collection_inputs({k: v for k, v in props.items() if v is not None})
     except InvalidSpec as exc:

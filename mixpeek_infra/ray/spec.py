@@ -16,8 +16,9 @@ import dataclasses
 import inspect
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args
 
 import pulumi
 from pydantic import WithJsonSchema
@@ -44,35 +45,74 @@ PULL_POLICIES: tuple[str, ...] = get_args(PullPolicy)
 RESOURCE_NAMES: tuple[str, ...] = ("cpu", "memory", "ephemeral-storage")
 
 DEFAULT_STATE_DIR = DEFAULT_RAY_STATE_DIR  # the name callers used before vocabulary.py
-DEFAULT_HEAD_RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "2", "memory": "4Gi"},
-                                                     "limits": {"cpu": "2", "memory": "4Gi"}}
-DEFAULT_WORKER_RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "2", "memory": "4Gi"},
-                                                       "limits": {"cpu": "2", "memory": "4Gi"}}
+DEFAULT_HEAD_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "2", "memory": "4Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
+DEFAULT_WORKER_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "2", "memory": "4Gi"},
+    "limits": {"cpu": "2", "memory": "4Gi"},
+}
 DEFAULT_GPU_NODE_LABEL = "nvidia.com/gpu.product"
 
 _RAY_URL = re.compile(r"^ray://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):(?P<port>[0-9]{1,5})$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 _QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<unit>m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_UNITS = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-          "Ki": 2.0 ** 10, "Mi": 2.0 ** 20, "Gi": 2.0 ** 30, "Ti": 2.0 ** 40, "Pi": 2.0 ** 50, "Ei": 2.0 ** 60}
+_UNITS = {
+    None: 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
 
 Problems = list[Problem]
 LOCAL_FIELDS = ("state_dir", "num_cpus", "ready_timeout", "stop_timeout")  # RayHead's local head settings
-MODE_KEYS: dict[str, tuple[str, ...]] = {"external": ("mode", "url"), "local": ("mode", *LOCAL_FIELDS),
-                                         "kubernetes": ("mode", "kubernetes")}  # a head's keys in stack config
+MODE_KEYS: dict[str, tuple[str, ...]] = {
+    "external": ("mode", "url"),
+    "local": ("mode", *LOCAL_FIELDS),
+    "kubernetes": ("mode", "kubernetes"),
+}  # a head's keys in stack config
 
 # JSON Schemas of the Kubernetes settings that a type alone does not say (`stack_config_json_schema` reads them).
 _IMAGE_SCHEMA = {"type": "string", "pattern": "^\\S+$"}
-_QUANTITY_SCHEMA = {"anyOf": [{"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
-                              {"type": "number", "exclusiveMinimum": 0}]}
-_AMOUNTS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["cpu", "memory"],
-                   "properties": {r: _QUANTITY_SCHEMA for r in RESOURCE_NAMES}}
-_RESOURCES_SCHEMA = {"anyOf": [_AMOUNTS_SCHEMA, {"type": "object", "additionalProperties": False,
-                                                 "required": ["requests", "limits"],
-                                                 "properties": {"requests": _AMOUNTS_SCHEMA, "limits": _AMOUNTS_SCHEMA}}]}
+_QUANTITY_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ]
+}
+_AMOUNTS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cpu", "memory"],
+    "properties": {r: _QUANTITY_SCHEMA for r in RESOURCE_NAMES},
+}
+_RESOURCES_SCHEMA = {
+    "anyOf": [
+        _AMOUNTS_SCHEMA,
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["requests", "limits"],
+            "properties": {"requests": _AMOUNTS_SCHEMA, "limits": _AMOUNTS_SCHEMA},
+        },
+    ]
+}
 
 
 class InvalidRayHead(InvalidRequest):
@@ -99,8 +139,11 @@ def ray_url_problem(url: str, path: str = "ray.url") -> Problem | None:
         return Problem(path, f"expected a string 'ray://host:port', got {type(url).__name__}")
     shown = redact_url(url)
     if shown != url:
-        return Problem(path, f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate "
-                             "with Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)")
+        return Problem(
+            path,
+            f"{shown!r}: Ray URLs carry no credentials; give ray://host:port and authenticate "
+            "with Ray token auth (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN on every client)",
+        )
     match = _RAY_URL.fullmatch(url)
     if not match:
         return Problem(path, f"{url!r} is not a ray://host:port URL (e.g. ray://ray-head.example.internal:10001)")
@@ -127,26 +170,34 @@ def default_ray_image(gpu: bool = False, ray_version: str | None = None) -> str:
     """
     version = ray_version or installed_ray_version()
     if version is None:
-        raise InvalidRayHead([Problem("ray.kubernetes.image",
-                                      "Ray is not installed here, so the image cannot be pinned to the client's Ray "
-                                      "version; install 'mixpeek-infra[local]' or pass "
-                                      "image='rayproject/ray:<version>-py<NN>'")])
+        raise InvalidRayHead(
+            [
+                Problem(
+                    "ray.kubernetes.image",
+                    "Ray is not installed here, so the image cannot be pinned to the client's Ray "
+                    "version; install 'mixpeek-infra[local]' or pass "
+                    "image='rayproject/ray:<version>-py<NN>'",
+                )
+            ]
+        )
     tag = f"{version}-py{sys.version_info.major}{sys.version_info.minor}"
     return f"rayproject/ray:{tag}{'-gpu' if gpu else ''}"
 
 
 def _choice_problem(value: Any, choices: tuple[str, ...], path: str) -> Problem | None:
     if value not in choices:
-        return Problem(path, f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}: "
-                             f"{', '.join(choices)}")
+        return Problem(
+            path, f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}: {', '.join(choices)}"
+        )
     return None
 
 
 def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str, dict[str, str]]:
     """{"cpu", "memory"} (requests = limits) or {"requests": {...}, "limits": {...}} -> the full form."""
     if not isinstance(value, Mapping):
-        problems.append(Problem(path, f"expected a mapping like {{'cpu': '2', 'memory': '4Gi'}}, "
-                                      f"got {type(value).__name__}"))
+        problems.append(
+            Problem(path, f"expected a mapping like {{'cpu': '2', 'memory': '4Gi'}}, got {type(value).__name__}")
+        )
         return {}
     if set(value) & {"requests", "limits"}:
         extra = sorted(set(value) - {"requests", "limits"})
@@ -165,12 +216,14 @@ def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str,
         for key, quantity in entries.items():
             if key not in RESOURCE_NAMES:
                 hint = " (GPUs come from infrastructure.gpus_per_worker)" if "gpu" in str(key) else ""
-                problems.append(Problem(f"{where}.{key}",
-                                        f"unknown resource{hint}; valid choices: {', '.join(RESOURCE_NAMES)}"))
+                problems.append(
+                    Problem(f"{where}.{key}", f"unknown resource{hint}; valid choices: {', '.join(RESOURCE_NAMES)}")
+                )
                 continue
             if isinstance(quantity, bool) or not isinstance(quantity, (str, int, float)):
-                problems.append(Problem(f"{where}.{key}",
-                                        f"expected a quantity string like '2' or '4Gi', got {quantity!r}"))
+                problems.append(
+                    Problem(f"{where}.{key}", f"expected a quantity string like '2' or '4Gi', got {quantity!r}")
+                )
                 continue
             if isinstance(quantity, float) and quantity.is_integer():
                 quantity = int(quantity)
@@ -184,13 +237,13 @@ def _normalize_resources(value: Any, path: str, problems: Problems) -> dict[str,
             out[part][key] = text
         for key in ("cpu", "memory"):
             if key not in entries:
-                problems.append(Problem(f"{where}.{key}",
-                                        "required: every Ray container gets cpu and memory requests and limits"))
+                problems.append(
+                    Problem(f"{where}.{key}", "required: every Ray container gets cpu and memory requests and limits")
+                )
     requests, limits = out.get("requests", {}), out.get("limits", {})
     for key in set(requests) & set(limits):
         if parse_quantity(requests[key]) > parse_quantity(limits[key]):
-            problems.append(Problem(f"{path}.requests.{key}",
-                                    f"request {requests[key]} exceeds limit {limits[key]}"))
+            problems.append(Problem(f"{path}.requests.{key}", f"request {requests[key]} exceeds limit {limits[key]}"))
     return out
 
 
@@ -211,9 +264,11 @@ class KubernetesRayHead:
     service_type: ServiceType = "ClusterIP"
     auth_token: SkipJsonSchema[Any] = None  # pulumi.Input[str]; always a Pulumi secret (in stack config: refused)
     head_resources: Annotated[Mapping[str, Mapping[str, str]], WithJsonSchema(_RESOURCES_SCHEMA)] = field(
-        default_factory=lambda: dict(DEFAULT_HEAD_RESOURCES))
+        default_factory=lambda: dict(DEFAULT_HEAD_RESOURCES)
+    )
     worker_resources: Annotated[Mapping[str, Mapping[str, str]], WithJsonSchema(_RESOURCES_SCHEMA)] = field(
-        default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES))
+        default_factory=lambda: dict(DEFAULT_WORKER_RESOURCES)
+    )
     image_pull_policy: PullPolicy = "IfNotPresent"
     gpu_node_label: Annotated[str, WithJsonSchema({"type": "string", "minLength": 1})] = DEFAULT_GPU_NODE_LABEL
     client_cidrs: Annotated[tuple[str, ...], WithJsonSchema({"type": "array", "items": {"type": "string"}})] = ()
@@ -221,8 +276,10 @@ class KubernetesRayHead:
 
     def __repr__(self) -> str:  # never show the token, even a plain string one
         token = "None" if self.auth_token is None else "'***'"
-        return (f"KubernetesRayHead(mode={self.mode!r}, namespace={self.namespace!r}, image={self.image!r}, "
-                f"service_type={self.service_type!r}, auth_token={token})")
+        return (
+            f"KubernetesRayHead(mode={self.mode!r}, namespace={self.namespace!r}, image={self.image!r}, "
+            f"service_type={self.service_type!r}, auth_token={token})"
+        )
 
 
 KUBERNETES_KEYS = tuple(f.name for f in dataclasses.fields(KubernetesRayHead) if f.name != "provider")
@@ -254,8 +311,9 @@ class RayHead:
             raise InvalidRayHead([p])
         if self.mode == "external":
             if self.url is None:
-                problems.append(Problem("ray.url",
-                                        "required for mode 'external': the shared cluster's ray://host:port"))
+                problems.append(
+                    Problem("ray.url", "required for mode 'external': the shared cluster's ray://host:port")
+                )
             elif not isinstance(self.url, pulumi.Output) and (p := ray_url_problem(self.url)) is not None:
                 problems.append(p)
         if self.mode == "local":
@@ -271,30 +329,47 @@ class RayHead:
     # -- constructors -----------------------------------------------------------------------
 
     @classmethod
-    def external(cls, url: pulumi.Input[str]) -> "RayHead":
+    def external(cls, url: pulumi.Input[str]) -> RayHead:
         """An existing Ray cluster reached at `url` (`ray://host:port`); creates no resource."""
         return cls(mode="external", url=url)
 
     @classmethod
-    def local(cls, state_dir: str = DEFAULT_RAY_STATE_DIR, *, num_cpus: int | None = None,
-              ready_timeout: float = RAY_READY_TIMEOUT, stop_timeout: float = RAY_STOP_TIMEOUT) -> "RayHead":
+    def local(
+        cls,
+        state_dir: str = DEFAULT_RAY_STATE_DIR,
+        *,
+        num_cpus: int | None = None,
+        ready_timeout: float = RAY_READY_TIMEOUT,
+        stop_timeout: float = RAY_STOP_TIMEOUT,
+    ) -> RayHead:
         """A head process on this machine (`ray start --head --block`), with its files under `state_dir`.
 
         num_cpus: CPUs the head offers to tasks (default: Ray detects them).
         ready_timeout: seconds to wait until a Ray client can connect.
         stop_timeout: seconds delete waits for Ray's graceful shutdown before killing the session.
         """
-        return cls(mode="local", state_dir=state_dir, num_cpus=num_cpus, ready_timeout=ready_timeout,
-                   stop_timeout=stop_timeout)
+        return cls(
+            mode="local", state_dir=state_dir, num_cpus=num_cpus, ready_timeout=ready_timeout, stop_timeout=stop_timeout
+        )
 
     @classmethod
-    def kubernetes(cls, mode: KubernetesMode = "deployment", *, namespace: str | None = None,
-                   create_namespace: bool = True, image: str | None = None, gpu_image: str | None = None,
-                   service_type: str = "ClusterIP", auth_token: pulumi.Input[str] | None = None,
-                   head_resources: Mapping[str, Any] | None = None, worker_resources: Mapping[str, Any] | None = None,
-                   image_pull_policy: str = "IfNotPresent", gpu_node_label: str = DEFAULT_GPU_NODE_LABEL,
-                   client_cidrs: tuple[str, ...] | list[str] = (),
-                   provider: pulumi.ProviderResource | None = None) -> "RayHead":
+    def kubernetes(
+        cls,
+        mode: KubernetesMode = "deployment",
+        *,
+        namespace: str | None = None,
+        create_namespace: bool = True,
+        image: str | None = None,
+        gpu_image: str | None = None,
+        service_type: str = "ClusterIP",
+        auth_token: pulumi.Input[str] | None = None,
+        head_resources: Mapping[str, Any] | None = None,
+        worker_resources: Mapping[str, Any] | None = None,
+        image_pull_policy: str = "IfNotPresent",
+        gpu_node_label: str = DEFAULT_GPU_NODE_LABEL,
+        client_cidrs: tuple[str, ...] | list[str] = (),
+        provider: pulumi.ProviderResource | None = None,
+    ) -> RayHead:
         """A Ray head on Kubernetes through pulumi-kubernetes.
 
         mode: "deployment" (a head-only Deployment and a Service) or "kuberay" (a `ray.io/v1`
@@ -314,61 +389,106 @@ class RayHead:
         provider: the pulumi-kubernetes provider (default: the ambient one).
         """
         problems: Problems = []
-        for p in (_choice_problem(mode, KUBERNETES_MODES, "ray.kubernetes.mode"),
-                  _choice_problem(service_type, SERVICE_TYPES, "ray.kubernetes.service_type"),
-                  _choice_problem(image_pull_policy, PULL_POLICIES, "ray.kubernetes.image_pull_policy")):
+        for p in (
+            _choice_problem(mode, KUBERNETES_MODES, "ray.kubernetes.mode"),
+            _choice_problem(service_type, SERVICE_TYPES, "ray.kubernetes.service_type"),
+            _choice_problem(image_pull_policy, PULL_POLICIES, "ray.kubernetes.image_pull_policy"),
+        ):
             if p is not None:
                 problems.append(p)
         if namespace is not None and (not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace)):
-            problems.append(Problem("ray.kubernetes.namespace", f"{namespace!r} is not a Kubernetes namespace "
-                                                                "name (lowercase letters, digits and '-', at most 63)"))
+            problems.append(
+                Problem(
+                    "ray.kubernetes.namespace",
+                    f"{namespace!r} is not a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)",
+                )
+            )
         if not isinstance(create_namespace, bool):
-            problems.append(Problem("ray.kubernetes.create_namespace",
-                                    f"expected true or false, got {create_namespace!r}"))
+            problems.append(
+                Problem("ray.kubernetes.create_namespace", f"expected true or false, got {create_namespace!r}")
+            )
         for name, value in (("image", image), ("gpu_image", gpu_image)):
-            if value is not None and (not isinstance(value, str) or not value.strip()
-                                      or any(c.isspace() for c in value)):
+            if value is not None and (
+                not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value)
+            ):
                 problems.append(Problem(f"ray.kubernetes.{name}", f"{value!r} is not an image reference"))
         if not isinstance(gpu_node_label, str) or not _LABEL_KEY.fullmatch(gpu_node_label):
-            problems.append(Problem("ray.kubernetes.gpu_node_label",
-                                    f"{gpu_node_label!r} is not a Kubernetes label key"))
+            problems.append(
+                Problem("ray.kubernetes.gpu_node_label", f"{gpu_node_label!r} is not a Kubernetes label key")
+            )
         if isinstance(auth_token, str) and not auth_token:
             problems.append(Problem("ray.kubernetes.auth_token", "empty; omit it to disable token auth"))
-        elif auth_token is not None and not isinstance(auth_token, (str, pulumi.Output)) \
-                and not inspect.isawaitable(auth_token):
-            problems.append(Problem("ray.kubernetes.auth_token",
-                                    f"expected a string (or a Pulumi secret), got {type(auth_token).__name__}"))
+        elif (
+            auth_token is not None
+            and not isinstance(auth_token, (str, pulumi.Output))
+            and not inspect.isawaitable(auth_token)
+        ):
+            problems.append(
+                Problem(
+                    "ray.kubernetes.auth_token",
+                    f"expected a string (or a Pulumi secret), got {type(auth_token).__name__}",
+                )
+            )
         cidrs: tuple[str, ...] = ()
         if isinstance(client_cidrs, (list, tuple)):
             cidrs = tuple(client_cidrs)
             for i, cidr in enumerate(cidrs):
                 if not _is_cidr(cidr):
-                    problems.append(Problem(f"ray.kubernetes.client_cidrs[{i}]",
-                                            f"{cidr!r} is not a CIDR like 10.0.0.0/8"))
+                    problems.append(
+                        Problem(f"ray.kubernetes.client_cidrs[{i}]", f"{cidr!r} is not a CIDR like 10.0.0.0/8")
+                    )
         elif client_cidrs is not None:
-            problems.append(Problem("ray.kubernetes.client_cidrs",
-                                    f"expected a list of CIDRs like ['10.0.0.0/8'], got {client_cidrs!r}"))
-        head = _normalize_resources(DEFAULT_HEAD_RESOURCES if head_resources is None else head_resources,
-                                    "ray.kubernetes.head_resources", problems)
-        worker = _normalize_resources(DEFAULT_WORKER_RESOURCES if worker_resources is None else worker_resources,
-                                      "ray.kubernetes.worker_resources", problems)
+            problems.append(
+                Problem(
+                    "ray.kubernetes.client_cidrs", f"expected a list of CIDRs like ['10.0.0.0/8'], got {client_cidrs!r}"
+                )
+            )
+        head = _normalize_resources(
+            DEFAULT_HEAD_RESOURCES if head_resources is None else head_resources,
+            "ray.kubernetes.head_resources",
+            problems,
+        )
+        worker = _normalize_resources(
+            DEFAULT_WORKER_RESOURCES if worker_resources is None else worker_resources,
+            "ray.kubernetes.worker_resources",
+            problems,
+        )
         if provider is not None and not isinstance(provider, pulumi.ProviderResource):
-            problems.append(Problem("ray.kubernetes.provider",
-                                    f"expected a pulumi_kubernetes.Provider, got {type(provider).__name__}"))
+            problems.append(
+                Problem(
+                    "ray.kubernetes.provider", f"expected a pulumi_kubernetes.Provider, got {type(provider).__name__}"
+                )
+            )
         if problems:
             raise InvalidRayHead(problems)
         resolved_image = image or default_ray_image()
         resolved_gpu_image = gpu_image or (default_ray_image(gpu=True) if image is None else image)
-        settings = KubernetesRayHead(mode=mode, namespace=namespace, create_namespace=create_namespace,
-                                     image=resolved_image, gpu_image=resolved_gpu_image, service_type=service_type,
-                                     auth_token=auth_token, head_resources=head, worker_resources=worker,
-                                     image_pull_policy=image_pull_policy, gpu_node_label=gpu_node_label,
-                                     client_cidrs=cidrs, provider=provider)
+        settings = KubernetesRayHead(
+            mode=mode,
+            namespace=namespace,
+            create_namespace=create_namespace,
+            image=resolved_image,
+            gpu_image=resolved_gpu_image,
+            service_type=cast(ServiceType, service_type),  # one of SERVICE_TYPES: checked above
+            auth_token=auth_token,
+            head_resources=head,
+            worker_resources=worker,
+            image_pull_policy=cast(PullPolicy, image_pull_policy),  # checked above
+            gpu_node_label=gpu_node_label,
+            client_cidrs=cidrs,
+            provider=provider,
+        )
         return cls(mode="kubernetes", k8s=settings)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, auth_token: pulumi.Input[str] | None = None,
-                    provider: pulumi.ProviderResource | None = None, source: str | None = None) -> "RayHead":
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        auth_token: pulumi.Input[str] | None = None,
+        provider: pulumi.ProviderResource | None = None,
+        source: str | None = None,
+    ) -> RayHead:
         """A spec from stack config, e.g. `{"mode": "local", "state_dir": ".mixpeek/ray"}`,
         `{"mode": "external", "url": "ray://..."}` or `{"mode": "kubernetes", "kubernetes": {"mode": "kuberay", ...}}`.
 
@@ -378,8 +498,9 @@ class RayHead:
         `provider` is passed to Kubernetes resources (it cannot come from config).
         """
         if not isinstance(config, Mapping):
-            raise InvalidRayHead([Problem("ray", f"expected a mapping with a 'mode' key, "
-                                                 f"got {type(config).__name__}")], source)
+            raise InvalidRayHead(
+                [Problem("ray", f"expected a mapping with a 'mode' key, got {type(config).__name__}")], source
+            )
         mode = config.get("mode")
         if mode is None:
             raise InvalidRayHead([Problem("ray.mode", f"required; valid choices: {', '.join(MODES)}")], source)
@@ -388,13 +509,20 @@ class RayHead:
         allowed = MODE_KEYS[mode]
         unknown = [k for k in config if k not in allowed]
         if unknown:
-            raise InvalidRayHead([Problem(f"ray.{k}",
-                                          f"unknown field for mode {mode!r}{did_you_mean(k, allowed)}; "
-                                          f"valid fields: {', '.join(allowed)}")
-                                  for k in unknown], source)
+            raise InvalidRayHead(
+                [
+                    Problem(
+                        f"ray.{k}",
+                        f"unknown field for mode {mode!r}{did_you_mean(k, allowed)}; "
+                        f"valid fields: {', '.join(allowed)}",
+                    )
+                    for k in unknown
+                ],
+                source,
+            )
         try:
             if mode == "external":
-                return cls.external(config.get("url"))
+                return cls.external(config.get("url"))  # type: ignore[arg-type]  # __post_init__ reports a missing url
             if mode == "local":
                 return cls.local(**{k: config[k] for k in allowed[1:] if k in config})
             k8s = {} if config.get("kubernetes") is None else config["kubernetes"]
@@ -403,17 +531,22 @@ class RayHead:
             k8s_allowed = KUBERNETES_KEYS
             unknown = [k for k in k8s if k not in k8s_allowed]
             if unknown:
-                raise InvalidRayHead([Problem(f"ray.kubernetes.{k}",
-                                              f"unknown field{did_you_mean(k, k8s_allowed)}; "
-                                              f"valid fields: {', '.join(k8s_allowed)}")
-                                      for k in unknown])
+                raise InvalidRayHead(
+                    [
+                        Problem(
+                            f"ray.kubernetes.{k}",
+                            f"unknown field{did_you_mean(k, k8s_allowed)}; valid fields: {', '.join(k8s_allowed)}",
+                        )
+                        for k in unknown
+                    ]
+                )
             return cls.kubernetes(provider=provider, **k8s).with_auth_token(auth_token)
         except InvalidRayHead as exc:
             if source is None:
                 raise
             raise InvalidRayHead(exc.problems, source) from None
 
-    def with_auth_token(self, token: pulumi.Input[str] | None) -> "RayHead":
+    def with_auth_token(self, token: pulumi.Input[str] | None) -> RayHead:
         """This head with the stack's Ray token: a Kubernetes head without a token of its own takes it (token auth
         on); other heads, and a head with its own token, stay as they are."""
         if token is None or self.k8s is None or self.k8s.auth_token is not None:
@@ -431,22 +564,32 @@ class RayHead:
         problems: Problems = []
         min_workers, max_workers = infra.min_workers, infra.max_workers
         if isinstance(min_workers, int) and isinstance(max_workers, int) and max_workers < min_workers:
-            problems.append(Problem("infrastructure.max_workers",
-                                    f"max_workers {max_workers} is below min_workers {min_workers}"))
+            problems.append(
+                Problem("infrastructure.max_workers", f"max_workers {max_workers} is below min_workers {min_workers}")
+            )
         if infra.compute_tier == "dedicated_gpu":
             gpu_type = infra.gpu_type
             if not gpu_type:
-                problems.append(Problem("infrastructure.gpu_type",
-                                        "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)"))
+                problems.append(
+                    Problem("infrastructure.gpu_type", "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)")
+                )
             elif self.mode == "kubernetes" and not _LABEL_VALUE.fullmatch(str(gpu_type)):
                 label = self.k8s.gpu_node_label if self.k8s else ""
-                problems.append(Problem("infrastructure.gpu_type",
-                                        f"{gpu_type!r} cannot be matched against the node label {label}: use "
-                                        "letters, digits, '-', '_' and '.' (at most 63)"))
+                problems.append(
+                    Problem(
+                        "infrastructure.gpu_type",
+                        f"{gpu_type!r} cannot be matched against the node label {label}: use "
+                        "letters, digits, '-', '_' and '.' (at most 63)",
+                    )
+                )
             gpus = infra.gpus_per_worker
             if not isinstance(gpus, int) or gpus < 1:
-                problems.append(Problem("infrastructure.gpus_per_worker",
-                                        f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}"))
+                problems.append(
+                    Problem(
+                        "infrastructure.gpus_per_worker",
+                        f"must be at least 1 for compute_tier 'dedicated_gpu', got {gpus!r}",
+                    )
+                )
         if self.mode == "kubernetes" and not _LABEL_VALUE.fullmatch(namespace_name):
             problems.append(Problem("namespace_name", f"{namespace_name!r} is not usable as a Kubernetes label value"))
         return problems
