@@ -10,7 +10,8 @@ import httpx
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from mixpeek_infra.qdrant.store import TargetUnavailable, retry
+from mixpeek_infra.qdrant.store import TargetUnavailable
+from mixpeek_infra.qdrant.store.retry import retry  # the module, not a package name: the submodule would shadow it
 from mixpeek_infra.qdrant.store.server import ServerStore, _is_transient, grpc_port_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection:UserWarning")

@@ -19,16 +19,39 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from ..errors import (CollectionConflict, CollectionNotFound, EdgeCorrupt, EdgeLocked, InvalidSpec, QdrantError,
-                          TargetUnavailable, owner_message)
-    from ..normalize import (COMPRESSIONS, DATATYPES, DISTANCES, FIELD_TYPES, HNSW_DEFAULTS, SETTINGS_KEYS, TOKENIZERS,
-                             as_bool, as_choice, as_float, as_int, default_field_schema, normalize_field_schema,
-                             normalize_quantization, normalize_settings, normalize_vector, normalize_vectors)
+    from ..errors import (
+        CollectionConflict,
+        CollectionNotFound,
+        EdgeCorrupt,
+        EdgeLocked,
+        InvalidSpec,
+        QdrantError,
+        TargetUnavailable,
+        owner_message,
+    )
+    from ..normalize import (
+        COMPRESSIONS,
+        DATATYPES,
+        DISTANCES,
+        FIELD_TYPES,
+        HNSW_DEFAULTS,
+        SETTINGS_KEYS,
+        TOKENIZERS,
+        as_bool,
+        as_choice,
+        as_float,
+        as_int,
+        default_field_schema,
+        normalize_field_schema,
+        normalize_quantization,
+        normalize_settings,
+        normalize_vector,
+        normalize_vectors,
+    )
     from ..snapshot import restore_snapshot
     from .base import OWNER_KEY, CollectionState, Store, thread_lock
     from .cache import forget_stores, install_store, open_store
     from .edge import EdgeStore
-    from .retry import retry
     from .server import ServerStore
 
 _ERRORS = "mixpeek_infra.qdrant.errors"
@@ -37,15 +60,43 @@ _BASE = "mixpeek_infra.qdrant.store.base"
 _CACHE = "mixpeek_infra.qdrant.store.cache"
 
 _LAZY = {
-    **dict.fromkeys(("CollectionConflict", "CollectionNotFound", "EdgeCorrupt", "EdgeLocked", "InvalidSpec",
-                     "QdrantError", "TargetUnavailable", "owner_message"), _ERRORS),
-    **dict.fromkeys(("COMPRESSIONS", "DATATYPES", "DISTANCES", "FIELD_TYPES", "HNSW_DEFAULTS", "SETTINGS_KEYS",
-                     "TOKENIZERS", "as_bool", "as_choice", "as_float", "as_int", "default_field_schema",
-                     "normalize_field_schema", "normalize_quantization", "normalize_settings", "normalize_vector",
-                     "normalize_vectors"), _NORMALIZE),
+    **dict.fromkeys(
+        (
+            "CollectionConflict",
+            "CollectionNotFound",
+            "EdgeCorrupt",
+            "EdgeLocked",
+            "InvalidSpec",
+            "QdrantError",
+            "TargetUnavailable",
+            "owner_message",
+        ),
+        _ERRORS,
+    ),
+    **dict.fromkeys(
+        (
+            "COMPRESSIONS",
+            "DATATYPES",
+            "DISTANCES",
+            "FIELD_TYPES",
+            "HNSW_DEFAULTS",
+            "SETTINGS_KEYS",
+            "TOKENIZERS",
+            "as_bool",
+            "as_choice",
+            "as_float",
+            "as_int",
+            "default_field_schema",
+            "normalize_field_schema",
+            "normalize_quantization",
+            "normalize_settings",
+            "normalize_vector",
+            "normalize_vectors",
+        ),
+        _NORMALIZE,
+    ),
     **dict.fromkeys(("OWNER_KEY", "CollectionState", "Store", "thread_lock"), _BASE),
     **dict.fromkeys(("forget_stores", "install_store", "open_store"), _CACHE),
-    "retry": "mixpeek_infra.qdrant.store.retry",
     "restore_snapshot": "mixpeek_infra.qdrant.snapshot",
     "EdgeStore": "mixpeek_infra.qdrant.store.edge",
     "ServerStore": "mixpeek_infra.qdrant.store.server",

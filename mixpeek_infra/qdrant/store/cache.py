@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ...paths import state_path
 from ..target import normalize_spec
@@ -18,7 +19,7 @@ from ..target import normalize_spec
 if TYPE_CHECKING:
     from .base import Store
 
-_STORES: dict[tuple, "Store"] = {}
+_STORES: dict[tuple, Store] = {}
 _STORES_LOCK = threading.Lock()
 
 

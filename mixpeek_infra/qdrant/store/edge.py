@@ -47,9 +47,10 @@ import shutil
 import tarfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import qdrant_edge as qe
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def retry(fn: Callable[[], T], *, is_transient: Callable[[BaseException], bool], deadline_s: float,
-          describe: Callable[[BaseException, int, float], Exception], max_attempts: int = 6,
-          first_delay: float = 0.2, max_delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> T:
+def retry(
+    fn: Callable[[], T],
+    *,
+    is_transient: Callable[[BaseException], bool],
+    deadline_s: float,
+    describe: Callable[[BaseException, int, float], Exception],
+    max_attempts: int = 6,
+    first_delay: float = 0.2,
+    max_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call `fn`, retrying transient failures with bounded exponential backoff.
 
     Gives up after `max_attempts` or once `deadline_s` seconds have passed, raising

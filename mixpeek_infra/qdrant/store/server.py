@@ -28,8 +28,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from qdrant_client import QdrantClient
@@ -49,9 +50,11 @@ T = TypeVar("T")
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 _VERSION = re.compile(r"v?(\d+)\.(\d+)")  # a prefix: "1.18.0-dev" is 1.18
 ADD_VECTOR_MIN_VERSION = (1, 18)
-KEY_HINT = ("check the API key (the target's api_key / infrastructure.qdrant_api_key; a key from stack config "
-            "mixpeek-infra:qdrantApiKey or env QDRANT_API_KEY is sent only to the URL of mixpeek-infra:qdrant "
-            "(its url) or QDRANT_URL)")
+KEY_HINT = (
+    "check the API key (the target's api_key / infrastructure.qdrant_api_key; a key from stack config "
+    "mixpeek-infra:qdrantApiKey or env QDRANT_API_KEY is sent only to the URL of mixpeek-infra:qdrant "
+    "(its url) or QDRANT_URL)"
+)
 #: how long a cached collection read may serve payload index reads (writes update or drop it sooner)
 CACHE_SECONDS = 60.0
 
@@ -65,8 +68,11 @@ def _is_transient(exc: BaseException) -> bool:
         import grpc
 
         if isinstance(exc, grpc.RpcError):
-            return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  grpc.StatusCode.RESOURCE_EXHAUSTED)
+            return exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
     except ImportError:  # pragma: no cover - grpcio ships with qdrant-client
         pass
     return isinstance(exc, (ConnectionError, TimeoutError))
@@ -90,8 +96,9 @@ def _is_already_exists(exc: BaseException) -> bool:
         import grpc
     except ImportError:  # pragma: no cover - grpcio ships with qdrant-client
         return False
-    return isinstance(exc, grpc.RpcError) and (exc.code() == grpc.StatusCode.ALREADY_EXISTS
-                                              or "already exists" in str(exc.details() or ""))
+    return isinstance(exc, grpc.RpcError) and (
+        exc.code() == grpc.StatusCode.ALREADY_EXISTS or "already exists" in str(exc.details() or "")
+    )
 
 
 def grpc_port_of(url: str) -> int:
@@ -116,15 +123,25 @@ class ServerStore(Store):
 
     kind = "server"
 
-    def __init__(self, client: QdrantClient, *, location: str | None = None, timeout: float = QDRANT_TIMEOUT,
-                 api_key: str | None = None, url: str | None = None):
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        location: str | None = None,
+        timeout: float = QDRANT_TIMEOUT,
+        api_key: str | None = None,
+        url: str | None = None,
+    ):
         self.client = client
         self.timeout = float(timeout)
         self.url = url  # the REST endpoint, for snapshot transfers
-        self.local_mode = bool(getattr(client, "_is_local_mode", False)) or \
-            type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
-        self.location = redact_url(location) if location else (
-            "qdrant-client local mode" if self.local_mode else "Qdrant server")
+        self.local_mode = (
+            bool(getattr(client, "_is_local_mode", False))
+            or type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
+        )
+        self.location = (
+            redact_url(location) if location else ("qdrant-client local mode" if self.local_mode else "Qdrant server")
+        )
         self.reads_payload_indexes = not self.local_mode
         self.reads_settings = not self.local_mode
         self._secret = api_key  # only to scrub it from error messages; never logged
@@ -135,16 +152,25 @@ class ServerStore(Store):
         self._reads_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, url: str, *, api_key: str | None = None, timeout: float = QDRANT_TIMEOUT,
-                prefer_grpc: bool = False) -> "ServerStore":
+    def connect(
+        cls, url: str, *, api_key: str | None = None, timeout: float = QDRANT_TIMEOUT, prefer_grpc: bool = False
+    ) -> ServerStore:
         """A store for the server at `url`; no request is made until the first call.
 
         Refuses an `api_key` for a plain `http://` URL whose host is not loopback."""
         if api_key and is_plain_http_off_loopback(url):
-            raise QdrantError(f"refusing to send the Qdrant API key to {redact_url(url)} over plain http (the host is "
-                              "not loopback); use an https:// URL")
-        client = QdrantClient(url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)), prefer_grpc=prefer_grpc,
-                              grpc_port=grpc_port_of(url), check_compatibility=False)
+            raise QdrantError(
+                f"refusing to send the Qdrant API key to {redact_url(url)} over plain http (the host is "
+                "not loopback); use an https:// URL"
+            )
+        client = QdrantClient(
+            url=url,
+            api_key=api_key,
+            timeout=max(1, math.ceil(timeout)),
+            prefer_grpc=prefer_grpc,
+            grpc_port=grpc_port_of(url),
+            check_compatibility=False,
+        )
         return cls(client, location=url, timeout=timeout, api_key=api_key, url=url)
 
     # -- calls ------------------------------------------------------------------------------------
@@ -154,9 +180,12 @@ class ServerStore(Store):
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         def describe(exc: BaseException, attempts: int, elapsed: float) -> Exception:
-            return TargetUnavailable(self._scrub(
-                f"Qdrant at {self.location} did not answer {what} after {attempts} attempt(s) in {elapsed:.1f}s "
-                f"(timeout {self.timeout:g}s): {_cause(exc)}"))
+            return TargetUnavailable(
+                self._scrub(
+                    f"Qdrant at {self.location} did not answer {what} after {attempts} attempt(s) in {elapsed:.1f}s "
+                    f"(timeout {self.timeout:g}s): {_cause(exc)}"
+                )
+            )
 
         try:
             return retry(fn, is_transient=_is_transient, deadline_s=self.timeout, describe=describe)
@@ -165,10 +194,12 @@ class ServerStore(Store):
         except UnexpectedResponse as exc:
             detail = exc.content[:300].decode("utf-8", "replace") if exc.content else exc.reason_phrase
             if exc.status_code in (401, 403):
-                raise QdrantError(f"Qdrant at {self.location} refused {what} (HTTP {exc.status_code}): {KEY_HINT}") \
-                    from None
-            raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: HTTP {exc.status_code} "
-                                          f"{detail}")) from None
+                raise QdrantError(
+                    f"Qdrant at {self.location} refused {what} (HTTP {exc.status_code}): {KEY_HINT}"
+                ) from None
+            raise QdrantError(
+                self._scrub(f"Qdrant at {self.location} failed {what}: HTTP {exc.status_code} {detail}")
+            ) from None
         except Exception as exc:  # noqa: BLE001 - gRPC errors get the same treatment as HTTP ones
             import grpc
 
@@ -177,8 +208,9 @@ class ServerStore(Store):
             code = exc.code()
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 raise QdrantError(f"Qdrant at {self.location} refused {what} ({code.name}): {KEY_HINT}") from None
-            raise QdrantError(self._scrub(f"Qdrant at {self.location} failed {what}: gRPC {code.name} "
-                                          f"{exc.details()}")) from None
+            raise QdrantError(
+                self._scrub(f"Qdrant at {self.location} failed {what}: gRPC {code.name} {exc.details()}")
+            ) from None
 
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the server (cached)."""
@@ -268,9 +300,12 @@ class ServerStore(Store):
             vectors_raw = {"": vectors_raw} if vectors_raw is not None else {}
         vectors = {}
         for vname, vp in vectors_raw.items():
-            vectors[vname] = {"size": int(vp.size), "distance": str(getattr(vp.distance, "value", vp.distance)).lower(),
-                              "datatype": str(getattr(vp.datatype, "value", vp.datatype) or "float32").lower(),
-                              "on_disk": vp.on_disk is True}
+            vectors[vname] = {
+                "size": int(vp.size),
+                "distance": str(getattr(vp.distance, "value", vp.distance)).lower(),
+                "datatype": str(getattr(vp.datatype, "value", vp.datatype) or "float32").lower(),
+                "on_disk": vp.on_disk is True,
+            }
             multi = getattr(vp, "multivector_config", None)
             if multi is not None:
                 comparator = getattr(multi.comparator, "value", multi.comparator)
@@ -278,8 +313,11 @@ class ServerStore(Store):
         settings: dict[str, Any] = {}
         hnsw = info.config.hnsw_config
         if hnsw is not None:
-            settings["hnsw_config"] = {"m": int(hnsw.m), "ef_construct": int(hnsw.ef_construct),
-                                       "full_scan_threshold": int(hnsw.full_scan_threshold)}
+            settings["hnsw_config"] = {
+                "m": int(hnsw.m),
+                "ef_construct": int(hnsw.ef_construct),
+                "full_scan_threshold": int(hnsw.full_scan_threshold),
+            }
             if hnsw.on_disk is not None:
                 settings["hnsw_config"]["on_disk"] = bool(hnsw.on_disk)
             if hnsw.payload_m is not None:
@@ -288,8 +326,11 @@ class ServerStore(Store):
         if quant is not None:
             dumped = quant.model_dump(mode="json", exclude_none=True)
             kind = next(iter(dumped))
-            keep = {"scalar": ("type", "quantile", "always_ram"), "product": ("compression", "always_ram"),
-                    "binary": ("always_ram",)}.get(kind, ())
+            keep = {
+                "scalar": ("type", "quantile", "always_ram"),
+                "product": ("compression", "always_ram"),
+                "binary": ("always_ram",),
+            }.get(kind, ())
             kept = {k: v for k, v in dumped[kind].items() if k in keep}
             if isinstance(kept.get("quantile"), float):
                 # gRPC carries it as a float32 (0.99 arrives as 0.9900000095367432): back to the decimal that was set,
@@ -303,9 +344,14 @@ class ServerStore(Store):
         for fname, pinfo in (info.payload_schema or {}).items():
             schema[fname] = _schema_from_info(pinfo)
         owner = (getattr(info.config, "metadata", None) or {}).get(OWNER_KEY)
-        return CollectionState(name=name, vectors=dict(sorted(vectors.items())), settings=settings,
-                               points_count=int(info.points_count or 0), payload_schema=dict(sorted(schema.items())),
-                               namespace_id=owner if isinstance(owner, str) else None)
+        return CollectionState(
+            name=name,
+            vectors=dict(sorted(vectors.items())),
+            settings=settings,
+            points_count=int(info.points_count or 0),
+            payload_schema=dict(sorted(schema.items())),
+            namespace_id=owner if isinstance(owner, str) else None,
+        )
 
     def check_claim(self, name: str, namespace_id: str | None) -> None:
         state = self.read_collection(name)
@@ -313,17 +359,30 @@ class ServerStore(Store):
             raise CollectionConflict(owner_message(name, self.location, state.namespace_id, namespace_id))
 
     def record_namespace(self, name: str, namespace_id: str) -> None:
-        self._write(name, f"record the namespace of {name!r}",
-                   lambda: self.client.update_collection(name, metadata={OWNER_KEY: namespace_id}))
+        self._write(
+            name,
+            f"record the namespace of {name!r}",
+            lambda: self.client.update_collection(name, metadata={OWNER_KEY: namespace_id}),
+        )
 
-    def create_collection(self, name: str, vectors: Mapping[str, Mapping[str, Any]],
-                          settings: Mapping[str, Any], namespace_id: str | None = None) -> None:
+    def create_collection(
+        self,
+        name: str,
+        vectors: Mapping[str, Mapping[str, Any]],
+        settings: Mapping[str, Any],
+        namespace_id: str | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {
-            "vectors_config": {vname: qm.VectorParams(size=p["size"], distance=_distance(p["distance"]),
-                                                      datatype=qm.Datatype(p.get("datatype", "float32")),
-                                                      on_disk=bool(p.get("on_disk", False)),
-                                                      multivector_config=_multivector(p))
-                               for vname, p in vectors.items()},
+            "vectors_config": {
+                vname: qm.VectorParams(
+                    size=p["size"],
+                    distance=_distance(p["distance"]),
+                    datatype=qm.Datatype(p.get("datatype", "float32")),
+                    on_disk=bool(p.get("on_disk", False)),
+                    multivector_config=_multivector(p),
+                )
+                for vname, p in vectors.items()
+            },
         }
         if settings.get("hnsw_config"):
             kwargs["hnsw_config"] = qm.HnswConfigDiff(**settings["hnsw_config"])
@@ -356,13 +415,23 @@ class ServerStore(Store):
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         if not self.supports_add_vector():
             major, minor = self.server_version()
-            raise QdrantError(f"Qdrant at {self.location} is version {major}.{minor}; adding a named vector to a live "
-                              "collection needs 1.18 or later")
-        config = qm.DenseVectorNameConfig(dense=qm.DenseVectorConfig(
-            size=params["size"], distance=_distance(params["distance"]),
-            datatype=qm.Datatype(params.get("datatype", "float32")), multivector_config=_multivector(params)))
-        self._write(name, f"add vector {vector_name!r} to {name!r}",
-                   lambda: self.client.create_vector_name(name, vector_name, config))
+            raise QdrantError(
+                f"Qdrant at {self.location} is version {major}.{minor}; adding a named vector to a live "
+                "collection needs 1.18 or later"
+            )
+        config = qm.DenseVectorNameConfig(
+            dense=qm.DenseVectorConfig(
+                size=params["size"],
+                distance=_distance(params["distance"]),
+                datatype=qm.Datatype(params.get("datatype", "float32")),
+                multivector_config=_multivector(params),
+            )
+        )
+        self._write(
+            name,
+            f"add vector {vector_name!r} to {name!r}",
+            lambda: self.client.create_vector_name(name, vector_name, config),
+        )
         if params.get("on_disk"):
             self.update_collection(name, vectors_on_disk={vector_name: True}, settings={})
 
@@ -370,19 +439,23 @@ class ServerStore(Store):
         """qdrant-client's `delete_vector_name` (Qdrant 1.18; local mode has it too)."""
         if not self.supports_delete_vector():
             major, minor = self.server_version()
-            raise QdrantError(f"Qdrant at {self.location} is version {major}.{minor}; deleting a named vector from a "
-                              "live collection needs 1.18 or later")
+            raise QdrantError(
+                f"Qdrant at {self.location} is version {major}.{minor}; deleting a named vector from a "
+                "live collection needs 1.18 or later"
+            )
         state = self.read_collection(name)
         if state is None:
             raise CollectionNotFound(f"collection {name!r} does not exist at {self.location}")
         if vector_name not in state.vectors:
             return False
-        self._write(name, f"delete vector {vector_name!r} of {name!r}",
-                   lambda: self.client.delete_vector_name(name, vector_name, wait=True))
+        self._write(
+            name,
+            f"delete vector {vector_name!r} of {name!r}",
+            lambda: self.client.delete_vector_name(name, vector_name, wait=True),
+        )
         return True
 
-    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool],
-                          settings: Mapping[str, Any]) -> None:
+    def update_collection(self, name: str, *, vectors_on_disk: Mapping[str, bool], settings: Mapping[str, Any]) -> None:
         kwargs: dict[str, Any] = {}
         if vectors_on_disk:
             kwargs["vectors_config"] = {v: qm.VectorParamsDiff(on_disk=bool(on)) for v, on in vectors_on_disk.items()}
@@ -402,8 +475,10 @@ class ServerStore(Store):
     def _rest_url(self, *parts: str) -> str:
         """A REST URL on this server, for the snapshot transfers qdrant-client has no call for."""
         if self.local_mode or not self.url:
-            raise QdrantError(f"{self.location} has no snapshots (qdrant-client local mode has none; a server "
-                              "store needs its URL: ServerStore.connect)")
+            raise QdrantError(
+                f"{self.location} has no snapshots (qdrant-client local mode has none; a server "
+                "store needs its URL: ServerStore.connect)"
+            )
         return "/".join([self.url.rstrip("/"), *(quote(p, safe="") for p in parts)])
 
     def snapshot(self, name: str, directory: str) -> str:
@@ -412,6 +487,8 @@ class ServerStore(Store):
 
         self._rest_url()  # refuses local mode before anything is done
         described = self._call(f"snapshot {name!r}", lambda: self.client.create_snapshot(name, wait=True))
+        if described is None:  # only a request that does not wait comes back without a description
+            raise QdrantError(f"Qdrant at {self.location} described no snapshot of {name!r}")
         out_dir = state_path(directory)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         archive = os.path.join(out_dir, f"{name}-{stamp}.snapshot")
@@ -432,8 +509,9 @@ class ServerStore(Store):
         except (OSError, httpx.HTTPError, QdrantError) as exc:
             if os.path.exists(partial):
                 os.remove(partial)
-            raise QdrantError(self._scrub(f"cannot download the snapshot of {name!r} from {self.location} into "
-                                          f"{directory}: {exc}")) from None
+            raise QdrantError(
+                self._scrub(f"cannot download the snapshot of {name!r} from {self.location} into {directory}: {exc}")
+            ) from None
         try:  # the server's copy is no longer needed
             self.client.delete_snapshot(name, described.name, wait=True)
         except Exception:  # noqa: BLE001 - best effort
@@ -447,16 +525,24 @@ class ServerStore(Store):
         headers = {"api-key": self._secret} if self._secret else {}
         try:
             with open(archive, "rb") as fh:
-                resp = httpx.post(url, params={"priority": "snapshot", "wait": "true"}, headers=headers,
-                                  files={"snapshot": (os.path.basename(archive), fh)},
-                                  timeout=httpx.Timeout(self.timeout, write=300.0, read=300.0))
+                resp = httpx.post(
+                    url,
+                    params={"priority": "snapshot", "wait": "true"},
+                    headers=headers,
+                    files={"snapshot": (os.path.basename(archive), fh)},
+                    timeout=httpx.Timeout(self.timeout, write=300.0, read=300.0),
+                )
         except (OSError, httpx.HTTPError) as exc:
             raise QdrantError(self._scrub(f"cannot upload {archive} to {self.location}: {exc}")) from None
         finally:
             self._forget(name)
         if resp.status_code // 100 != 2:
-            raise QdrantError(self._scrub(f"Qdrant at {self.location} refused the snapshot {archive}: HTTP "
-                                          f"{resp.status_code} {resp.text[:300]}"))
+            raise QdrantError(
+                self._scrub(
+                    f"Qdrant at {self.location} refused the snapshot {archive}: HTTP "
+                    f"{resp.status_code} {resp.text[:300]}"
+                )
+            )
         # The server keeps the uploaded file among the collection's snapshots; the archive is the copy that counts.
         try:
             self.client.delete_snapshot(name, os.path.basename(archive), wait=True)
@@ -480,9 +566,10 @@ class ServerStore(Store):
         """Create the index and wait until it is applied; the cached read of the collection then shows it."""
         self._forget(collection, keep=True)
         try:
-            self._call(f"create payload index {field_name!r} on {collection!r}",
-                       lambda: self.client.create_payload_index(collection, field_name, _field_schema(schema),
-                                                                wait=True))
+            self._call(
+                f"create payload index {field_name!r} on {collection!r}",
+                lambda: self.client.create_payload_index(collection, field_name, _field_schema(schema), wait=True),
+            )
         except BaseException:
             self._forget(collection)  # whether it was applied is unknown: the next read asks the server
             raise
@@ -504,8 +591,10 @@ class ServerStore(Store):
             return False
         self._forget(collection, keep=True)
         try:
-            self._call(f"delete payload index {field_name!r} on {collection!r}",
-                       lambda: self.client.delete_payload_index(collection, field_name, wait=True))
+            self._call(
+                f"delete payload index {field_name!r} on {collection!r}",
+                lambda: self.client.delete_payload_index(collection, field_name, wait=True),
+            )
         except BaseException:
             self._forget(collection)
             raise
@@ -515,16 +604,35 @@ class ServerStore(Store):
     # -- data helpers -----------------------------------------------------------------------------
 
     def upsert(self, collection: str, points: list[Mapping[str, Any]]) -> None:
-        structs = [qm.PointStruct(id=p["id"], vector={k: _plain_vector(v) for k, v in p["vector"].items()},
-                                  payload=p.get("payload")) for p in points]
-        self._write(collection, f"upsert into {collection!r}",
-                    lambda: self.client.upsert(collection, structs, wait=True))
+        structs = [
+            qm.PointStruct(
+                id=p["id"], vector={k: _plain_vector(v) for k, v in p["vector"].items()}, payload=p.get("payload")
+            )
+            for p in points
+        ]
+        self._write(
+            collection, f"upsert into {collection!r}", lambda: self.client.upsert(collection, structs, wait=True)
+        )
 
-    def query(self, collection: str, vector_name: str, vector: list[float] | list[list[float]],
-              conditions: list[Mapping[str, Any]] | None = None, limit: int = 10) -> list[dict[str, Any]]:
-        result = self._call(f"query {collection!r}", lambda: self.client.query_points(
-            collection, query=_plain_vector(vector), using=vector_name, query_filter=_filter(conditions), limit=limit,
-            with_payload=True))
+    def query(
+        self,
+        collection: str,
+        vector_name: str,
+        vector: list[float] | list[list[float]],
+        conditions: list[Mapping[str, Any]] | None = None,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        result = self._call(
+            f"query {collection!r}",
+            lambda: self.client.query_points(
+                collection,
+                query=_plain_vector(vector),
+                using=vector_name,
+                query_filter=_filter(conditions),
+                limit=limit,
+                with_payload=True,
+            ),
+        )
         return [{"id": p.id, "score": p.score, "payload": p.payload} for p in result.points]
 
     def close(self) -> None:
@@ -535,8 +643,12 @@ class ServerStore(Store):
 
 
 def _distance(name: str) -> Any:
-    return {"cosine": qm.Distance.COSINE, "dot": qm.Distance.DOT, "euclid": qm.Distance.EUCLID,
-            "manhattan": qm.Distance.MANHATTAN}[name]
+    return {
+        "cosine": qm.Distance.COSINE,
+        "dot": qm.Distance.DOT,
+        "euclid": qm.Distance.EUCLID,
+        "manhattan": qm.Distance.MANHATTAN,
+    }[name]
 
 
 def _multivector(params: Mapping[str, Any]) -> Any:
@@ -554,14 +666,23 @@ def _plain_vector(value: Any) -> list[Any]:
 
 def _quantization(value: Mapping[str, Any]) -> Any:
     kind = next(iter(value))
-    model = {"scalar": qm.ScalarQuantization, "product": qm.ProductQuantization, "binary": qm.BinaryQuantization}[kind]
+    models: dict[str, Any] = {
+        "scalar": qm.ScalarQuantization,
+        "product": qm.ProductQuantization,
+        "binary": qm.BinaryQuantization,
+    }
+    model = models[kind]
     return model.model_validate(dict(value))
 
 
 def _field_schema(schema: Mapping[str, Any]) -> Any:
     kind = schema["type"]
-    model = {"text": qm.TextIndexParams, "keyword": qm.KeywordIndexParams, "integer": qm.IntegerIndexParams,
-             "uuid": qm.UuidIndexParams}.get(kind)
+    model: Any = {
+        "text": qm.TextIndexParams,
+        "keyword": qm.KeywordIndexParams,
+        "integer": qm.IntegerIndexParams,
+        "uuid": qm.UuidIndexParams,
+    }.get(kind)
     if model is not None:
         return model.model_validate(dict(schema))
     return qm.PayloadSchemaType(kind)
