@@ -422,3 +422,4 @@ def test_edge_check_claim_refusals_of_a_directory_say_why_and_how_to_proceed(tar
         store.check_claim("written", NS_A)
     assert str(info.value).endswith("restore it from a snapshot or backup, or remove the directory if its data is "
                                     "expendable.")
+
