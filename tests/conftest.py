@@ -30,6 +30,15 @@ def require_shared_reference(path: Path) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def require_or_skip(reason: str, switch: str) -> NoReturn:
     """Skip a tier that cannot run here with `reason` (which says what to do), or fail where CI sets
     the tier's `switch` environment variable to 1: there the tier must run, never skip silently."""

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import conftest
+from conftest import free_port
 import pytest
 import yaml
 
@@ -82,12 +83,6 @@ def kuberay_bin_dir() -> Path:
     require_or_skip("the KubeRay operator is not built: run "
                     "`export MIXPEEK_KUBERAY_BIN_DIR=\"$(tools/k8s/kuberay/install | tail -n 1)\"`")
     raise AssertionError("unreachable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ApiError(Exception):

@@ -33,15 +33,10 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
+from conftest import free_port, require_or_skip
 
 VERSION = "1.18.3"
 READY_TIMEOUT = 180.0  # seconds: a cold start on a loaded 2-core machine
-
-
-def require_or_skip(reason: str) -> None:
-    if os.environ.get("MIXPEEK_REQUIRE_QDRANT_SERVER") == "1":
-        pytest.fail(reason + " (MIXPEEK_REQUIRE_QDRANT_SERVER=1: this tier must run)", pytrace=False)
-    pytest.skip(reason)
 
 
 def qdrant_binary() -> Path:
@@ -53,14 +48,8 @@ def qdrant_binary() -> Path:
     if found:
         return Path(found)
     require_or_skip("the Qdrant server is not built: run "
-                    "`export MIXPEEK_QDRANT_BIN_DIR=\"$(tools/qdrant/install | tail -n 1)\"`")
-    raise AssertionError("unreachable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+                    "`export MIXPEEK_QDRANT_BIN_DIR=\"$(tools/qdrant/install | tail -n 1)\"`",
+                    "MIXPEEK_REQUIRE_QDRANT_SERVER")
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, *, poll: float = 0.1,

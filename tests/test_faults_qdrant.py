@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import require_or_skip
+from conftest import free_port, require_or_skip
 from enginehost import from_struct, to_struct
 from mixpeek_infra.plan import plan_namespace
 from mixpeek_infra.qdrant.resources import CollectionProvider, PayloadIndexProvider
@@ -249,12 +249,6 @@ class FakeQdrant:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers: the providers' calls as the engine makes them (values through the wire format)
 
@@ -325,7 +319,7 @@ def retrieve(url: str, collection: str, ids: list[int]) -> list[Any]:
 
 
 def test_unreachable_server_fails_fast_naming_the_url_then_a_run_completes_once_it_is_up(seed_plan):
-    port = _free_port()  # nothing listens here yet
+    port = free_port()  # nothing listens here yet
     url = f"http://127.0.0.1:{port}"
     target = server_spec(url, 1.0)
     plan = seed_plan

@@ -143,7 +143,9 @@ class CollectionProvider(_QdrantProvider):
         ):
             return  # an existing resource keeping its name (or whose generated name check cannot know)
         try:
-            store_for(inputs).check_claim(name, inputs.get("namespace_id"))
+            store = store_for(inputs)
+            with store.one_attempt():
+                store.check_claim(name, inputs.get("namespace_id"))
         except (CollectionConflict, EdgeCorrupt) as exc:
             raise InvalidSpec(
                 "collection_name" if inputs.get("collection_name") else "namespace_id", str(exc)
@@ -534,13 +536,15 @@ class PayloadIndexProvider(_QdrantProvider):
         if olds or has_unknown([inputs.get("collection_name"), inputs.get("namespace_id"), inputs["target"]]):
             return  # an existing index is checked in diff (only when it changes)
         try:
-            refuse_foreign(
-                store_for(inputs),
-                inputs["collection_name"],
-                inputs.get("namespace_id"),
-                f"create payload index {inputs['field_name']!r} in",
-                recent=True,
-            )
+            store = store_for(inputs)
+            with store.one_attempt():
+                refuse_foreign(
+                    store,
+                    inputs["collection_name"],
+                    inputs.get("namespace_id"),
+                    f"create payload index {inputs['field_name']!r} in",
+                    recent=True,
+                )
         except CollectionConflict as exc:
             raise InvalidSpec("collection_name", str(exc)) from None
         except QdrantError:

@@ -97,6 +97,12 @@ class Store(ABC):
         create first and read (to adopt, or refuse, an existing collection) only on that conflict."""
 
     @contextmanager
+    def one_attempt(self) -> Iterator[None]:
+        """Reads in this thread make a single attempt while inside (the checks `pulumi preview` runs: a target
+        that does not answer is read again, patiently, by the create or update that needs it)."""
+        yield
+
+    @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Hold collection `name` for a create-or-adopt or a delete (re-entrant; this process's threads)."""
         with thread_lock((type(self).__name__, self.location, name)):

@@ -28,7 +28,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -150,6 +151,16 @@ class ServerStore(Store):
         self._reads: dict[str, tuple[float, CollectionState]] = {}
         self._generations: dict[str, int] = {}  # per collection, bumped by every write's start and end
         self._reads_lock = threading.Lock()
+        self._attempts = threading.local()  # `one_attempt` per thread: the provider host runs calls in threads
+
+    @contextmanager
+    def one_attempt(self) -> Iterator[None]:
+        before = getattr(self._attempts, "one", False)
+        self._attempts.one = True
+        try:
+            yield
+        finally:
+            self._attempts.one = before
 
     @classmethod
     def connect(
@@ -187,8 +198,11 @@ class ServerStore(Store):
                 )
             )
 
+        attempts = 1 if getattr(self._attempts, "one", False) else 6
         try:
-            return retry(fn, is_transient=_is_transient, deadline_s=self.timeout, describe=describe)
+            return retry(
+                fn, is_transient=_is_transient, deadline_s=self.timeout, describe=describe, max_attempts=attempts
+            )
         except (TargetUnavailable, CollectionNotFound, CollectionConflict):
             raise
         except UnexpectedResponse as exc:
