@@ -1,7 +1,7 @@
 """A stand-in for the Pulumi engine: drives the SDK's own dynamic provider host over gRPC.
 
-The Pulumi CLI cannot be installed here, so tests take the path `pulumi up` takes through a dynamic
-provider: start `python -u -m pulumi.dynamic` (the host the engine launches for `pulumi-python`
+A fast stand-in for unit-level tests (the real CLI drives the same host in the `pulumi_cli` tier,
+tests/pulumicli.py): tests take the path `pulumi up` takes through a dynamic provider: start `python -u -m pulumi.dynamic` (the host the engine launches for `pulumi-python`
 dynamic resources; it prints its gRPC port on the first line of stdout), build `__provider` with
 the SDK's own serializer, and call `pulumirpc.ResourceProvider` (Configure, Check, Diff, Create,
 Read, Update, Delete) with property maps marshalled by the SDK's own `rpc.serialize_properties`.
@@ -40,6 +40,7 @@ UNKNOWN = rpc.UNKNOWN
 SECRET_SIG_KEY = rpc._special_sig_key  # noqa: SLF001 - the wire format's marker, fixed by the protocol
 SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001
 PROVIDER_KEY = "__provider"
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
 _CHANGES = {provider_pb2.DiffResponse.DIFF_UNKNOWN: "unknown", provider_pb2.DiffResponse.DIFF_NONE: "none",
             provider_pb2.DiffResponse.DIFF_SOME: "some"}
 
@@ -182,6 +183,8 @@ class EngineHost:
                  python: str = sys.executable, start_timeout: float = 60.0, site_hook: str | None = None):
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
+        # The host imports the checkout under test first, whatever the virtualenv's install points at.
+        self.env["PYTHONPATH"] = os.pathsep.join(p for p in (_CHECKOUT, self.env.get("PYTHONPATH")) if p)
         self._hook_dir: tempfile.TemporaryDirectory | None = None
         if site_hook is not None:
             self._hook_dir = tempfile.TemporaryDirectory(prefix="enginehost-")

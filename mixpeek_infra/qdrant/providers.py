@@ -95,7 +95,7 @@ def _is_foreign(owner: str | None, namespace_id: Any) -> bool:
 
 
 def _settings_view(state: CollectionState, desired: Mapping[str, Any], store: Store) -> dict[str, Any]:
-    return managed_settings(state.settings, desired, getattr(store, "reads_settings", True))
+    return managed_settings(state.settings, desired, store.reads_settings)
 
 
 class _QdrantProvider(ResourceProvider):
@@ -406,7 +406,7 @@ class CollectionProvider(_QdrantProvider):
                 on_disk[vname] = params["on_disk"]
         desired = inputs["settings"]
         changed = {}
-        if getattr(store, "reads_settings", True):
+        if store.reads_settings:
             real_settings = managed_settings(state.settings, desired)
             changed = {k: v for k, v in desired.items() if real_settings.get(k) != v}
             if "shard_number" in changed:

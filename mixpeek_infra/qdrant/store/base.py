@@ -73,6 +73,8 @@ class Store(ABC):
     location: str = ""
     #: False where payload indexes are accepted but not reported back (qdrant-client local mode)
     reads_payload_indexes: bool = True
+    #: whether collection settings (hnsw, quantization, ...) read back as set (qdrant-client local mode: no)
+    reads_settings: bool = True
     kind: str = ""
 
     @abstractmethod
