@@ -39,6 +39,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_group(proc, sig: int, grace: float, kill_wait: float) -> None:
+    """Send `sig` to the process group of `proc` (a session leader this test started), wait up to `grace`
+    seconds, then SIGKILL the group and wait up to `kill_wait`."""
+    import os
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=kill_wait)
+
+
 def require_or_skip(reason: str, switch: str) -> NoReturn:
     """Skip a tier that cannot run here with `reason` (which says what to do), or fail where CI sets
     the tier's `switch` environment variable to 1: there the tier must run, never skip silently."""

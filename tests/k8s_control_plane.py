@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -39,8 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import conftest
-from conftest import free_port
-import pytest
+from conftest import free_port, stop_group
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,18 +161,7 @@ class ControlPlane:
         for name in reversed(list(self.procs)):
             proc = self.procs[name]
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait(timeout=10)
+                stop_group(proc, signal.SIGTERM, grace=15, kill_wait=10)
         self.procs.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 

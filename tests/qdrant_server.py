@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-from conftest import free_port, require_or_skip
+from conftest import free_port, require_or_skip, stop_group
 
 VERSION = "1.18.3"
 READY_TIMEOUT = 180.0  # seconds: a cold start on a loaded 2-core machine
@@ -135,18 +135,7 @@ class QdrantServer:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
+        stop_group(proc, sig, grace=30, kill_wait=30)
 
     def kill(self) -> None:
         """A crash: SIGKILL, no shutdown."""
