@@ -326,3 +326,53 @@ def test_grpc_target_up_read_back_no_change_preview_and_destroy(tmp_path, qdrant
     finally:
         s.close()
         destroy(proj)
+
+
+def test_state_lost_then_namespace_id_adopts_the_collection_and_another_namespace_is_refused(tmp_path, qdrant_server,
+                                                                                            store):
+    """Adoption by `namespace_id` on the server: the stack's state is removed (`stack rm --force`, the collection
+    kept, with points); the namespace declared again with its namespace_id adopts it and `up` says so; another
+    stack whose namespace has another namespace_id and names that collection is refused at preview, naming its
+    owner, and the collection is left as it was."""
+    config = prod_stack(qdrant_server)
+    [body] = [e for e in config["config"]["mixpeek-infra:namespaces"] if e.get("namespace_name") == CATALOG]
+    config["config"]["mixpeek-infra:namespaces"] = [{"request": body, "deletion_protection": False}]
+    proj = PulumiProject(tmp_path / "proj", cli_bin_dir(), {STACK: config})
+    proj.init(STACK)
+    proj.run("config", "set", "--secret", "qdrantApiKey", qdrant_server.api_key, "-s", STACK)
+    ns_id = None
+    try:
+        proj.run("up", "--yes", "--skip-preview", "-s", STACK)
+        ns_id = proj.outputs(STACK)[CATALOG]["namespace_id"]
+        store.upsert(ns_id, _points("image_extractor_v1_embedding", 768))
+        proj.run("stack", "rm", "--force", "--yes", "--preserve-config", "-s", STACK)
+        assert store.read_collection(ns_id).points_count == 3  # only the state went
+
+        proj.init(STACK)
+        proj.run("config", "set", "--secret", "qdrantApiKey", qdrant_server.api_key, "-s", STACK)
+        edit_entries(proj, lambda entry: entry.update(namespace_id=ns_id))
+        up = proj.run("up", "--yes", "--skip-preview", "-s", STACK)
+        said = up.stdout + up.stderr
+        assert (f"adopted the existing Qdrant collection {ns_id!r} at {qdrant_server.url} with 3 point(s) as "
+                f"namespace {ns_id}") in said, said
+        assert proj.outputs(STACK)[CATALOG]["namespace_id"] == ns_id
+        proj.run("preview", "--expect-no-changes", "-s", STACK)
+
+        other = {"request": {**body, "infrastructure": {"qdrant_collection": ns_id}},
+                 "namespace_id": "ns_00000000aa", "deletion_protection": False}
+        proj.write_stack("other", {"config": {**config["config"], "mixpeek-infra:namespaces": [other]}})
+        proj.init("other")
+        proj.run("config", "set", "--secret", "qdrantApiKey", qdrant_server.api_key, "-s", "other")
+        refused = proj.run("preview", "-s", "other", check=False)
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert (f"Qdrant collection {ns_id!r} at {qdrant_server.url} belongs to namespace {ns_id}" in said
+                and "refusing to adopt it for namespace ns_00000000aa" in said), said
+        assert qdrant_server.api_key not in said
+        state = store.read_collection(ns_id)
+        assert state.namespace_id == ns_id and state.points_count == 3
+    finally:
+        proj.run("destroy", "--yes", "--skip-preview", "--continue-on-error", "-s", "other", check=False)
+        destroy(proj)
+        if ns_id is not None:
+            store.delete_collection(ns_id)
