@@ -164,6 +164,7 @@ class Namespace(pulumi.ComponentResource):
             settings=dict(args.collection_settings) if args.collection_settings else None,
             deletion_protection=args.deletion_protection,
             final_snapshot=args.final_snapshot,
+            retain_previous=args.retain_previous,
             opts=child,
         )
         self.collection = collection

@@ -114,6 +114,9 @@ class NamespaceSettings:
     """Qdrant settings: hnsw_config, quantization_config, on_disk_payload, shard_number, replication_factor."""
     vectors_on_disk: bool = False
     """Store the named vectors on disk."""
+    retain_previous: bool = True
+    """Keep the collection a migration (a vector's shape or the shard number changed) moved away from, as
+    `<collection>-g<N>`, for rollback (default true); false deletes it after the switch."""
 
 
 @dataclass(kw_only=True)

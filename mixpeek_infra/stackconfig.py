@@ -881,6 +881,7 @@ def _collection_problems(entry: NamespaceEntry, target: QdrantSettings | None, k
         "collection_name": entry.plan.infrastructure.qdrant_collection,
         "deletion_protection": entry.deletion_protection,
         "final_snapshot": target.final_snapshot if target is not None else None,
+        "retain_previous": entry.retain_previous,
         "api_key": "(the stack's qdrantApiKey)" if key_set else None,
     }
     try:

@@ -70,6 +70,7 @@ class FakeQdrant:
         self.api_key = api_key
         self.version = version
         self.collections: dict[str, dict[str, Any]] = {}
+        self.aliases: dict[str, str] = {}  # alias -> collection (Qdrant re-points an existing alias silently)
         self.requests: list[tuple[str, str]] = []
         self.on_request: Callable[[str, str], tuple[str, float] | None] | None = None
         self.lock = threading.Lock()
@@ -168,10 +169,29 @@ class FakeQdrant:
     def _route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         if path in ("", "/"):
             return 200, {"title": "qdrant - vector search engine", "version": self.version}
+        if path == "/collections" and method == "GET":
+            with self.lock:
+                return self._ok({"collections": [{"name": n} for n in self.collections]})
+        if path == "/aliases" and method == "GET":
+            with self.lock:
+                return self._ok({"aliases": [{"alias_name": a, "collection_name": c} for a, c in self.aliases.items()]})
+        if path == "/collections/aliases" and method == "POST":
+            with self.lock:
+                for action in body["actions"]:
+                    if "create_alias" in action:
+                        alias = action["create_alias"]["alias_name"]
+                        if alias in self.collections:
+                            return 409, {"status": {"error": f"Wrong input: Collection `{alias}` already exists!"}}
+                        self.aliases[alias] = action["create_alias"]["collection_name"]
+                    else:
+                        self.aliases.pop(action["delete_alias"]["alias_name"], None)
+                return self._ok(True)
         m = re.fullmatch(r"/collections/([^/]+)(/.*)?", path)
         if not m:
             return 404, {"status": {"error": f"no route {method} {path}"}, "time": 0.0}
         name, rest = m.group(1), m.group(2) or ""
+        if not (rest == "" and method in ("PUT", "DELETE")):
+            name = self.aliases.get(name, name)  # Qdrant resolves an alias for everything but create and delete
         with self.lock:
             if rest == "" and method == "GET":
                 return self._ok(self._info(self.collections[name]))
@@ -212,6 +232,10 @@ class FakeQdrant:
             if rest == "/points/count" and method == "POST":
                 return self._ok({"count": len(coll["points"])})
         return 404, {"status": {"error": f"no route {method} {path}"}, "time": 0.0}
+
+    def collection(self, name: str) -> dict[str, Any]:
+        """The collection `name` names (an alias resolved), as the server holds it."""
+        return self.collections[self.aliases.get(name, name)]
 
     @staticmethod
     def _op(coll: dict[str, Any]) -> int:
@@ -351,7 +375,7 @@ def test_unreachable_server_fails_fast_naming_the_url_then_a_run_completes_once_
         assert coll["id"] == "ns_00000000a1"
         for ix in plan.payload_indexes:
             create(INDEXES, index_inputs(ix, target, coll["id"], api_key=KEY))
-        assert set(fake.collections["ns_00000000a1"]["payload_schema"]) == {i.field_name for i in plan.payload_indexes}
+        assert set(fake.collection("ns_00000000a1")["payload_schema"]) == {i.field_name for i in plan.payload_indexes}
     finally:
         fake.close()
 
@@ -378,7 +402,7 @@ def test_slow_server_times_out_clearly_then_a_run_completes(fake, seed_plan):
     fake.release()
     fake.wait_idle()
     coll = create(COLLECTIONS, collection_inputs(seed_plan, target, api_key=KEY))
-    assert fake.collections[coll["id"]]["params"]["vectors"].keys() == seed_plan.vector_config().keys()
+    assert fake.collection(coll["id"])["params"]["vectors"].keys() == seed_plan.vector_config().keys()
 
 
 def test_collection_create_applied_after_the_client_gave_up_is_adopted_by_the_rerun(fake, seed_plan):
@@ -393,13 +417,13 @@ def test_collection_create_applied_after_the_client_gave_up_is_adopted_by_the_re
     fake.on_request = None
     fake.release()
     fake.wait_idle()
-    assert "ns_00000000b2" in fake.collections  # the server did it after all
-    made = fake.collections["ns_00000000b2"]
+    assert "ns_00000000b2-g1" in fake.collections and not fake.aliases  # the server did it after all
+    made = fake.collections["ns_00000000b2-g1"]
     coll = create(COLLECTIONS, inputs)
     assert coll["id"] == "ns_00000000b2" and coll["outputs"]["points_count"] == 0
-    # The rerun's create is refused (the name is taken) and the read that follows adopts the collection,
-    # recorded as this namespace's: the same collection, not created twice.
-    assert fake.collections["ns_00000000b2"] is made
+    # The rerun's create of the physical collection is refused (the name is taken); it is this namespace's, so
+    # the alias is made to it: the same collection, not created twice.
+    assert fake.collection("ns_00000000b2") is made
     assert made["metadata"] == {"mixpeek_namespace_id": "ns_00000000b2"}
 
 
@@ -441,7 +465,7 @@ def test_server_failing_halfway_through_the_indexes_then_a_rerun_completes(fake,
     assert f"{status}" in message
     if status == 500:
         assert "attempt(s)" in message  # retried before giving up
-    assert set(fake.collections[name]["payload_schema"]) == set(done)
+    assert set(fake.collection(name)["payload_schema"]) == set(done)
 
     fake.on_request = None
     before = len(fake.requests)
@@ -450,7 +474,7 @@ def test_server_failing_halfway_through_the_indexes_then_a_rerun_completes(fake,
         assert out["outputs"]["field_schema"] == dict(ix.field_schema)
     index_puts = [r for r in fake.requests[before:] if r[0] == "PUT" and r[1].endswith("/index")]
     assert len(index_puts) == len(plan.payload_indexes) - 3
-    assert set(fake.collections[name]["payload_schema"]) == {ix.field_name for ix in plan.payload_indexes}
+    assert set(fake.collection(name)["payload_schema"]) == {ix.field_name for ix in plan.payload_indexes}
     assert COLLECTIONS.read(name, coll["outputs"]).outs["points_count"] == 3
     got = retrieve(fake.url, name, [1, 2, 3])
     assert sorted(p.id for p in got) == [1, 2, 3]
@@ -465,7 +489,7 @@ def test_a_single_server_error_halfway_is_retried_and_the_run_completes(fake, se
         create(INDEXES, index_inputs(ix, target, coll["id"], api_key=KEY))
     index_puts = [r for r in fake.requests if r[0] == "PUT" and r[1].endswith("/index")]
     assert len(index_puts) == len(seed_plan.payload_indexes) + 1  # the 4th twice
-    assert len(fake.collections[coll["id"]]["payload_schema"]) == len(seed_plan.payload_indexes)
+    assert len(fake.collection(coll["id"])["payload_schema"]) == len(seed_plan.payload_indexes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -146,11 +146,9 @@ def test_final_snapshot_set_in_place_then_taken_when_a_replace_deletes_the_old_c
     outs = wire(COLLECTIONS.update(name, coll["outputs"], news).outs)
     assert outs["final_snapshot"] == snaps and outs["points_count"] == 3
 
-    # A vector that keeps its name but not its size needs a new collection (removing one is in place).
-    resized = copy.deepcopy(plan.vector_config())
-    resized["image_extractor_v1_embedding"]["size"] = 1024
-    replacement = checked(COLLECTIONS, collection_inputs(plan, target, deletion_protection=False,
-                                                         final_snapshot=snaps, vectors=resized), news)
+    # Moving the namespace to another Qdrant target needs a new collection there (a vector's new size migrates).
+    replacement = checked(COLLECTIONS, collection_inputs(plan, {**target, "path": str(tmp_path / "elsewhere")},
+                                                         deletion_protection=False, final_snapshot=snaps), news)
     assert COLLECTIONS.diff(name, outs, replacement).replaces  # the engine creates the new one, then deletes this
     COLLECTIONS.delete(name, outs)
     [archive] = os.listdir(snaps)
@@ -223,6 +221,8 @@ class SnapshotQdrant(FakeQdrant):
             return self._reply(h, 401, {"status": {"error": "Must provide an API key"}})
         name, snap = m.groups()
         with self.lock:
+            if snap != "upload":
+                name = self.aliases.get(name, name)
             if h.command == "POST" and snap is None:
                 blob = pickle.dumps(self.collections[name])
                 snap = f"{name}-1.snapshot"

@@ -243,18 +243,22 @@ def test_provider_lifecycle_of_a_multivector_collection(target):
     same = COLLECTIONS.diff(created.id, outputs, _checked(news, inputs))
     assert same.changes is False and same.replaces == []
 
-    # Turning the multi-vector into a plain vector (or back) replaces the collection ...
-    flat = {name: {k: v for k, v in params.items() if k != "multivector"}
-            for name, params in plan.vector_config().items()}
-    d = COLLECTIONS.diff(created.id, outputs, _checked({**news, "vectors": flat}, inputs))
-    assert d.replaces == ["vectors"]
-    # ... which deletion protection refuses once it holds points.
+    # Turning the multi-vector into a plain vector (or back) migrates the collection blue/green: no replace, and
+    # deletion protection has nothing to refuse with points in it (tests/test_migration.py).
     store.upsert(created.id, [{"id": 1, "vector": {"acme_colbert_v1_tokens": [[1, 0, 0, 0], [0, 1, 0, 0]],
                                                    "acme_colbert_v1_pooled": [1, 0, 0, 0]}}])
-    with pytest.raises(DeletionProtected, match="multivector"):
-        COLLECTIONS.diff(created.id, outputs, _checked({**news, "vectors": flat}, inputs))
     hits = store.query(created.id, "acme_colbert_v1_tokens", [[0, 1, 0, 0]], limit=1)
     assert [h["id"] for h in hits] == [1]
+    flat = {name: {k: v for k, v in params.items() if k != "multivector"}
+            for name, params in plan.vector_config().items()}
+    to_flat = _checked({**news, "vectors": flat}, inputs)
+    d = COLLECTIONS.diff(created.id, outputs, to_flat)
+    assert d.changes is True and d.replaces == []
+    moved = wire(COLLECTIONS.update(created.id, outputs, to_flat).outs)
+    assert "multivector" not in moved["vectors"]["acme_colbert_v1_tokens"] and moved["points_count"] == 1
+    # The point and its unchanged pooled vector are kept; the tokens, now of another shape, are to be embedded again.
+    assert [h["id"] for h in store.query(created.id, "acme_colbert_v1_pooled", [1, 0, 0, 0], limit=1)] == [1]
+    assert store.query(created.id, "acme_colbert_v1_tokens", [0, 1, 0, 0], limit=1) == []
 
 
 def test_provider_refuses_to_adopt_a_plain_vector_for_a_multivector(target):

@@ -260,12 +260,12 @@ def test_a_replace_of_a_collection_whose_state_predates_deletion_protection_is_r
     store = open_store(target)
     store.upsert("docs", [{"id": 1, "vector": {"image": [1.0, 0, 0, 0]}, "payload": {}}])
     old_state = {k: v for k, v in outs.items() if k != "deletion_protection"}
-    bigger = {"image": {**VECTORS["image"], "size": 8}}
-    news = checked(COLLECTIONS, collection(target, namespace_id=NS_A, vectors=bigger), inputs)
+    elsewhere = {**target, "path": target["path"] + "-elsewhere"}  # a move to another target is a replace
+    news = checked(COLLECTIONS, collection(elsewhere, namespace_id=NS_A), inputs)
     with pytest.raises(DeletionProtected) as info:
         COLLECTIONS.diff("docs", old_state, news)
     assert str(info.value).startswith(
-        f"refusing to replace Qdrant collection 'docs' at {store.location} (vector 'image' size 4 -> 8): "
+        f"refusing to replace Qdrant collection 'docs' at {store.location} (target location changed): "
         "it holds 1 point(s)")
     assert store.count_points("docs") == 1
 
@@ -281,8 +281,8 @@ def test_a_change_to_another_namespaces_collection_names_what_is_refused(target)
     in_place = checked(COLLECTIONS, tuned, a_inputs)
     with pytest.raises(CollectionConflict, match=f"belongs to namespace {NS_B}.*refusing to update it"):
         COLLECTIONS.diff("docs", a_outs, in_place)
-    bigger = {"image": {**VECTORS["image"], "size": 8}}
-    replacing = checked(COLLECTIONS, collection(target, namespace_id=NS_A, vectors=bigger), a_inputs)
+    elsewhere = {**target, "path": target["path"] + "-elsewhere"}
+    replacing = checked(COLLECTIONS, collection(elsewhere, namespace_id=NS_A), a_inputs)
     with pytest.raises(CollectionConflict, match=f"belongs to namespace {NS_B}.*refusing to replace it"):
         COLLECTIONS.diff("docs", a_outs, replacing)
 

@@ -228,7 +228,7 @@ def test_second_run_diffs_as_the_lifecycle_table_promises(tmp_path):
         assert all(not r.diff.changes for r in second.resources if r.diff is not None)
 
         # An added index is a new resource; a changed index param is an in-place update;
-        # a changed extractor param replaces the collection.
+        # a changed extractor param migrates the collection (an update: blue/green, tests/test_migration.py).
         changed = copy.deepcopy(config)
         nb = changed["namespaces"][0]
         nb["payload_indexes"].append({"field_name": "metadata.year", "type": "integer"})
@@ -238,7 +238,7 @@ def test_second_run_diffs_as_the_lifecycle_table_promises(tmp_path):
         run_program(changed, third)
         by_name = {r.name: r for r in third.resources}
         collection = by_name["spotify_playlists_dev-collection"]
-        assert collection.diff.replaces and "vectors" in collection.diff.replaces
+        assert collection.diff.changes and not collection.diff.replaces
         title = by_name["spotify_playlists_dev-index-metadata.title"]
         assert title.diff.changes and not title.diff.replaces
 

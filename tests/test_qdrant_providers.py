@@ -223,7 +223,12 @@ def resized(plan, size=1024):
     return vectors
 
 
-def test_remove_an_extractor_updates_in_place_reparameterise_replaces(seed, target):
+def elsewhere(target: dict) -> dict:
+    """The same kind of target in another place: moving there is a replace."""
+    return {**target, "path": target["path"] + "-elsewhere"}
+
+
+def test_remove_an_extractor_updates_in_place_reparameterise_migrates(seed, target):
     plan = plan_namespace(seed)
     coll, _ = deploy(plan, target)
     fewer = copy.deepcopy(seed)
@@ -231,14 +236,14 @@ def test_remove_an_extractor_updates_in_place_reparameterise_replaces(seed, targ
     d = diff(COLLECTIONS, coll, collection_inputs(plan_namespace(fewer), target))
     assert d.changes is True and d.replaces == []  # its vectors are dropped in place (tests/test_remove_extractor.py)
     d = diff(COLLECTIONS, coll, collection_inputs(plan, target, vectors=resized(plan)))
-    assert d.replaces == ["vectors"] and d.delete_before_replace is False
+    assert d.changes is True and d.replaces == []  # a new size: blue/green migration (tests/test_migration.py)
 
     v2 = {"namespace_name": "v2", "feature_extractors": [
         {"feature_extractor_name": "multimodal_extractor", "version": "v2", "params": {"output_dimensionality": 1536}}]}
     coll2 = create(COLLECTIONS, collection_inputs(plan_namespace(v2), target))
     v2["feature_extractors"][0]["params"]["output_dimensionality"] = 768
     d = diff(COLLECTIONS, coll2, collection_inputs(plan_namespace(v2), target))
-    assert d.replaces == ["vectors"]
+    assert d.changes is True and d.replaces == []
 
 
 def test_replace_of_a_collection_with_points_is_refused_at_diff(seed, target):
@@ -246,16 +251,16 @@ def test_replace_of_a_collection_with_points_is_refused_at_diff(seed, target):
     coll, _ = deploy(plan, target)
     open_store(target).upsert(coll["id"], points())
     with pytest.raises(DeletionProtected) as info:
-        diff(COLLECTIONS, coll, collection_inputs(plan, target, vectors=resized(plan)))
+        diff(COLLECTIONS, coll, collection_inputs(plan, elsewhere(target)))
     message = str(info.value)
     assert "3 point(s)" in message and "deletion_protection" in message and coll["id"] in message
-    assert "vector 'image_extractor_v1_embedding' size 768 -> 1024" in message
+    assert "target location changed" in message
     # Turning protection off is itself an in-place change ...
     off = update(COLLECTIONS, coll, collection_inputs(plan, target, deletion_protection=False))
     assert off["outputs"]["deletion_protection"] is False
     # ... after which the replacement is allowed.
-    d = diff(COLLECTIONS, off, collection_inputs(plan, target, vectors=resized(plan), deletion_protection=False))
-    assert d.replaces == ["vectors"]
+    d = diff(COLLECTIONS, off, collection_inputs(plan, elsewhere(target), deletion_protection=False))
+    assert d.replaces == ["target"]
 
 
 def test_delete_is_refused_with_points_and_idempotent(seed, target):
@@ -385,9 +390,8 @@ def test_fixed_names_replace_delete_first(seed, target):
     plan = plan_namespace(seed)
     coll = create(COLLECTIONS, collection_inputs(plan, target, namespace_id="ns_0123456789"))
     assert coll["id"] == "ns_0123456789"
-    d = diff(COLLECTIONS, coll,
-             collection_inputs(plan, target, vectors=resized(plan), namespace_id="ns_0123456789"))
-    assert d.replaces == ["vectors"] and d.delete_before_replace is True
+    d = diff(COLLECTIONS, coll, collection_inputs(plan, elsewhere(target), namespace_id="ns_0123456789"))
+    assert d.replaces == ["target"] and d.delete_before_replace is True
     d = diff(COLLECTIONS, coll, collection_inputs(plan, target, namespace_id="ns_9876543210"))
     assert "namespace_id" in d.replaces
     named = create(COLLECTIONS, collection_inputs(plan, target, collection_name="my_playlists"))
@@ -494,12 +498,10 @@ def test_server_target_adds_vectors_in_place_only_from_1_18(seed, server_target)
     assert "text_extractor_v1_embedding" in after["outputs"]["vectors"]
 
 
-def test_server_shard_number_change_replaces(seed, server_target):
+def test_server_shard_number_change_migrates(seed, server_target):
     spec, store = server_target
     plan = plan_namespace(seed)
     coll = create(COLLECTIONS, collection_inputs(plan, spec, settings={"shard_number": 1}))
-    d = diff(COLLECTIONS, coll, collection_inputs(plan, spec, settings={"shard_number": 3}))
-    assert d.replaces == ["settings"]
     store.upsert(coll["id"], points(1))
-    with pytest.raises(DeletionProtected, match="shard_number 1 -> 3"):
-        diff(COLLECTIONS, coll, collection_inputs(plan, spec, settings={"shard_number": 3}))
+    d = diff(COLLECTIONS, coll, collection_inputs(plan, spec, settings={"shard_number": 3}))
+    assert d.changes is True and d.replaces == []  # deletion protection does not refuse: no point is lost

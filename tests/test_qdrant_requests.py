@@ -3,9 +3,13 @@
 `FakeQdrant` (tests/test_faults_qdrant.py) answers qdrant-client's REST calls like a server and logs
 every request. Creating the documented seed namespace (one collection with its 3 named vectors, the 5
 system payload indexes and the body's 2) through the real providers, as the engine calls them
-(`check`, then `create`, values through the wire format), must take at most 10 requests: the direct
-qdrant-client calls take 8 (create the collection, create each index), and before the store kept
-its collection reads it took 24 (each index read the whole collection before and after its create).
+(`check`, then `create`, values through the wire format), must take at most 12 requests: the direct
+qdrant-client calls take 9 (create the collection, the alias users query it by, each index); the 2
+more are the read that refuses an existing alias (Qdrant re-points one without a word) and, with a
+fixed name, the read by which `check` refuses another namespace's collection at preview. Before the
+store kept its collection reads it took 24 (each index read the whole collection before and after
+its create); before collections were made behind an alias (so that a migration can switch them at
+once, issue 22), 10.
 
 Fewer reads must not mean fewer guards: a collection recorded as another namespace's is still
 refused at check and at create, and only reads of payload indexes are ever served from the cache.
@@ -27,8 +31,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Api key is used with an insecur
 
 COLLECTIONS = CollectionProvider()
 INDEXES = PayloadIndexProvider()
-GOAL = 10
-DIRECT = 8
+GOAL = 12
+DIRECT = 9
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def test_the_seed_namespace_has_the_system_and_the_bodys_indexes(plan):
 
 
 @pytest.mark.parametrize("fixed_id", [False, True], ids=["generated id", "fixed namespace_id"])
-def test_creating_the_seed_namespace_takes_at_most_10_requests(fake, plan, fixed_id):
+def test_creating_the_seed_namespace_takes_at_most_12_requests(fake, plan, fixed_id):
     target = server_spec(fake.url, 5.0)
     extra = {"namespace_id": "ns_0123456789"} if fixed_id else {}
     coll, indexes = create_namespace(plan, target, **extra)
@@ -70,14 +74,15 @@ def test_creating_the_seed_namespace_takes_at_most_10_requests(fake, plan, fixed
     counted = kinds(fake.requests, name)
 
     assert sum(counted.values()) <= GOAL, counted
-    # what the count is made of: one create per resource, and one read of the collection after its create
-    # (it reports the collection's state and serves every index's "is it there already?"); with a fixed name,
-    # `check` also reads the collection to refuse another namespace's at preview.
-    assert counted == Counter({"PUT /collections/{name}": 1, "PUT /collections/{name}/index": len(indexes),
+    # what the count is made of: one create per resource, the alias (refused when it exists), and one read of
+    # the collection after its create (it reports the collection's state and serves every index's "is it there
+    # already?"); with a fixed name, `check` also reads the collection to refuse another namespace's at preview.
+    assert counted == Counter({"GET /aliases": 1, "PUT /collections/{name}-g1": 1, "POST /collections/aliases": 1,
+                               "PUT /collections/{name}/index": len(indexes),
                                "GET /collections/{name}": 2 if fixed_id else 1})
 
     # The outputs are what the server holds.
-    held = fake.collections[name]
+    held = fake.collection(name)
     assert held["metadata"] == {"mixpeek_namespace_id": coll["outputs"]["namespace_id"]}
     assert coll["outputs"]["vectors"] == plan.vector_config() and coll["outputs"]["points_count"] == 0
     assert len(indexes) == len(plan.payload_indexes) == 7
@@ -95,7 +100,7 @@ def test_creating_the_seed_namespace_takes_at_most_10_requests(fake, plan, fixed
     assert kinds(fake.requests, name) == Counter({"GET /collections/{name}": 1})
 
 
-def test_the_direct_qdrant_client_calls_take_8_requests(fake, plan):
+def test_the_direct_qdrant_client_calls_take_9_requests(fake, plan):
     """The yardstick: the same collection and indexes through qdrant-client directly."""
     from qdrant_client import QdrantClient
     from qdrant_client import models as qm
@@ -105,6 +110,8 @@ def test_the_direct_qdrant_client_calls_take_8_requests(fake, plan):
         client.create_collection("direct", vectors_config={
             v: qm.VectorParams(size=p["size"], distance=qm.Distance.COSINE, on_disk=p["on_disk"])
             for v, p in plan.vector_config().items()})
+        client.update_collection_aliases(change_aliases_operations=[
+            qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="direct", alias_name="direct_alias"))])
         for ix in plan.payload_indexes:
             s = dict(ix.field_schema)
             params = qm.TextIndexParams(**s) if s["type"] == "text" else qm.KeywordIndexParams(**s)
@@ -117,7 +124,7 @@ def test_the_direct_qdrant_client_calls_take_8_requests(fake, plan):
 def test_another_namespaces_collection_is_still_refused_at_check_and_at_create(fake, plan):
     target = server_spec(fake.url, 5.0)
     theirs, _ = create_namespace(plan, target, collection_name="shared_name", namespace_id="ns_aaaaaaaaaa")
-    before = dict(fake.collections["shared_name"]["payload_schema"])
+    before = dict(fake.collection("shared_name")["payload_schema"])
 
     fake.requests.clear()
     inputs = collection_inputs(plan, target, api_key=KEY, collection_name="shared_name", namespace_id="ns_bbbbbbbbbb")
@@ -129,10 +136,10 @@ def test_another_namespaces_collection_is_still_refused_at_check_and_at_create(f
     fake.requests.clear()
     with pytest.raises(CollectionConflict, match="belongs to namespace ns_aaaaaaaaaa"):
         COLLECTIONS.create(wire({**inputs, "api_key": KEY}))
-    # the create is refused by the server (the name is taken); the read after it finds the owner record
-    assert fake.requests == [("PUT", "/collections/shared_name"), ("GET", "/collections/shared_name")]
-    assert fake.collections["shared_name"]["metadata"] == {"mixpeek_namespace_id": "ns_aaaaaaaaaa"}
-    assert fake.collections["shared_name"]["payload_schema"] == before
+    # the alias is there: the create is refused at once, and the read after it finds the owner record
+    assert fake.requests == [("GET", "/aliases"), ("GET", "/collections/shared_name")]
+    assert fake.collection("shared_name")["metadata"] == {"mixpeek_namespace_id": "ns_aaaaaaaaaa"}
+    assert fake.collection("shared_name")["payload_schema"] == before
 
 
 def test_an_unrecorded_collection_with_the_same_vectors_is_adopted_and_recorded(fake, plan):
@@ -148,7 +155,7 @@ def test_an_unrecorded_collection_with_the_same_vectors_is_adopted_and_recorded(
     fake.requests.clear()
     target = server_spec(fake.url, 5.0)
     coll, _ = create_namespace(plan, target, collection_name="made_elsewhere", namespace_id="ns_cccccccccc")
-    assert fake.collections["made_elsewhere"]["metadata"] == {"mixpeek_namespace_id": "ns_cccccccccc"}
+    assert fake.collection("made_elsewhere")["metadata"] == {"mixpeek_namespace_id": "ns_cccccccccc"}
     assert coll["outputs"]["namespace_id"] == "ns_cccccccccc"
     counted = kinds(fake.requests, "made_elsewhere")
     assert counted["PATCH /collections/{name}"] == 1  # the owner record

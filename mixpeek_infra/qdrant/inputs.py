@@ -119,6 +119,10 @@ def normalize_collection_inputs(props: Mapping[str, Any]) -> dict[str, Any]:
     if not is_unknown(protection) and not isinstance(protection, bool):
         raise InvalidSpec("deletion_protection", f"{protection!r} is not true or false")
     out["deletion_protection"] = protection
+    retain = props.get("retain_previous", True)
+    if not is_unknown(retain) and not isinstance(retain, bool):
+        raise InvalidSpec("retain_previous", f"{retain!r} is not true or false")
+    out["retain_previous"] = retain
     _check_key(props.get("api_key"), out)
     return out
 

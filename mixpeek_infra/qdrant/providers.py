@@ -18,6 +18,7 @@ first writes a restorable snapshot into that directory and refuses when it canno
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
@@ -56,6 +57,7 @@ from .errors import (
 from .inputs import normalize_collection_inputs, normalize_index_inputs, safe_spec
 from .keys import configure as configure_keys
 from .keys import keep_key_secret, secret_key_output, store_for
+from .migration import describe, migrate, needs_migration, plan_migration
 from .normalize import normalize_field_schema, normalize_settings, normalize_vectors
 from .target import QdrantTarget, normalize_spec, snapshot_dir_problem
 from .values import has_unknown, is_unknown, now, plain, plain_props
@@ -188,7 +190,23 @@ class CollectionProvider(_QdrantProvider):
         except InvalidSpec:
             pass
         dropped: list[str] = []
-        if has_unknown(vectors):
+        settings = news["settings"]
+        old_settings = olds.get("settings") or {}
+        if not has_unknown(settings):
+            try:
+                old_settings = normalize_settings(old_settings)
+            except InvalidSpec:
+                pass
+        # A vector's shape or the shard number changing on a collection that stays where it is: blue/green.
+        migrating = (
+            not replaces
+            and old_spec is not None
+            and not has_unknown([vectors, settings])
+            and needs_migration(old_vectors, vectors, old_settings, settings)
+        )
+        if migrating:
+            changes.append("vectors")
+        elif has_unknown(vectors):
             replaces.append("vectors")
             reasons.append("vectors unknown until apply")
         else:
@@ -221,15 +239,9 @@ class CollectionProvider(_QdrantProvider):
             elif in_place:
                 changes.append("vectors")
 
-        settings = news["settings"]
-        old_settings = olds.get("settings") or {}
         if has_unknown(settings):
             changes.append("settings")
-        else:
-            try:
-                old_settings = normalize_settings(old_settings)
-            except InvalidSpec:
-                pass
+        elif not migrating:
             if settings.get("shard_number") is not None and settings.get("shard_number") != old_settings.get(
                 "shard_number"
             ):
@@ -243,11 +255,15 @@ class CollectionProvider(_QdrantProvider):
             changes.append("deletion_protection")
         if news.get("final_snapshot") != olds.get("final_snapshot"):
             changes.append("final_snapshot")
+        if news.get("retain_previous", True) != olds.get("retain_previous", True):
+            changes.append("retain_previous")
 
         if replaces or changes:
             self._refuse_if_foreign(olds, "update" if not replaces else "replace")
         if replaces:
             self._refuse_if_protected(olds, reasons)
+        elif migrating:
+            self._say_migrating(olds, old_vectors, vectors, old_settings, settings, news.get("retain_previous", True))
         elif dropped:
             self._say_dropped(olds, dropped, sorted(n for n in vectors if n in old_vectors))
         fixed_name = bool(news.get("namespace_id") or news.get("collection_name"))
@@ -286,6 +302,39 @@ class CollectionProvider(_QdrantProvider):
         except QdrantError:
             points = None  # the target cannot be read now; the update reports it
         pulumi.log.warn(drop_message(name, store.location, dropped, kept, points))
+
+    @staticmethod
+    def _say_migrating(
+        olds: Mapping[str, Any],
+        old_vectors: Mapping[str, Any],
+        vectors: Mapping[str, Any],
+        old_settings: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        retain: bool,
+    ) -> None:
+        """At preview: the one line of what the migration will do (`migration.describe`)."""
+        name = olds.get("collection_name")
+        if not isinstance(name, str):
+            return
+        store = store_for(olds)
+        points: int | None = None
+        previous = "previous collection deleted after the switch"
+        try:
+            with store.one_attempt():
+                points = store.count_points(name)
+                if retain:
+                    kept_as, atomic = store.previous_name(name)
+                    previous = f"previous collection kept as {kept_as!r}"
+                    if not atomic:
+                        previous += (
+                            f" (made before aliases: {name!r} becomes an alias, and queries of it can fail for a "
+                            "moment during the switch)"
+                        )
+        except QdrantError:
+            if retain:
+                previous = "previous collection kept"
+        plan = plan_migration(old_vectors, vectors, old_settings, settings)
+        pulumi.log.warn(f"Qdrant collection {name!r} at {store.location}: {describe(plan, points, previous)}")
 
     @staticmethod
     def _refuse_if_protected(olds: Mapping[str, Any], reasons: list[str]) -> None:
@@ -429,6 +478,8 @@ class CollectionProvider(_QdrantProvider):
         store: Store,
         created_at: str,
         updated_at: str,
+        *,
+        previous: Any = None,
     ) -> dict[str, Any]:
         return {
             "target": inputs["target"],
@@ -438,6 +489,8 @@ class CollectionProvider(_QdrantProvider):
             "collection_name": name,
             "deletion_protection": inputs["deletion_protection"],
             "final_snapshot": inputs.get("final_snapshot"),
+            "retain_previous": inputs.get("retain_previous", True),
+            "previous_collections": list(previous or []),
             "points_count": int(state.points_count),
             "created_at": created_at,
             "updated_at": updated_at,
@@ -457,7 +510,15 @@ class CollectionProvider(_QdrantProvider):
             namespace_id = state.namespace_id or (id_ if NAMESPACE_ID.fullmatch(id_) else f"ns_{secrets.token_hex(5)}")
         stamp = now()
         outs = self._outputs(
-            inputs, namespace_id, id_, state, store, props.get("created_at") or stamp, props.get("updated_at") or stamp
+            inputs,
+            namespace_id,
+            id_,
+            state,
+            store,
+            props.get("created_at") or stamp,
+            props.get("updated_at") or stamp,
+            # Generations are looked for only where the state knows of some (one read of a collection per refresh).
+            previous=list(store.generations(id_, namespace_id)) if props.get("previous_collections") else [],
         )
         if importing:
             return ReadResult(id_, outs, inputs=keep_key_secret(inputs))
@@ -470,18 +531,46 @@ class CollectionProvider(_QdrantProvider):
         inputs = normalize_collection_inputs(news)
         name = olds.get("collection_name") or _id
         store = store_for(inputs)
-        refuse_foreign(store, name, olds.get("namespace_id") or inputs.get("namespace_id"), "update")
+        namespace_id = olds.get("namespace_id") or inputs.get("namespace_id")
+        refuse_foreign(store, name, namespace_id, "update")
+        real = store.read_collection(name)
+        previous = olds.get("previous_collections")
+        old_vectors, old_settings = olds.get("vectors") or {}, olds.get("settings") or {}
+        with contextlib.suppress(InvalidSpec):
+            old_vectors, old_settings = normalize_vectors(old_vectors), normalize_settings(old_settings)
+        moved = needs_migration(old_vectors, inputs["vectors"], old_settings, inputs["settings"])
+        if isinstance(namespace_id, str) and (
+            # (a store that does not read settings back, qdrant-client's local mode, is taken to hold the state's)
+            needs_migration(
+                real.vectors,
+                inputs["vectors"],
+                real.settings if store.reads_settings else old_settings,
+                inputs["settings"],
+            )
+            if real is not None
+            else bool(store.generations(name, namespace_id))  # a switch killed between its two steps (server)
+        ):
+            done = migrate(
+                store,
+                name,
+                namespace_id,
+                inputs["vectors"],
+                inputs["settings"],
+                retain_previous=inputs["retain_previous"] is not False,
+            )
+            pulumi.log.info(
+                f"migrated Qdrant collection {name!r} at {store.location}: {done.copied} point(s) copied into "
+                f"{done.generation or 'the collection'}, now served as {name!r}"
+                + (f"; the previous collection is kept as {done.previous!r}" if done.previous else "")
+            )
+            moved = True
+        if moved and isinstance(namespace_id, str):  # (also when a killed run did the switch)
+            previous = list(store.generations(name, namespace_id))
         # Only vectors the state knows are dropped (what the preview named); one added outside Pulumi is left alone.
         state = self._converge(store, name, inputs, drop=set(olds.get("vectors") or {}))
         return UpdateResult(
             self._outputs(
-                inputs,
-                olds.get("namespace_id") or inputs.get("namespace_id"),
-                name,
-                state,
-                store,
-                olds.get("created_at") or now(),
-                now(),
+                inputs, namespace_id, name, state, store, olds.get("created_at") or now(), now(), previous=previous
             )
         )
 
@@ -502,8 +591,15 @@ class CollectionProvider(_QdrantProvider):
                 pulumi.log.warn(f"{exc} It was left in place.")
                 return
             points = store.count_points(name)
-            if points > 0 and props.get("deletion_protection", True) is not False:
-                raise DeletionProtected(deletion_message(name, store.location, points, "delete"))
+            kept = store.generations(name, mine) if isinstance(mine, str) and mine else {}
+            if props.get("deletion_protection", True) is not False:
+                if points > 0:
+                    raise DeletionProtected(deletion_message(name, store.location, points, "delete"))
+                for other, generation in kept.items():
+                    if generation.points_count > 0:
+                        raise DeletionProtected(
+                            deletion_message(other, store.location, generation.points_count, "delete")
+                        )
             directory = props.get("final_snapshot")
             if directory:
                 try:
@@ -524,6 +620,9 @@ class CollectionProvider(_QdrantProvider):
                     f"mixpeek_infra.qdrant.restore_snapshot({archive!r}, target)"
                 )
             store.delete_collection(name)
+            for other in kept:
+                store.delete_collection(other)
+                pulumi.log.info(f"deleted {other!r}, a previous collection of {name!r} kept by a migration")
 
 
 class PayloadIndexProvider(_QdrantProvider):

@@ -40,9 +40,11 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
     deletion_protection: refuse to delete or replace the collection while it holds points.
     final_snapshot: a directory; before the collection is deleted or replaced a restorable snapshot is
         written there (`restore_snapshot`), and the delete is refused when that fails.
+    retain_previous: keep the collection a migration moved away from (`<name>-g<N>`) for rollback.
 
     Outputs: namespace_id, collection_name, vectors (as read back), settings (managed keys, as read
-    back), points_count, created_at, updated_at, target, deletion_protection, final_snapshot.
+    back), points_count, created_at, updated_at, target, deletion_protection, final_snapshot,
+    previous_collections (the generations kept by migrations, oldest first).
     """
 
     namespace_id: pulumi.Output[str]
@@ -55,6 +57,7 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
     target: pulumi.Output[dict]
     deletion_protection: pulumi.Output[bool]
     final_snapshot: pulumi.Output[str | None]
+    previous_collections: pulumi.Output[list]
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
         settings: Mapping[str, Any] | None = None,
         deletion_protection: bool = True,
         final_snapshot: str | None = None,
+        retain_previous: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ):
         target = target or QdrantTarget()
@@ -78,8 +82,10 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
             "collection_name": collection_name,
             "deletion_protection": deletion_protection,
             "final_snapshot": final_snapshot,
+            "retain_previous": retain_previous,
             "api_key": pulumi.Output.secret(target.api_key) if target.api_key is not None else None,
             "points_count": None,
+            "previous_collections": None,
             "created_at": None,
             "updated_at": None,
         }
@@ -90,7 +96,7 @@ class Collection(pulumi.dynamic.Resource, module=DYNAMIC_MODULE, name=COLLECTION
                 for k, v in props.items()
                 if v is not None
                 and not isinstance(v, pulumi.Output)
-                and k not in ("points_count", "created_at", "updated_at")
+                and k not in ("points_count", "created_at", "updated_at", "previous_collections")
             }
         )
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["api_key"]))

@@ -23,6 +23,13 @@ and delete checks first. `lock(name)` serialises create-or-adopt and
 delete of one collection (Edge: across processes too). `snapshot` writes a restorable copy into a
 directory and `mixpeek_infra.qdrant.restore_snapshot` brings it back.
 
+Generations (`mixpeek_infra.qdrant.migration`): a change of vector shape or shard number moves a
+collection to a new physical collection, `<name>-g<N>`, built beside it (`create_generation`,
+`copy_points`, `finish_generation`) and then switched in atomically under the collection's name
+(`switch`: a server re-points the alias `<name>`; Edge exchanges the two shard directories). The
+collection it replaces stays as a generation of its own, recorded as the same namespace's, until it
+is deleted.
+
 `mixpeek_infra.qdrant.store.cache.open_store(spec, api_key)` builds (and caches per process) the store
 for a target spec. This module imports neither qdrant-client nor qdrant_edge.
 """
@@ -50,6 +57,8 @@ class CollectionState:
     payload_schema: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the namespace recorded as the collection's owner; None when none is recorded
     namespace_id: str | None = None
+    #: a generation being built by a migration (not yet complete: never switched in, removed by the next one)
+    staging: bool = False
 
 
 _THREAD_LOCKS: dict[tuple, threading.RLock] = {}
@@ -193,6 +202,42 @@ class Store(ABC):
     ) -> list[dict[str, Any]]:
         """Nearest points as `{"id", "score", "payload"}`; a multi-vector is queried with a list of vectors
         (MaxSim) (a helper for tests and benchmarks)."""
+
+    # -- generations (see the module docstring) ---------------------------------------------------
+
+    @abstractmethod
+    def generations(self, name: str, namespace_id: str) -> dict[str, CollectionState]:
+        """The collections `<name>-g<N>` recorded as `namespace_id`'s and not what `name` serves now, by name,
+        oldest first."""
+
+    @abstractmethod
+    def next_generation(self, name: str) -> str:
+        """A free name `<name>-g<N>`, N above every generation name in use (whoever's)."""
+
+    @abstractmethod
+    def create_generation(
+        self, name: str, vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any], namespace_id: str
+    ) -> None:
+        """Create the empty collection `name` (a generation), recorded as `namespace_id`'s and as `staging`."""
+
+    @abstractmethod
+    def finish_generation(self, name: str) -> None:
+        """Record generation `name` as complete (copied and indexed)."""
+
+    @abstractmethod
+    def copy_points(self, source: str, dest: str, vector_names: list[str], batch: int = 256) -> int:
+        """Copy every point of `source` into `dest` with its payload and the named vectors `vector_names`; returns
+        the number copied."""
+
+    @abstractmethod
+    def previous_name(self, name: str) -> tuple[str, bool]:
+        """(where a `switch` of `name` now would leave the collection it serves, whether readers of `name` see the
+        switch as one step)."""
+
+    @abstractmethod
+    def switch(self, name: str, generation: str, *, keep_previous: bool) -> str | None:
+        """Make `name` serve the complete generation `generation`, atomically for readers of `name`; the collection
+        it served before stays as a generation (returned), or is deleted when not `keep_previous` (None)."""
 
     def close(self) -> None:  # noqa: B027 - a store that holds nothing open has nothing to release
         """Release clients or open shards."""

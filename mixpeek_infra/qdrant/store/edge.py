@@ -29,6 +29,9 @@ What this store adds to a shard directory, and why:
   it is never removed or taken over (only an existing Edge shard, with `edge_config.json`, is
   adopted, and then the marker is added); a directory with it but no `edge_config.json`, holding
   nothing but Edge's own empty entries, is an interrupted create and is removed by the next one.
+- a migration's generation `ROOT/<name>-g<N>` is a shard like any other whose marker says `staging`
+  until it is complete; `switch` then exchanges the two directories in one `renameat2(RENAME_EXCHANGE)`,
+  so a reader opening `ROOT/<name>` finds the old shard or the new one, never neither or a half.
 - `ROOT/.<name>.lock`, beside the shard: an exclusive `flock` held around create-or-adopt,
   snapshot and delete, so two processes never build one shard at once (the loser waits, then
   adopts it or is refused by its owner record).
@@ -529,6 +532,17 @@ def _filter(conditions: list[Mapping[str, Any]] | None) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+def _exchange(a: str, b: str) -> None:
+    """Swap two directories atomically (Linux `renameat2` with `RENAME_EXCHANGE`)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        errno = ctypes.get_errno()
+        raise QdrantError(f"cannot exchange {a} and {b} atomically: {os.strerror(errno)}")
+
+
 class EdgeStore(Store):
     """Collections as Qdrant Edge shards under one root directory (`ROOT/<collection name>`)."""
 
@@ -625,6 +639,7 @@ class EdgeStore(Store):
                 points_count=int(info.points_count),
                 payload_schema={k: _schema_from_info(v) for k, v in info.payload_schema.items()},
                 namespace_id=(self._marker(path) or {}).get("namespace_id"),
+                staging=(self._marker(path) or {}).get("staging") is True,
             )
 
     # -- ownership: the marker, the lock ------------------------------------------------------------
@@ -639,10 +654,13 @@ class EdgeStore(Store):
         return marker if isinstance(marker, dict) and marker.get("created_by") == "mixpeek-infra" else None
 
     @staticmethod
-    def _write_marker(path: str, namespace_id: str | None) -> None:
+    def _write_marker(path: str, namespace_id: str | None, *, staging: bool = False) -> None:
         tmp = os.path.join(path, f".{MARKER_FILE}.{secrets.token_hex(4)}")
+        marker: dict[str, Any] = {"created_by": "mixpeek-infra", "namespace_id": namespace_id}
+        if staging:
+            marker["staging"] = True
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"created_by": "mixpeek-infra", "namespace_id": namespace_id}, fh)
+            json.dump(marker, fh)
         os.replace(tmp, os.path.join(path, MARKER_FILE))
 
     def read_owner(self, name: str, *, recent: bool = False) -> str | None:
@@ -744,6 +762,8 @@ class EdgeStore(Store):
         vectors: Mapping[str, Mapping[str, Any]],
         settings: Mapping[str, Any],
         namespace_id: str | None = None,
+        *,
+        staging: bool = False,
     ) -> None:
         path = self.shard_path(name)
         config = _edge_config(vectors, settings)
@@ -758,13 +778,13 @@ class EdgeStore(Store):
             def create() -> Any:
                 # The directory appears with the marker already in it (a rename), so a kill at any moment leaves
                 # either nothing, a staging directory, or a shard directory that names its namespace.
-                staging = os.path.join(self.root, f".{name}.creating-{secrets.token_hex(4)}")
+                building = os.path.join(self.root, f".{name}.creating-{secrets.token_hex(4)}")
                 try:
-                    os.mkdir(staging)
-                    self._write_marker(staging, namespace_id)
-                    os.rename(staging, path)
+                    os.mkdir(building)
+                    self._write_marker(building, namespace_id, staging=staging)
+                    os.rename(building, path)
                 except OSError as exc:
-                    shutil.rmtree(staging, ignore_errors=True)
+                    shutil.rmtree(building, ignore_errors=True)
                     raise QdrantError(f"cannot create Qdrant Edge shard {path}: {exc}") from None
                 try:
                     return qe.EdgeShard.create(path, config)
@@ -843,6 +863,86 @@ class EdgeStore(Store):
             self._load(path).close()
             shutil.rmtree(path)
         return True
+
+    # -- generations ---------------------------------------------------------------------------------
+
+    def _generation_names(self, name: str) -> list[tuple[int, str]]:
+        pattern = re.compile(re.escape(name) + r"-g(\d+)")
+        try:
+            entries = os.listdir(self.root)
+        except OSError:
+            return []
+        return sorted((int(m.group(1)), entry) for entry in entries if (m := pattern.fullmatch(entry)))
+
+    def generations(self, name: str, namespace_id: str) -> dict[str, CollectionState]:
+        found = {}
+        for _, other in self._generation_names(name):
+            path = os.path.join(self.root, other)
+            if os.path.islink(path) or (self._marker(path) or {}).get("namespace_id") != namespace_id:
+                continue
+            state = self.read_collection(other)
+            if state is not None:
+                found[other] = state
+        return found
+
+    def next_generation(self, name: str) -> str:
+        return f"{name}-g{max((n for n, _ in self._generation_names(name)), default=0) + 1}"
+
+    def create_generation(
+        self, name: str, vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any], namespace_id: str
+    ) -> None:
+        self.create_collection(name, vectors, settings, namespace_id, staging=True)
+
+    def finish_generation(self, name: str) -> None:
+        path = self.shard_path(name)
+        with _POOL.use(path, lambda: self._load(path)) as shard:
+            shard.flush()
+        self._write_marker(path, (self._marker(path) or {}).get("namespace_id"))
+
+    def copy_points(self, source: str, dest: str, vector_names: list[str], batch: int = 256) -> int:
+        """Scroll `source` and upsert each page into `dest`."""
+        copied = 0
+        offset: Any = None
+        with self._use(source) as src, self._use(dest) as dst:
+            while True:
+                request = qe.ScrollRequest(
+                    offset=offset, limit=batch, with_payload=True, with_vector=list(vector_names) or False
+                )
+                records, offset = src.scroll(request)
+                if records:
+                    dst.update(
+                        qe.UpdateOperation.upsert_points(
+                            [qe.Point(r.id, dict(r.vector or {}), r.payload) for r in records]
+                        )
+                    )
+                    copied += len(records)
+                if offset is None:
+                    dst.flush()
+                    return copied
+
+    def previous_name(self, name: str) -> tuple[str, bool]:
+        return self.next_generation(name), True
+
+    def switch(self, name: str, generation: str, *, keep_previous: bool) -> str | None:
+        """Exchange the two shard directories in one `renameat2(RENAME_EXCHANGE)` while holding both shards (so no
+        other process has either open); `generation` then holds what `name` held."""
+        path, other = self.shard_path(name), self.shard_path(generation)
+        with self.lock(name), self.lock(generation), _POOL.closed(path), _POOL.closed(other):
+            for each in (path, other):
+                if not self._exists(each):
+                    raise CollectionNotFound(f"collection {os.path.basename(each)!r} does not exist at {self.location}")
+            held = [self._load(path), self._load(other)]
+            try:
+                for shard in held:
+                    shard.flush()
+                _exchange(path, other)
+            finally:
+                for shard in held:
+                    shard.close()
+        if not keep_previous:
+            self.delete_collection(generation)
+            return None
+        return generation
 
     def snapshot(self, name: str, directory: str) -> str:
         """A gzip-compressed tar of the flushed, closed shard: `DIRECTORY/<name>-<UTC time>.tar.gz`.

@@ -11,6 +11,13 @@ keeps collection metadata (the owner record) but cannot take snapshots.
 
 An API key is never sent over plain `http://` to a host that is not loopback: `connect` refuses it.
 
+Names. A collection is created as the physical collection `<name>-g1` plus the alias `<name>`, which
+is the name every call (and every user query) uses: the server resolves an alias for reads, writes,
+indexes and snapshots. A migration builds `<name>-g<N>` and re-points the alias in one atomic
+`update_aliases` call. A collection created before aliases (physical `<name>`) keeps working as is;
+its first migration deletes it and creates the alias in its place (keeping a copy as a generation
+first), the one switch during which queries of `<name>` can fail for a moment.
+
 Requests. Every call is one HTTP request (or gRPC call). Reads of a collection's payload indexes are
 served from this store's cache of collection reads (`CACHE_SECONDS`): one collection-info read then
 serves every payload index of a namespace in a run. A payload index write updates the cached entry
@@ -58,6 +65,7 @@ KEY_HINT = (
 )
 #: how long a cached collection read may serve payload index reads (writes update or drop it sooner)
 CACHE_SECONDS = 60.0
+STAGING_KEY = "mixpeek_staging"  # in a generation's metadata while a migration builds it
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -149,7 +157,7 @@ class ServerStore(Store):
         self._version: tuple[int, int] | None = None
         # collection name -> (monotonic time read, state); see the module docstring
         self._reads: dict[str, tuple[float, CollectionState]] = {}
-        self._generations: dict[str, int] = {}  # per collection, bumped by every write's start and end
+        self._epochs: dict[str, int] = {}  # per collection, bumped by every write's start and end
         self._reads_lock = threading.Lock()
         self._attempts = threading.local()  # `one_attempt` per thread: the provider host runs calls in threads
 
@@ -250,10 +258,10 @@ class ServerStore(Store):
 
     # -- the cache of collection reads ------------------------------------------------------------
 
-    def _remember(self, name: str, state: CollectionState | None, generation: int) -> None:
-        """Cache a read begun at `generation`, unless a write to `name` began or ended since."""
+    def _remember(self, name: str, state: CollectionState | None, epoch: int) -> None:
+        """Cache a read begun at `epoch`, unless a write to `name` began or ended since."""
         with self._reads_lock:
-            if self._generations.get(name, 0) != generation:
+            if self._epochs.get(name, 0) != epoch:
                 return
             if state is None:
                 self._reads.pop(name, None)
@@ -265,7 +273,7 @@ class ServerStore(Store):
         with self._reads_lock:
             if not keep:
                 self._reads.pop(name, None)
-            self._generations[name] = self._generations.get(name, 0) + 1
+            self._epochs[name] = self._epochs.get(name, 0) + 1
 
     def _write(self, name: str, what: str, fn: Callable[[], T]) -> T:
         """`_call` for a write that changes collection `name` in a way no cached read shows: drops its entry."""
@@ -299,9 +307,9 @@ class ServerStore(Store):
     def read_collection(self, name: str) -> CollectionState | None:
         """The collection as the server reports it now (always a request; refreshes the cached entry)."""
         with self._reads_lock:
-            generation = self._generations.get(name, 0)
+            epoch = self._epochs.get(name, 0)
         state = self._read_collection(name)
-        self._remember(name, state, generation)
+        self._remember(name, state, epoch)
         return state
 
     def _read_collection(self, name: str) -> CollectionState | None:
@@ -357,7 +365,8 @@ class ServerStore(Store):
         schema = {}
         for fname, pinfo in (info.payload_schema or {}).items():
             schema[fname] = _schema_from_info(pinfo)
-        owner = (getattr(info.config, "metadata", None) or {}).get(OWNER_KEY)
+        metadata = getattr(info.config, "metadata", None) or {}
+        owner = metadata.get(OWNER_KEY)
         return CollectionState(
             name=name,
             vectors=dict(sorted(vectors.items())),
@@ -365,6 +374,7 @@ class ServerStore(Store):
             points_count=int(info.points_count or 0),
             payload_schema=dict(sorted(schema.items())),
             namespace_id=owner if isinstance(owner, str) else None,
+            staging=metadata.get(STAGING_KEY) is True,
         )
 
     def check_claim(self, name: str, namespace_id: str | None) -> None:
@@ -386,6 +396,47 @@ class ServerStore(Store):
         settings: Mapping[str, Any],
         namespace_id: str | None = None,
     ) -> None:
+        """The physical collection `<name>-g1` and the alias `<name>` to it.
+
+        Creating an alias that exists re-points it without a word, so an existing alias is refused first. Two
+        processes creating one name race on `<name>-g1`, which only one can create: the other finds it and adopts
+        it (the same namespace's: an interrupted create too) or is refused by its owner."""
+        if self._alias_target(name) is not None:
+            raise CollectionConflict(f"collection {name!r} already exists at {self.location}")
+        physical = f"{name}-g1"
+        metadata = {OWNER_KEY: namespace_id} if namespace_id else None
+        created = False
+        try:
+            self._create(physical, vectors, settings, metadata, label=name)
+            created = True
+        except CollectionConflict:
+            there = self.read_collection(physical)
+            if there is None or not namespace_id or there.namespace_id != namespace_id:
+                if there is not None and there.namespace_id:
+                    raise CollectionConflict(
+                        owner_message(physical, self.location, there.namespace_id, namespace_id)
+                    ) from None
+                raise
+        try:
+            self._alias(name, physical, replace=False)
+        except CollectionConflict:
+            if created:  # made just now, empty: leave nothing behind
+                self._write(
+                    physical, f"delete collection {physical!r}", lambda: self.client.delete_collection(physical)
+                )
+            raise
+
+    def _create(
+        self,
+        name: str,
+        vectors: Mapping[str, Mapping[str, Any]],
+        settings: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None,
+        *,
+        label: str | None = None,
+    ) -> None:
+        """Create the physical collection `name` (`label`: the name messages give); `CollectionConflict` when the
+        name is taken."""
         kwargs: dict[str, Any] = {
             "vectors_config": {
                 vname: qm.VectorParams(
@@ -405,8 +456,8 @@ class ServerStore(Store):
         for key in ("on_disk_payload", "shard_number", "replication_factor"):
             if settings.get(key) is not None:
                 kwargs[key] = settings[key]
-        if namespace_id:
-            kwargs["metadata"] = {OWNER_KEY: namespace_id}
+        if metadata:
+            kwargs["metadata"] = dict(metadata)
 
         def create() -> Any:
             try:
@@ -424,7 +475,123 @@ class ServerStore(Store):
                     raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
                 raise
 
-        self._write(name, f"create collection {name!r}", create)
+        self._write(name, f"create collection {label or name!r}", create)
+
+    # -- aliases and generations --------------------------------------------------------------------
+
+    def _alias_target(self, name: str) -> str | None:
+        """The collection the alias `name` points to; None when `name` is no alias."""
+        aliases = self._call("list aliases", self.client.get_aliases).aliases
+        return next((a.collection_name for a in aliases if a.alias_name == name), None)
+
+    def _alias(self, name: str, collection: str, *, replace: bool) -> None:
+        """Point the alias `name` at `collection` in one request (with `replace`, moving it from where it points);
+        `CollectionConflict` when `name` is taken by a collection or (without `replace`) an alias."""
+        ops: list[Any] = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=name))] if replace else []
+        ops.append(qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=collection, alias_name=name)))
+        if self.local_mode and not replace and (name in self._collection_names() or self._alias_target(name)):
+            raise CollectionConflict(
+                f"collection {name!r} already exists at {self.location}"
+            )  # local mode does not check
+
+        def update() -> Any:
+            try:
+                return self.client.update_collection_aliases(change_aliases_operations=ops)
+            except UnexpectedResponse as exc:
+                if exc.status_code in (400, 409) and b"already exists" in (exc.content or b""):
+                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
+                raise
+            except Exception as exc:  # noqa: BLE001 - gRPC
+                if _is_already_exists(exc):
+                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
+                raise
+
+        self._write(name, f"point alias {name!r} at {collection!r}", update)
+
+    def _collection_names(self) -> list[str]:
+        return [c.name for c in self._call("list collections", self.client.get_collections).collections]
+
+    def generations(self, name: str, namespace_id: str) -> dict[str, CollectionState]:
+        pattern = re.compile(re.escape(name) + r"-g(\d+)")
+        current = self._alias_target(name)
+        found: list[tuple[int, str, CollectionState]] = []
+        for other in self._collection_names():
+            match = pattern.fullmatch(other)
+            if match and other != current:
+                state = self.read_collection(other)
+                if state is not None and state.namespace_id == namespace_id:
+                    found.append((int(match.group(1)), other, state))
+        return {other: state for _, other, state in sorted(found)}
+
+    def next_generation(self, name: str) -> str:
+        pattern = re.compile(re.escape(name) + r"-g(\d+)")
+        aliases = [a.alias_name for a in self._call("list aliases", self.client.get_aliases).aliases]
+        numbers = [int(m.group(1)) for n in [*self._collection_names(), *aliases] if (m := pattern.fullmatch(n))]
+        return f"{name}-g{max(numbers, default=0) + 1}"
+
+    def create_generation(
+        self, name: str, vectors: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any], namespace_id: str
+    ) -> None:
+        self._create(name, vectors, settings, {OWNER_KEY: namespace_id, STAGING_KEY: True})
+
+    def finish_generation(self, name: str) -> None:
+        self._write(
+            name,
+            f"record {name!r} as complete",
+            lambda: self.client.update_collection(name, metadata={STAGING_KEY: False}),
+        )
+
+    def copy_points(self, source: str, dest: str, vector_names: list[str], batch: int = 256) -> int:
+        """Scroll `source` and upsert each page into `dest` (waiting for each)."""
+        with_vectors: Any = list(vector_names) or False
+
+        def page(offset: Any) -> Callable[[], Any]:
+            return lambda: self.client.scroll(
+                source, limit=batch, offset=offset, with_payload=True, with_vectors=with_vectors
+            )
+
+        def write(points: list[qm.PointStruct]) -> Callable[[], Any]:
+            return lambda: self.client.upsert(dest, points, wait=True)
+
+        offset: Any = None
+        copied = 0
+        while True:
+            records, offset = self._call(f"scroll {source!r}", page(offset))
+            if records:
+                points = [qm.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload) for r in records]
+                self._write(dest, f"upsert into {dest!r}", write(points))
+                copied += len(records)
+            if offset is None:
+                return copied
+
+    def previous_name(self, name: str) -> tuple[str, bool]:
+        current = self._alias_target(name)
+        return (current, True) if current is not None else (self.next_generation(name), False)
+
+    def switch(self, name: str, generation: str, *, keep_previous: bool) -> str | None:
+        """One `update_aliases` call (delete the alias, create it anew) moves `name` to `generation`. A collection made
+        before aliases is copied to a generation (with `keep_previous`), deleted, and its name made the alias."""
+        previous = self._alias_target(name)
+        if previous is not None:
+            self._alias(name, generation, replace=True)
+        else:
+            legacy = self.read_collection(name)
+            if legacy is not None:
+                previous = None
+                if keep_previous:
+                    previous = self.next_generation(name)
+                    self.create_generation(previous, legacy.vectors, legacy.settings, legacy.namespace_id or "")
+                    self.copy_points(name, previous, sorted(legacy.vectors))
+                    for field_name, schema in legacy.payload_schema.items():
+                        self.create_payload_index(previous, field_name, schema)
+                    self.finish_generation(previous)
+                self._write(name, f"delete collection {name!r}", lambda: self.client.delete_collection(name))
+            self._alias(name, generation, replace=False)
+            return previous
+        if not keep_previous:
+            self.delete_collection(previous)
+            return None
+        return previous
 
     def add_vector(self, name: str, vector_name: str, params: Mapping[str, Any]) -> None:
         if not self.supports_add_vector():
@@ -484,7 +651,16 @@ class ServerStore(Store):
             self._write(name, f"update collection {name!r}", lambda: self.client.update_collection(name, **kwargs))
 
     def delete_collection(self, name: str) -> bool:
-        return bool(self._write(name, f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
+        """Delete the alias `name` and the collection it points to, or the collection `name`."""
+        physical = self._alias_target(name)
+        if physical is None:
+            return bool(self._write(name, f"delete collection {name!r}", lambda: self.client.delete_collection(name)))
+        ops = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=name))]
+        self._write(
+            name, f"delete alias {name!r}", lambda: self.client.update_collection_aliases(change_aliases_operations=ops)
+        )
+        self._write(physical, f"delete collection {physical!r}", lambda: self.client.delete_collection(physical))
+        return True
 
     def _rest_url(self, *parts: str) -> str:
         """A REST URL on this server, for the snapshot transfers qdrant-client has no call for."""
