@@ -12,14 +12,16 @@ The CLI built by tools/pulumi/install drives copies of the project in a temp dir
   state, `__provider` aside) through bench/engine_preview.py's do-nothing provider: no component, no export.
 
 Timed: `pulumi up` of each (stack first, then the baseline, which needs the stack's state), then
-`--reps` rounds of `pulumi preview --expect-no-changes`, interleaved, the order alternating. While
-each runs, /proc is sampled every 50 ms for the peak RSS (VmHWM) of the engine (`pulumi`), the
-program and the provider host. Then the state: bytes per namespace of the file backend's checkpoint,
-and of its `__provider`s, other inputs and outputs; and the `__provider` strings the host unpickles (each
-distinct string once per host process: the SDK caches providers by it).
+`--reps` rounds of `pulumi preview --expect-no-changes`, interleaved, the order alternating, then
+`pulumi destroy` of each (unless `--no-destroy`; checked: no resource left in either state; the Edge
+directory's entries left are printed). While each runs, /proc is sampled every 50 ms for the peak RSS
+(VmHWM) and the CPU seconds (user + system) of the engine (`pulumi`), the program and the provider host.
+Then the state: bytes per namespace of the file backend's checkpoint, and of its `__provider`s, other
+inputs and outputs; and the `__provider` strings the host unpickles (each distinct string once per host
+process: the SDK caches providers by it).
 
-`--skip-checkpoints`: the `up`s run with `PULUMI_SKIP_CHECKPOINTS=true` (the engine writes the state once,
-at the end, instead of after every step): what the checkpoint writes cost each side.
+`--skip-checkpoints`: every run (`up`, preview, `destroy`) has `PULUMI_SKIP_CHECKPOINTS=true` (the engine
+writes the state once, at the end, instead of after every step): what the checkpoint writes cost each side.
 
 `--split`: one more no-change preview of each with the engine's log (`--logflow -v=9`), split at its
 timestamps: engine start to the program's first resource, the program registering (first to last
@@ -88,6 +90,7 @@ class PeakMemory:
     def __init__(self, root: Path):
         self.root = str(root.resolve())
         self.peak: dict[str, int] = {}
+        self._ticks: dict[int, tuple[str, int]] = {}  # pid -> (role, utime + stime in clock ticks, last seen)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -109,20 +112,34 @@ class PeakMemory:
                         continue
                     cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace").split("\0")
                     status = Path(f"/proc/{entry.name}/status").read_text()
+                    stat = Path(f"/proc/{entry.name}/stat").read_text()
                 except OSError:
                     continue
                 role = next((r for r, match in self.ROLES.items() if match(cmd)), None)
                 hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
                 if role is not None:
                     self.peak[role] = max(self.peak.get(role, 0), hwm)
+                    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+                    self._ticks[int(entry.name)] = (role, int(fields[11]) + int(fields[12]))
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) of each role, as last sampled (up to 50 ms before each process ended)."""
+        out: dict[str, float] = {}
+        for role, ticks in self._ticks.values():
+            out[role] = out.get(role, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+        return out
 
 
-def timed(project, *args: str) -> tuple[float, dict[str, int]]:
-    """`pulumi ARGS` timed, with the peak RSS of its processes; raises when it fails."""
+def timed(project, *args: str, cpu: dict[str, list[float]] | None = None) -> tuple[float, dict[str, int]]:
+    """`pulumi ARGS` timed, with the peak RSS of its processes; raises when it fails. `cpu`: each role's CPU
+    seconds appended to cpu[role]."""
     with PeakMemory(project.root) as memory:
         elapsed, proc, _ = run_timed(project, *args)
     if proc.returncode != 0:
         raise RuntimeError(failure_text(args, proc))
+    if cpu is not None:
+        for role, seconds in memory.cpu().items():
+            cpu.setdefault(role, []).append(seconds)
     return elapsed, memory.peak
 
 
@@ -227,6 +244,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--profile", action="store_true", help="also profile one preview of each program")
     parser.add_argument("--split", action="store_true", help="also split one verbose preview of each")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
+    parser.add_argument("--no-destroy", action="store_true", help="leave out the `pulumi destroy` of each")
     parser.add_argument("--skip-checkpoints", action="store_true",
                         help="run the ups with PULUMI_SKIP_CHECKPOINTS=true (state written once, at the end)")
     args = parser.parse_args(argv)
@@ -248,12 +266,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
     results: dict[int, dict[str, Any]] = {}
     try:
         for n in counts:
-            res: dict[str, Any] = {"preview": {"stack": [], "baseline": []}, "memory": {}}
+            res: dict[str, Any] = {"preview": {"stack": [], "baseline": []}, "memory": {}, "cpu": {}}
             stack_root = workdir / f"stack{n}"
             stack_root.mkdir()
             stack = new_project(stack_root, bin_dir, files_config(stack_root, n), env=env)
             res["config bytes"] = stack.stack_file(STACK).stat().st_size
-            res["up stack"], res["memory"]["up stack"] = timed(stack, "up", "--yes", "--skip-preview", "-s", STACK)
+            res["up stack"], res["memory"]["up stack"] = timed(stack, "up", "--yes", "--skip-preview", "-s", STACK,
+                                                                  cpu=res["cpu"].setdefault("up stack", {}))
             resources = stack_inputs(stack)
             if len(resources) != RESOURCES_PER_NAMESPACE * n:
                 raise RuntimeError(f"expected {RESOURCES_PER_NAMESPACE * n} dynamic resources, got {len(resources)}")
@@ -262,13 +281,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
             (baseline.root / "noop_provider.py").write_text(NOOP_PROVIDER)
             (baseline.root / "resources.json").write_text(json.dumps(resources))
             res["up baseline"], res["memory"]["up baseline"] = timed(baseline, "up", "--yes", "--skip-preview",
-                                                                     "-s", STACK)
+                                                                     "-s", STACK,
+                                                                     cpu=res["cpu"].setdefault("up baseline", {}))
             print(f"N = {n}: up {fmt_s(res['up stack'])} (stack), {fmt_s(res['up baseline'])} (baseline); "
                   f"peak RSS {res['memory']['up stack']} / {res['memory']['up baseline']} KiB", flush=True)
             projects = {"stack": stack, "baseline": baseline}
             for i in range(reps):
                 for variant in (["stack", "baseline"] if i % 2 == 0 else ["baseline", "stack"]):
-                    elapsed, peak = timed(projects[variant], "preview", "--expect-no-changes", "-s", STACK)
+                    elapsed, peak = timed(projects[variant], "preview", "--expect-no-changes", "-s", STACK,
+                                          cpu=res["cpu"].setdefault(f"preview {variant}", {}))
                     res["preview"][variant].append(elapsed)
                     res["memory"][f"preview {variant}"] = peak
                 print(f"  round {i + 1}: preview stack {fmt_s(res['preview']['stack'][-1])}, baseline "
@@ -290,6 +311,21 @@ def main(argv: list[str] | None = None) -> list[Row]:
                           "ms own time per resource in the main thread")
                     print(table(top_own_time(stats, RESOURCES_PER_NAMESPACE * n),
                                 ["function", "calls", "own / resource", "cumulative / resource"]))
+            if not args.no_destroy:
+                for variant in (["stack", "baseline"] if n % 2 == 0 else ["baseline", "stack"]):
+                    res[f"destroy {variant}"], res["memory"][f"destroy {variant}"] = timed(
+                        projects[variant], "destroy", "--yes", "--skip-preview", "-s", STACK,
+                        cpu=res["cpu"].setdefault(f"destroy {variant}", {}))
+                    left = [r for r in projects[variant].resources(STACK)
+                            if not r["type"].startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))]
+                    if left:
+                        raise RuntimeError(f"{variant}: {len(left)} resources left after `pulumi destroy`")
+                shards = stack.root / ".mixpeek" / "qdrant"
+                res["edge shards left"] = sum(1 for _ in shards.iterdir()) if shards.is_dir() else 0
+                print(f"  destroy: stack {fmt_s(res['destroy stack'])}, baseline {fmt_s(res['destroy baseline'])} "
+                      f"({res['destroy stack'] / res['destroy baseline']:.2f}x); Edge directory entries left "
+                      f"{res['edge shards left']}; peak RSS {res['memory']['destroy stack']} / "
+                      f"{res['memory']['destroy baseline']} KiB", flush=True)
             results[n] = res
             print(f"  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     finally:
@@ -318,6 +354,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         median(ratios), "x", f"<= {GOAL}x", median(ratios) <= GOAL,
                         f"{fmt_s(pv['stack'])} vs {fmt_s(pv['baseline'])}; "
                         f"{pv['stack'] / count * 1e3:.1f} vs {pv['baseline'] / count * 1e3:.1f} ms per resource"))
+        if "destroy stack" in res:
+            ratio = res["destroy stack"] / res["destroy baseline"]
+            rows.append(Row("engine_scale", f"destroy, {n} namespaces from files, stack / do-nothing", ratio, "x", "",
+                            None, f"{fmt_s(res['destroy stack'])} vs {fmt_s(res['destroy baseline'])}; "
+                                  f"{res['destroy stack'] / n * 1e3:.0f} ms per namespace; peak RSS of the provider "
+                                  f"host {res['memory']['destroy stack'].get('provider host', 0) / 1024:.0f} MiB"))
         rows.append(Row("engine_scale", f"state file per namespace, N = {n}", res["state"]["total"] / 1024, "KiB",
                         "", None, f"__provider {res['state']['provider']:.0f} B, other inputs "
                                   f"{res['state']['inputs']:.0f} B, outputs {res['state']['outputs']:.0f} B"))
@@ -332,12 +374,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
         print(f"\nup, marginal cost per resource {a} -> {b} namespaces: stack {marginal('up stack'):.1f} ms, baseline "
               f"{marginal('up baseline'):.1f} ms (at {a}: {per(a, 'up stack') * 1e3:.1f} / "
               f"{per(a, 'up baseline') * 1e3:.1f} ms per resource)")
+        if "destroy stack" in results[a] and "destroy stack" in results[b]:
+            print(f"destroy, marginal cost per namespace {a} -> {b}: stack {marginal('destroy stack') * RESOURCES_PER_NAMESPACE:.0f} ms, "
+                  f"baseline {marginal('destroy baseline') * RESOURCES_PER_NAMESPACE:.0f} ms")
         for variant in ("stack", "baseline"):
             ma, mb = median(results[a]["preview"][variant]), median(results[b]["preview"][variant])
             print(f"preview {variant}, marginal cost per resource {a} -> {b}: "
                   f"{(mb - ma) / (RESOURCES_PER_NAMESPACE * (b - a)) * 1e3:.1f} ms")
     for n, res in results.items():
         print(f"peak RSS (KiB), N = {n}: " + "; ".join(f"{k}: {v}" for k, v in res["memory"].items()))
+        print(f"CPU seconds (median of runs), N = {n}: " + "; ".join(
+            f"{k}: " + ", ".join(f"{role} {median(v):.1f}" for role, v in sorted(roles.items()))
+            for k, roles in res["cpu"].items()))
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return finish(rows, args.json)
 
