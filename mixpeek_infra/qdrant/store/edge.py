@@ -13,8 +13,9 @@ Facts this store relies on (qdrant-edge-py 0.9, checked against the library):
 - `UpdateOperation.create_dense_vector` adds a named vector to a live shard and
   `UpdateOperation.delete_vector_name` drops one (config and data; the points stay); re-creating a field
   index with other params (or another type) replaces it in place.
-- An open shard holds an exclusive lock on its WAL: a second `load` of the same directory, from
-  this process or another, fails with `Can't init WAL: Kind(WouldBlock)` until the holder closes.
+- An open shard holds an exclusive lock on its WAL (a `flock` on its `wal/` directory): a second `load`
+  of the same directory, from this process or another, fails with `Can't init WAL: Kind(WouldBlock)`
+  until the holder closes.
   So each process keeps at most one open handle per shard (a pool), serialises operations on it,
   and closes it after a short idle time (`MIXPEEK_EDGE_IDLE_CLOSE` seconds, default 1) so other
   processes can open the shard between runs. A shard locked elsewhere is waited for up to the
@@ -923,22 +924,38 @@ class EdgeStore(Store):
     def previous_name(self, name: str) -> tuple[str, bool]:
         return self.next_generation(name), True
 
+    @contextmanager
+    def _wal_locked(self, path: str) -> Iterator[None]:
+        """Hold the `flock` an open shard holds on its `wal/` directory (waited for up to the timeout)."""
+        fd = os.open(os.path.join(path, "wal"), os.O_RDONLY)
+        try:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise EdgeLocked(
+                            f"Qdrant Edge shard {path} is held open by another process (waited {self.timeout:g}s); "
+                            "stop it and run again"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
     def switch(self, name: str, generation: str, *, keep_previous: bool) -> str | None:
-        """Exchange the two shard directories in one `renameat2(RENAME_EXCHANGE)` while holding both shards (so no
-        other process has either open); `generation` then holds what `name` held."""
+        """Exchange the two shard directories in one `renameat2(RENAME_EXCHANGE)` while holding both shards' WAL
+        locks (so no process has either open, and none can open one meanwhile); `generation` then holds what `name`
+        held."""
         path, other = self.shard_path(name), self.shard_path(generation)
         with self.lock(name), self.lock(generation), _POOL.closed(path), _POOL.closed(other):
             for each in (path, other):
                 if not self._exists(each):
                     raise CollectionNotFound(f"collection {os.path.basename(each)!r} does not exist at {self.location}")
-            held = [self._load(path), self._load(other)]
-            try:
-                for shard in held:
-                    shard.flush()
+            with self._wal_locked(path), self._wal_locked(other):
                 _exchange(path, other)
-            finally:
-                for shard in held:
-                    shard.close()
         if not keep_previous:
             self.delete_collection(generation)
             return None
