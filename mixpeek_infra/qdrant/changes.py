@@ -29,7 +29,8 @@ def location_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> b
 def vector_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], list[str]]:
     """(replace reasons, added vector names, removed vector names, in-place changes) between two canonical vector
     configs. A removed vector (an extractor taken out) is dropped in place where the target can; a changed one's
-    shape (`VECTOR_SHAPE`) is a replace."""
+    shape (`VECTOR_SHAPE`) needs a new collection: a migration (`mixpeek_infra.qdrant.migration`) where the target
+    stays, else a replace."""
     replace: list[str] = []
     added: list[str] = []
     removed = [name for name in sorted(old) if name not in new]

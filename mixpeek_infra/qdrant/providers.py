@@ -13,7 +13,8 @@ by any version loads, and what is written now is byte for byte what earlier vers
 A collection records its owning namespace (see `mixpeek_infra.qdrant.store.base`); create adopts an
 existing collection only when it is unrecorded or recorded as the same namespace, and `check`
 refuses a fixed name that is taken at preview. With `final_snapshot` set, delete (and replace)
-first writes a restorable snapshot into that directory and refuses when it cannot.
+first writes a restorable snapshot into that directory and refuses when it cannot. A vector's new shape
+or a new shard number is an update that migrates the collection blue/green (`migration.migrate`).
 """
 
 from __future__ import annotations
