@@ -9,7 +9,7 @@ path is relative to the project's config (`ray.mode`, `namespaces[0].ray.num_cpu
 Keys (all under the `mixpeek-infra:` project prefix):
   namespaces   a list of Create Namespace bodies, or of entries {request: body, key, renamed_from,
                protect, deletion_protection, namespace_id, cluster_id, qdrant, ray,
-               collection_settings, vectors_on_disk}; instead of `request`, `file: PATH` (one body per
+               collection_settings, vectors_on_disk, retain_previous}; instead of `request`, `file: PATH` (one body per
                JSON or YAML file) or `files: DIR | GLOB | [...]` (one namespace per file, sorted by path;
                its settings apply to each), relative to the project root. A body's problems in a file
                are `FILE: field.path` (`requests/a.json: feature_extractors[0].version`).
