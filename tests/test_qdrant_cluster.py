@@ -132,7 +132,7 @@ def test_sharded_namespace_on_a_three_node_cluster_survives_a_killed_node(tmp_pa
                              for i in range(31, 61)])
         held = {shard for shard, replicas in placement.items() if victim_id in replicas}
         wait_for(lambda: {shard for shard, replicas in cluster.placement(ns_id, target).items()
-                          if replicas.get(victim_id) == "Dead"} == held, 60, "the dead peer's replicas marked Dead")
+                          if replicas.get(victim_id) == "Dead"} == held, READY_TIMEOUT, "the dead peer's replicas marked Dead")
         assert store.count_points(ns_id) == 60
 
         # The node is back: its replicas recover, and the next `up` converges with nothing left to change.
