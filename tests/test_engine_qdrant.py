@@ -174,7 +174,7 @@ def test_up_then_identical_inputs_are_no_change(host, edge, seed):
     assert set(ops.values()) == {"same"}
 
 
-def test_diff_replace_for_changed_extractor_param_and_update_for_index_params(host, edge):
+def test_diff_migrates_a_resized_vector_replaces_a_moved_target_and_updates_index_params(host, edge):
     request = {"namespace_name": "v2", "feature_extractors": [
         {"feature_extractor_name": "multimodal_extractor", "version": "v2", "params": {"output_dimensionality": 1536}}],
         "payload_indexes": [{"field_name": "title", "type": "text"}]}
@@ -182,10 +182,13 @@ def test_diff_replace_for_changed_extractor_param_and_update_for_index_params(ho
     ops, state = up(host, plan)
     request["feature_extractors"][0]["params"]["output_dimensionality"] = 768
     coll = state["collection"]
-    diff = host.diff(COLLECTION, "ns-collection", coll["id"], coll["outputs"],
-                     host.check(COLLECTION, "ns-collection", collection(plan_namespace(request)))["inputs"])
-    assert diff["changes"] == "some" and diff["replaces"] == ["vectors"]
-    assert diff["delete_before_replace"] is False
+    resized = host.check(COLLECTION, "ns-collection", collection(plan_namespace(request)))["inputs"]
+    diff = host.diff(COLLECTION, "ns-collection", coll["id"], coll["outputs"], resized)
+    assert diff["changes"] == "some" and diff["replaces"] == []  # a vector's new size migrates in place
+    moved = host.check(COLLECTION, "ns-collection", collection(plan, target={**EDGE, "path": "state/other"}))["inputs"]
+    diff = host.diff(COLLECTION, "ns-collection", coll["id"], coll["outputs"], moved)
+    assert diff["changes"] == "some" and diff["replaces"] == ["target"]
+    assert diff["delete_before_replace"] is False  # a new namespace id: create the new one, then delete this one
 
     request["feature_extractors"][0]["params"]["output_dimensionality"] = 1536
     request["payload_indexes"][0]["field_schema"] = {"type": "text", "tokenizer": "multilingual"}
@@ -252,10 +255,9 @@ def test_protection_fails_preview_and_destroy_with_the_point_count(host, edge, s
     edge.upsert(name, [{"id": i, "vector": {"image_extractor_v1_embedding": [0.1] * 768}, "payload": {}}
                        for i in range(1, 4)])
     close_all_shards()
-    resized = copy.deepcopy(plan.vector_config())  # a vector's size changed: a replace (removing one is not)
-    resized["image_extractor_v1_embedding"]["size"] = 1024
+    moved = {**EDGE, "path": "state/elsewhere"}  # another target: a replace (a vector's new size migrates)
     with pytest.raises(ProviderError) as info:
-        host.step(COLLECTION, "ns-collection", collection(plan, vectors=resized), state["collection"], preview=True)
+        host.step(COLLECTION, "ns-collection", collection(plan, target=moved), state["collection"], preview=True)
     assert info.value.code == "UNKNOWN"  # the host's way of returning a provider exception
     assert "DeletionProtected" in info.value.details and "holds 3 point(s)" in info.value.details
     coll = state["collection"]
@@ -365,24 +367,29 @@ def test_unreachable_server_fails_naming_the_url_not_the_key(tmp_path, seed):
     assert KEY not in info.value.details
 
 
-def test_replace_gives_a_new_namespace_id_or_deletes_first_when_fixed(host, edge):
+def test_replace_gives_a_new_namespace_id_or_deletes_first_when_fixed(host, edge, project):
+    """A move to another target is a replace: a new namespace id (create, then delete), or with the id fixed the
+    old collection deleted first."""
     request = {"namespace_name": "r", "feature_extractors": [
         {"feature_extractor_name": "multimodal_extractor", "version": "v2", "params": {"output_dimensionality": 768}}]}
-    first = host.step(COLLECTION, "r", collection(plan_namespace(request)))
+    plan = plan_namespace(request)
+    moved = {**EDGE, "path": "state/moved"}
+    there = EdgeStore(str(project / "state" / "moved"), timeout=10)
+    first = host.step(COLLECTION, "r", collection(plan, deletion_protection=False))
     old_id = first["state"]["id"]
-    request["feature_extractors"][0]["params"]["output_dimensionality"] = 1536
-    second = host.step(COLLECTION, "r", collection(plan_namespace(request)), first["state"])
+    second = host.step(COLLECTION, "r", collection(plan, target=moved, deletion_protection=False), first["state"])
     assert second["op"] == "replace" and second["diff"]["delete_before_replace"] is False
     new_id = second["state"]["id"]
     assert new_id != old_id and second["state"]["outputs"]["namespace_id"] == new_id
     assert edge.read_collection(old_id) is None
-    assert edge.read_collection(new_id).vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 1536
+    assert there.read_collection(new_id).vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 768
     close_all_shards()
 
-    fixed = host.step(COLLECTION, "f", collection(plan_namespace(request), namespace_id="ns_00000000ff"))
-    request["feature_extractors"][0]["params"]["output_dimensionality"] = 3072
-    again = host.step(COLLECTION, "f", collection(plan_namespace(request), namespace_id="ns_00000000ff"),
-                      fixed["state"])
+    fixed = host.step(COLLECTION, "f", collection(plan, namespace_id="ns_00000000ff", deletion_protection=False))
+    again = host.step(COLLECTION, "f", collection(plan, target=moved, namespace_id="ns_00000000ff",
+                                                  deletion_protection=False), fixed["state"])
     assert again["op"] == "replace" and again["diff"]["delete_before_replace"] is True
     assert again["state"]["id"] == "ns_00000000ff"
-    assert edge.read_collection("ns_00000000ff").vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 3072
+    assert edge.read_collection("ns_00000000ff") is None
+    assert there.read_collection("ns_00000000ff").vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 768
+    close_all_shards()
