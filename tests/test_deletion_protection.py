@@ -321,19 +321,17 @@ def test_destroy_with_a_state_from_before_the_protection_output_is_refused(drive
 
 
 def _changed_plans(seed, driver):
-    """(label, plan, extra inputs, reason in the message) of changes that would replace the collection."""
+    """(label, plan, extra inputs, reason in the message) of changes that would replace the collection (a vector's
+    new shape migrates instead: test_a_vector_size_change_under_protection_migrates_and_keeps_every_point)."""
     plan = plan_namespace(seed)
-    resized = copy.deepcopy(plan.vector_config())
-    resized[IMAGE]["size"] = 1024
     moved = dict(driver.target, path=driver.target["path"] + "-moved")
     return [
-        ("vector size changed", plan, {"vectors": resized}, f"vector '{IMAGE}' size 768 -> 1024"),
         ("collection renamed", plan, {"collection_name": "renamed_playlists"}, "collection name changed"),
         ("target moved", plan, {"target": moved}, "target location changed"),
     ]
 
 
-@pytest.mark.parametrize("change", ["vector size changed", "collection renamed", "target moved"])
+@pytest.mark.parametrize("change", ["collection renamed", "target moved"])
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
 def test_replacement_is_refused_before_anything_is_created(driver, deployed, seed, change, preview):
     plan, state, name = deployed
@@ -355,9 +353,8 @@ def test_replacement_is_refused_before_anything_is_created(driver, deployed, see
 def test_turning_protection_off_in_the_same_run_does_not_bypass_it(driver, deployed, seed):
     """The recorded protection (old outputs) decides: it must be turned off by a run of its own."""
     plan, state, name = deployed
-    resized = copy.deepcopy(plan.vector_config())
-    resized[IMAGE]["size"] = 1024
-    inputs = collection_inputs(driver, plan, vectors=resized, deletion_protection=False)
+    moved = dict(driver.target, path=driver.target["path"] + "-moved")
+    inputs = collection_inputs(driver, plan, target=moved, deletion_protection=False)
     with pytest.raises(Failed) as info:
         driver.step(COLLECTION, "ns-collection", inputs, state["collection"])
     refused(info, "replace")
@@ -368,19 +365,29 @@ def test_turning_protection_off_in_the_same_run_does_not_bypass_it(driver, deplo
 # The update path
 
 
-def test_a_vector_size_change_sent_to_update_is_refused_in_place(driver, deployed):
+def test_a_vector_size_change_under_protection_migrates_and_keeps_every_point(driver, deployed):
+    """A vector's new size is no replace: `up` copies every point into a new generation (the resized vector left
+    to be embedded again), keeps the previous collection with the old vectors, and protection still guards both."""
     plan, state, name = deployed
     resized = copy.deepcopy(plan.vector_config())
     resized[IMAGE]["size"] = 512
-    with pytest.raises(Failed) as info:
-        driver.update(COLLECTION, "ns-collection", state["collection"],
-                      collection_inputs(driver, plan, vectors=resized))
-    assert info.value.kind == "CollectionConflict", info.value
-    assert "cannot change in place" in info.value.message and IMAGE in info.value.message
+    step = driver.step(COLLECTION, "ns-collection", collection_inputs(driver, plan, vectors=resized),
+                       state["collection"])
+    assert step["op"] == "update"
+    outputs = step["state"]["outputs"]
+    assert outputs["collection_name"] == name
+    assert outputs["namespace_id"] == state["collection"]["outputs"]["namespace_id"]
+    [previous] = outputs["previous_collections"]
     store = EdgeStore(driver.root, timeout=10)
-    assert store.read_collection(name).vectors[IMAGE]["size"] == 768
+    assert store.read_collection(name).vectors[IMAGE]["size"] == 512
+    assert store.read_collection(previous).vectors[IMAGE]["size"] == 768
+    assert store.count_points(previous) == len(POINTS)
     close_all_shards()
-    assert_points_intact(driver, name)
+    assert_points_intact(driver, name, dropped=(IMAGE,))
+    with pytest.raises(Failed) as info:
+        driver.delete(COLLECTION, "ns-collection", step["state"])
+    refused(info, "delete")
+    assert_points_intact(driver, name, dropped=(IMAGE,))
 
 
 @pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
