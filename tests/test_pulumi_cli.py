@@ -227,36 +227,23 @@ def test_every_row_of_the_readme_pr_preview_table(project):
     assert _store(project).read_collection(ns_id).points_count == 3
     forget_stores()
 
-    # Row: change an extractor's params (a vector's size) -> replace; with points and protection on, the
-    # preview itself fails.
+    # Row: change an extractor's vectors under the same names (a vector's size) -> update: migrate. With points and
+    # protection on nothing is refused: every point is copied, the namespace keeps its id, the previous collection
+    # is kept.
     entry = _namespace_entry(project)
     multimodal(768)(entry["request"], entry)
     _write_entry(project, entry)
-    refused = project.run("preview", "--diff", "-s", "dev", check=False)
-    assert refused.returncode != 0
-    said = refused.stdout + refused.stderr
-    assert "it holds 3 point(s) and deletion_protection is on" in said, said
-    assert "set deletion_protection=False" in said, said
-    assert _store(project).read_collection(ns_id).points_count == 3
-    forget_stores()
-
-    # The way out the refusal names: protection off in one run that changes nothing else, then the change.
-    entry = _namespace_entry(project)
-    multimodal(1536)(entry["request"], entry)
-    entry["deletion_protection"] = False
-    _write_entry(project, entry)
+    preview = project.run("preview", "--diff", "-s", "dev")
+    said = preview.stdout + preview.stderr
+    assert "migrate: 3 point(s) copied" in said, said
+    assert "vectors to re-embed: multimodal_extractor_v2_multimodal_embedding" in said, said
     assert _changed(ops_by_name(project.preview_steps("dev"))) == {COLLECTION: "update"}
     project.run("up", "--yes", "--skip-preview", "-s", "dev")
-    ops = _changed(_edit_and_preview(project, multimodal(768)))
-    assert ops.get(COLLECTION) in {"replace", "create-replacement"}, ops
-    assert set(ops) <= {COLLECTION} | {n for n in ops if n.startswith(f"{NS}-index-")}, ops
-    project.run("up", "--yes", "--skip-preview", "-s", "dev")
-    new_id = project.outputs("dev")["spotify_playlists"]["namespace_id"]
-    assert new_id != ns_id
-    state = _store(project).read_collection(new_id)
+    assert project.outputs("dev")["spotify_playlists"]["namespace_id"] == ns_id
+    state = _store(project).read_collection(ns_id)
     forget_stores()
     assert state.vectors["multimodal_extractor_v2_multimodal_embedding"]["size"] == 768
-    assert state.points_count == 0
+    assert state.points_count == 3
 
     # Row: infrastructure / compute tier -> the Ray head is created (and the unused shared one removed).
     ops = _edit_and_preview(project, lambda body, e: body.update(infrastructure={"compute_tier": "dedicated_cpu"}))
