@@ -304,6 +304,14 @@ def test_interrupted_up_converges_on_the_next_up(project, tmp_path, how):
     # lock, then `pulumi up` converges (pending creates are adopted or redone; an orphaned head is stopped).
     if how == "sigkill":
         locked = project.run("up", "--yes", "--skip-preview", "-s", "dev", check=False)
+        if "failed to load checkpoint: EOF" in locked.stderr:
+            # Killed while the file backend wrote the checkpoint: its attributes file is left empty beside the
+            # intact checkpoint (docs/operations.md): delete it, as the recovery there says.
+            empty = [p for p in (project.root / "state" / ".pulumi").rglob("*.json.attrs") if p.stat().st_size == 0]
+            assert empty, locked.stderr
+            for p in empty:
+                p.unlink()
+            locked = project.run("up", "--yes", "--skip-preview", "-s", "dev", check=False)
         assert locked.returncode != 0 and "locked" in locked.stdout + locked.stderr
         project.run("cancel", "--yes", "-s", "dev", timeout=60)
     project.run("up", "--yes", "--skip-preview", "-s", "dev")
