@@ -318,3 +318,24 @@ def test_a_collection_made_before_aliases_migrates_once_into_the_alias_form(seed
         assert store.read_collection(kept).points_count == 3
     finally:
         forget_stores()
+
+
+V = {"size": 8, "distance": "cosine", "datatype": "float32", "multivector": None, "on_disk": False}
+
+
+@pytest.mark.parametrize(("old", "new", "settings", "migrates", "reason"), [
+    ({"a": V}, {"a": V, "b": V}, ({}, {}), False, None),  # an extractor added: in place
+    ({"a": V, "b": V}, {"a": V}, ({}, {}), False, None),  # an extractor removed: dropped in place
+    ({"a": V}, {"a": {**V, "on_disk": True}}, ({}, {}), False, None),  # on_disk is no shape: in place
+    ({"a": V}, {"a": {**V, "size": 16}}, ({}, {}), True, "vector 'a' size 8 -> 16"),
+    ({"a": V}, {"a": {**V, "distance": "dot"}}, ({}, {}), True, "vector 'a' distance 'cosine' -> 'dot'"),
+    ({"a": V, "v1": V}, {"a": V, "v2": V}, ({}, {}), True, "vector(s) 'v1' replaced by 'v2'"),  # a new version
+    ({"a": V}, {"a": V}, ({"shard_number": 1}, {"shard_number": 3}), True, "shard_number 1 -> 3"),
+    ({"a": V}, {"a": V}, ({}, {"shard_number": 1}), False, None),  # 1 is the default
+])
+def test_which_vector_changes_migrate_and_the_reason_the_preview_gives(old, new, settings, migrates, reason):
+    from mixpeek_infra.qdrant.migration import needs_migration, plan_migration
+
+    assert needs_migration(old, new, *settings) is migrates
+    if reason:
+        assert reason in plan_migration(old, new, *settings).reasons

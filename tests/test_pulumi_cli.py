@@ -215,7 +215,7 @@ def test_every_row_of_the_readme_pr_preview_table(project):
     assert "image_extractor_v1_embedding" not in state.vectors and state.points_count == 3
     assert "text_extractor_v1_embedding" in state.vectors
 
-    # A version whose vectors have other names: the old ones dropped, the new ones added (empty), in place.
+    # Row: a version whose vectors have other names -> update: migrate (the old vectors kept in the previous one).
     def multimodal(dims):
         def edit(body, e):
             [mm] = [x for x in body["feature_extractors"] if x["feature_extractor_name"] == "multimodal_extractor"]
@@ -224,7 +224,11 @@ def test_every_row_of_the_readme_pr_preview_table(project):
         return edit
     assert _changed(_edit_and_preview(project, multimodal(1536))) == {COLLECTION: "update"}
     project.run("up", "--yes", "--skip-preview", "-s", "dev")
-    assert _store(project).read_collection(ns_id).points_count == 3
+    store = _store(project)
+    assert store.read_collection(ns_id).points_count == 3
+    [previous] = store.generations(ns_id, ns_id)
+    assert "multimodal_extractor_v1_multimodal_embedding" in store.read_collection(previous).vectors
+    assert store.count_points(previous) == 3
     forget_stores()
 
     # Row: change an extractor's vectors under the same names (a vector's size) -> update: migrate. With points and

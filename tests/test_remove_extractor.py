@@ -173,10 +173,11 @@ def test_edge_remove_an_extractor_drops_its_vectors_in_place(seed, edge_target, 
     assert {h["id"] for h in hits} == {1, 2, 3}
 
 
-def test_edge_a_version_with_new_vector_names_drops_the_old_and_adds_the_new_in_place(seed, edge_target, warnings):
-    """multimodal v1 -> v2: its vectors have other names, so the v1 ones are dropped and the v2 ones added (empty,
-    to be embedded again); the points and the image vectors stay. (A same-named vector whose size, distance,
-    datatype or multivector changes is still a replace: test_qdrant_providers.py.)"""
+def test_edge_a_version_with_new_vector_names_migrates_and_keeps_the_old_vectors_for_a_rollback(
+        seed, edge_target, warnings):
+    """multimodal v1 -> v2: its vectors have other names. Dropping the v1 ones in place would lose them for good, so
+    this migrates: the new collection holds every point with its payload and image vector (the v2 vectors empty,
+    to be embedded again), the previous one keeps the v1 vectors, and reverting switches back to it."""
     coll = deploy_with_points(seed, edge_target)
     v2 = copy.deepcopy(seed)
     [mm] = [fe for fe in v2["feature_extractors"] if fe["feature_extractor_name"] == "multimodal_extractor"]
@@ -184,13 +185,23 @@ def test_edge_a_version_with_new_vector_names_drops_the_old_and_adds_the_new_in_
     news = checked(inputs(plan_namespace(v2), edge_target), coll["inputs"])
     d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)
     assert d.changes is True and d.replaces == []
-    [line] = [w for w in warnings if "drop" in w]
-    assert f"'{MULTIMODAL}'" in line and f"'{TRANSCRIPTION}'" in line and "3 point(s)" in line, line
+    added = ("multimodal_extractor_v2_multimodal_embedding", "multimodal_extractor_v2_transcription_embedding")
+    [line] = [w for w in warnings if "migrate:" in w]
+    assert "migrate: 3 point(s) copied" in line and f"vectors kept: {IMAGE}" in line, line
+    assert f"vectors to re-embed: {', '.join(added)}" in line, line
+    assert f"vectors dropped: {MULTIMODAL}, {TRANSCRIPTION}" in line and "previous collection kept as" in line, line
     outs = wire(COLLECTIONS.update(coll["id"], coll["outputs"], news).outs)
-    added = {"multimodal_extractor_v2_multimodal_embedding", "multimodal_extractor_v2_transcription_embedding"}
-    assert set(outs["vectors"]) == {IMAGE} | added
+    assert set(outs["vectors"]) == {IMAGE, *added}
     assert outs["namespace_id"] == coll["outputs"]["namespace_id"] and outs["collection_name"] == coll["id"]
+    [previous] = outs["previous_collections"]
     assert_points_kept_without(edge_records(edge_target["path"], coll["id"]))  # the new vectors are empty
+    assert_points_kept_without(edge_records(edge_target["path"], previous), dropped=())  # v1 vectors all there
+
+    # Reverting to v1 switches the previous collection back in, v1 vectors and all, without copying.
+    back = checked(inputs(plan_namespace(seed), edge_target), news)
+    outs = wire(COLLECTIONS.update(coll["id"], outs, back).outs)
+    assert set(outs["vectors"]) == set(SIZES)
+    assert_points_kept_without(edge_records(edge_target["path"], coll["id"]), dropped=())
 
 
 def test_edge_store_delete_vector(edge_target):

@@ -1,4 +1,5 @@
-"""Blue/green migration of a collection whose vectors (or shard number) cannot change in place.
+"""Blue/green migration of a collection whose vectors (or shard number) cannot change in place, or whose
+extractor moves to a version with other vectors (kept whole for a rollback rather than dropped in place).
 
 `plan_migration` says what a change needs (pure); `migrate` carries it out through the store's
 generation calls (see `mixpeek_infra.qdrant.store.base`):
@@ -50,9 +51,13 @@ def needs_migration(
     old_settings: Mapping[str, Any],
     new_settings: Mapping[str, Any],
 ) -> bool:
-    """Whether a named vector keeps its name but changes shape, or the shard number changes."""
+    """Whether a named vector keeps its name but changes shape, vectors are replaced by others (an extractor's new
+    version: some dropped and some added at once), or the shard number changes. Only adding or only dropping
+    vectors is done in place."""
     old, new = _shape(old_vectors), _shape(new_vectors)
     if any(name in old and old[name] != shape for name, shape in new.items()):
+        return True
+    if set(old) - set(new) and set(new) - set(old):
         return True
     wanted = new_settings.get("shard_number")
     return wanted is not None and wanted != old_settings.get("shard_number", 1)
@@ -72,14 +77,17 @@ def plan_migration(
         for attr in VECTOR_SHAPE
         if old[name][attr] != new[name][attr]
     ]
+    dropped, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+    if dropped and added:
+        reasons.append(f"vector(s) {', '.join(map(repr, dropped))} replaced by {', '.join(map(repr, added))}")
     wanted = new_settings.get("shard_number")
     if wanted is not None and wanted != old_settings.get("shard_number", 1):
         reasons.append(f"shard_number {old_settings.get('shard_number', 1)} -> {wanted}")
     return MigrationPlan(
         kept=tuple(sorted(n for n in new if n in old and old[n] == new[n])),
         reembed=tuple(sorted(n for n in new if n in old and old[n] != new[n])),
-        added=tuple(sorted(n for n in new if n not in old)),
-        dropped=tuple(sorted(n for n in old if n not in new)),
+        added=tuple(added),
+        dropped=tuple(dropped),
         reasons=tuple(reasons),
     )
 
