@@ -52,15 +52,9 @@ def needs_migration(
     new_settings: Mapping[str, Any],
 ) -> bool:
     """Whether a named vector keeps its name but changes shape, vectors are replaced by others (an extractor's new
-    version: some dropped and some added at once), or the shard number changes. Only adding or only dropping
-    vectors is done in place."""
-    old, new = _shape(old_vectors), _shape(new_vectors)
-    if any(name in old and old[name] != shape for name, shape in new.items()):
-        return True
-    if set(old) - set(new) and set(new) - set(old):
-        return True
-    wanted = new_settings.get("shard_number")
-    return wanted is not None and wanted != old_settings.get("shard_number", 1)
+    version: some dropped and some added at once), or the shard number changes: whatever `plan_migration` gives a
+    reason for. Only adding or only dropping vectors is done in place."""
+    return bool(plan_migration(old_vectors, new_vectors, old_settings, new_settings).reasons)
 
 
 def plan_migration(
@@ -69,6 +63,8 @@ def plan_migration(
     old_settings: Mapping[str, Any],
     new_settings: Mapping[str, Any],
 ) -> MigrationPlan:
+    """What moving to `new_vectors`/`new_settings` does to each named vector, and why it needs a migration (no
+    reasons: it does not)."""
     old, new = _shape(old_vectors), _shape(new_vectors)
     reasons = [
         f"vector {name!r} {attr} {old[name][attr]!r} -> {new[name][attr]!r}"

@@ -669,6 +669,18 @@ class EdgeStore(Store):
         path = self.shard_path(name)
         return (self._marker(path) or {}).get("namespace_id") if self._exists(path) else None
 
+    def _flock(self, fd: int, busy: str) -> None:
+        """Take an exclusive `flock` on `fd`, waiting up to the timeout; then `EdgeLocked(busy)`."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EdgeLocked(busy) from None
+                time.sleep(0.05)
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """Hold collection `name` against this process's threads and other processes (`ROOT/.<name>.lock`)."""
@@ -687,19 +699,11 @@ class EdgeStore(Store):
                     f"{exc.strerror}; make {self.root} writable by the user running Pulumi"
                 ) from None
             try:
-                deadline = time.monotonic() + self.timeout
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise EdgeLocked(
-                                f"collection {name!r} at {self.location} is being created or deleted by "
-                                f"another process (it holds {lock_file}; waited {self.timeout:g}s); "
-                                "let it finish and run again"
-                            ) from None
-                        time.sleep(0.05)
+                self._flock(
+                    fd,
+                    f"collection {name!r} at {self.location} is being created or deleted by another process (it "
+                    f"holds {lock_file}; waited {self.timeout:g}s); let it finish and run again",
+                )
                 _FLOCKED.add(path)
                 try:
                     yield
@@ -929,18 +933,11 @@ class EdgeStore(Store):
         """Hold the `flock` an open shard holds on its `wal/` directory (waited for up to the timeout)."""
         fd = os.open(os.path.join(path, "wal"), os.O_RDONLY)
         try:
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise EdgeLocked(
-                            f"Qdrant Edge shard {path} is held open by another process (waited {self.timeout:g}s); "
-                            "stop it and run again"
-                        ) from None
-                    time.sleep(0.05)
+            self._flock(
+                fd,
+                f"Qdrant Edge shard {path} is held open by another process (waited {self.timeout:g}s); stop it and "
+                "run again",
+            )
             yield
         finally:
             os.close(fd)

@@ -460,22 +460,29 @@ class ServerStore(Store):
             kwargs["metadata"] = dict(metadata)
 
         def create() -> Any:
-            try:
+            with self._taken_as_conflict(name):
                 return self.client.create_collection(name, **kwargs)
-            except UnexpectedResponse as exc:
-                if exc.status_code in (400, 409) and b"already exists" in (exc.content or b""):
-                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
-                raise
-            except ValueError as exc:  # local mode
-                if "already exists" in str(exc):
-                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
-                raise
-            except Exception as exc:  # noqa: BLE001 - gRPC
-                if _is_already_exists(exc):
-                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
-                raise
 
         self._write(name, f"create collection {label or name!r}", create)
+
+    @contextmanager
+    def _taken_as_conflict(self, name: str) -> Iterator[None]:
+        """A create refused because `name` is taken (REST, gRPC or local mode) raises `CollectionConflict`."""
+        taken = CollectionConflict(f"collection {name!r} already exists at {self.location}")
+        try:
+            yield
+        except UnexpectedResponse as exc:
+            if exc.status_code in (400, 409) and b"already exists" in (exc.content or b""):
+                raise taken from None
+            raise
+        except ValueError as exc:  # local mode
+            if "already exists" in str(exc):
+                raise taken from None
+            raise
+        except Exception as exc:  # noqa: BLE001 - gRPC
+            if _is_already_exists(exc):
+                raise taken from None
+            raise
 
     # -- aliases and generations --------------------------------------------------------------------
 
@@ -495,16 +502,8 @@ class ServerStore(Store):
             )  # local mode does not check
 
         def update() -> Any:
-            try:
+            with self._taken_as_conflict(name):
                 return self.client.update_collection_aliases(change_aliases_operations=ops)
-            except UnexpectedResponse as exc:
-                if exc.status_code in (400, 409) and b"already exists" in (exc.content or b""):
-                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
-                raise
-            except Exception as exc:  # noqa: BLE001 - gRPC
-                if _is_already_exists(exc):
-                    raise CollectionConflict(f"collection {name!r} already exists at {self.location}") from None
-                raise
 
         self._write(name, f"point alias {name!r} at {collection!r}", update)
 
