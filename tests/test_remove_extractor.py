@@ -204,6 +204,27 @@ def test_edge_a_version_with_new_vector_names_migrates_and_keeps_the_old_vectors
     assert_points_kept_without(edge_records(edge_target["path"], coll["id"]), dropped=())
 
 
+def test_an_added_extractor_beside_a_vector_made_outside_pulumi_stays_in_place(seed, edge_target, warnings):
+    """A vector added to the collection outside Pulumi is not one "replaced" by the new extractor's: adding an
+    extractor is the in-place add the preview planned (from the state), no migration, and that vector stays."""
+    coll = deploy_with_points(seed, edge_target)
+    store = open_store(edge_target)
+    store.add_vector(coll["id"], "by_hand", {"size": 4, "distance": "cosine", "datatype": "float32", "on_disk": False})
+    close_all_shards()
+    more = copy.deepcopy(seed)
+    more["feature_extractors"].append({"feature_extractor_name": "text_extractor", "version": "v1"})
+    news = checked(inputs(plan_namespace(more), edge_target), coll["inputs"])
+    d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)
+    assert d.changes is True and d.replaces == []
+    outs = wire(COLLECTIONS.update(coll["id"], coll["outputs"], news).outs)
+    assert not [w for w in warnings if "migrate" in w], warnings
+    assert outs["previous_collections"] == []
+    vectors = open_store(edge_target).read_collection(coll["id"]).vectors
+    close_all_shards()
+    assert {"by_hand", "text_extractor_v1_embedding", *SIZES} == set(vectors)
+    assert_points_kept_without(edge_records(edge_target["path"], coll["id"]), dropped=())
+
+
 def test_edge_store_delete_vector(edge_target):
     store = open_store(edge_target)
     store.create_collection("c", {IMAGE: {"size": 768, "distance": "cosine", "datatype": "float32", "on_disk": False},

@@ -541,9 +541,11 @@ class CollectionProvider(_QdrantProvider):
             old_vectors, old_settings = normalize_vectors(old_vectors), normalize_settings(old_settings)
         moved = needs_migration(old_vectors, inputs["vectors"], old_settings, inputs["settings"])
         if isinstance(namespace_id, str) and (
-            # (a store that does not read settings back, qdrant-client's local mode, is taken to hold the state's)
+            # (a store that does not read settings back, qdrant-client's local mode, is taken to hold the state's;
+            # a vector added outside Pulumi is no vector "replaced": the preview, which works from the state, did
+            # not plan a migration for it)
             needs_migration(
-                real.vectors,
+                {k: v for k, v in real.vectors.items() if k in old_vectors or k in inputs["vectors"]},
                 inputs["vectors"],
                 real.settings if store.reads_settings else old_settings,
                 inputs["settings"],
