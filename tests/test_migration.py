@@ -329,7 +329,7 @@ V = {"size": 8, "distance": "cosine", "datatype": "float32", "multivector": None
     ({"a": V}, {"a": {**V, "on_disk": True}}, ({}, {}), False, None),  # on_disk is no shape: in place
     ({"a": V}, {"a": {**V, "size": 16}}, ({}, {}), True, "vector 'a' size 8 -> 16"),
     ({"a": V}, {"a": {**V, "distance": "dot"}}, ({}, {}), True, "vector 'a' distance 'cosine' -> 'dot'"),
-    ({"a": V, "v1": V}, {"a": V, "v2": V}, ({}, {}), True, "vector(s) 'v1' replaced by 'v2'"),  # a new version
+    ({"a": V, "v1": V}, {"a": V, "v2": V}, ({}, {}), True, "vector(s) 'v1' -> 'v2'"),  # a new version
     ({"a": V}, {"a": V}, ({"shard_number": 1}, {"shard_number": 3}), True, "shard_number 1 -> 3"),
     ({"a": V}, {"a": V}, ({}, {"shard_number": 1}), False, None),  # 1 is the default
 ])

@@ -4,7 +4,8 @@ The dev stack's namespace uses multimodal_extractor v2 at 3072 dimensions and ho
 `output_dimensionality` moves to 768. `preview --diff` shows an update of the collection (no replace,
 no delete) and the one "migrate:" line; `up` keeps every point, payload and unchanged vector and the
 namespace_id; the next preview is empty; reverting the change switches back to the kept collection
-with the old vectors.
+with the old vectors. Then the extractor moves to v1 (vectors with other names): a migration again, the
+v2 vectors kept in a previous collection; and it is removed: its vectors dropped in place, every point kept.
 """
 
 from __future__ import annotations
@@ -123,6 +124,55 @@ def migrate_through_the_cli(proj: PulumiProject, store_of) -> None:
     assert all(set(vectors) == {IMAGE, MULTIMODAL, TRANSCRIPTION} for _, vectors in back.values()), back
     forget_stores()
     proj.run("preview", "--expect-no-changes", "-s", "dev")
+
+    # Another version (v1: vectors with other names) migrates too: the v2 vectors stay in a kept collection.
+    edit_multimodal(proj, lambda fe: fe.update(version="v1", feature_extractor_id="multimodal_extractor_v1", params={}))
+    said = preview_diff(proj)
+    [line] = [ln for ln in said.splitlines() if "migrate:" in ln]
+    assert "3 point(s) copied" in line and f"vectors dropped: {MULTIMODAL}, {TRANSCRIPTION}" in line, line
+    proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+    assert proj.outputs("dev")[NS]["namespace_id"] == ns_id
+    store = store_of()
+    got = records(store, ns_id)
+    assert sorted(got) == [1, 2, 3] and all(set(vectors) == {IMAGE} for _, vectors in got.values()), got
+    assert any(MULTIMODAL in store.read_collection(g).vectors for g in store.generations(ns_id, ns_id))
+    forget_stores()
+    proj.run("preview", "--expect-no-changes", "-s", "dev")
+
+    # Removing the extractor drops its vectors in place: no migration, every point and its image vector kept.
+    edit_multimodal(proj, None)
+    said = preview_diff(proj)
+    assert "migrate:" not in said and "drops the named vector(s)" in said, said
+    proj.run("up", "--yes", "--skip-preview", "-s", "dev")
+    store = store_of()
+    assert set(store.read_collection(ns_id).vectors) == {IMAGE}
+    got = records(store, ns_id)
+    assert sorted(got) == [1, 2, 3] and all(set(vectors) == {IMAGE} for _, vectors in got.values()), got
+    forget_stores()
+    proj.run("preview", "--expect-no-changes", "-s", "dev")
+
+
+def edit_multimodal(proj: PulumiProject, change) -> None:
+    """Apply `change` to the multimodal extractor of the stack's body; None removes it."""
+    stack = proj.read_stack("dev")
+    [body] = stack["config"]["mixpeek-infra:namespaces"]
+    [fe] = [fe for fe in body["feature_extractors"] if fe["feature_extractor_name"] == "multimodal_extractor"]
+    if change is None:
+        body["feature_extractors"].remove(fe)
+    else:
+        change(fe)
+    proj.write_stack("dev", stack)
+
+
+def preview_diff(proj: PulumiProject) -> str:
+    """`preview --diff`: only the collection changes, by an update (no replace, no delete, nothing refused)."""
+    ops = {name: op for name, op in ops_by_name(proj.preview_steps("dev")).items() if op != "same"}
+    assert ops == {f"{NS}-collection": "update"}, ops
+    shown = proj.run("preview", "--diff", "-s", "dev")
+    said = shown.stdout + shown.stderr
+    for word in ("replace", "+-", "- pulumi-python:dynamic/mixpeek:QdrantCollection", "refusing"):
+        assert word not in said, said
+    return said
 
 
 def test_migration_through_the_cli_on_edge(tmp_path):

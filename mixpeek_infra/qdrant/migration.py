@@ -75,7 +75,7 @@ def plan_migration(
     ]
     dropped, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
     if dropped and added:
-        reasons.append(f"vector(s) {', '.join(map(repr, dropped))} replaced by {', '.join(map(repr, added))}")
+        reasons.append(f"vector(s) {', '.join(map(repr, dropped))} -> {', '.join(map(repr, added))}")
     wanted = new_settings.get("shard_number")
     if wanted is not None and wanted != old_settings.get("shard_number", 1):
         reasons.append(f"shard_number {old_settings.get('shard_number', 1)} -> {wanted}")
