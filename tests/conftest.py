@@ -20,6 +20,17 @@ def seed() -> dict:
     return copy.deepcopy(json.loads(SEED_PATH.read_text()))
 
 
+@pytest.fixture
+def provider_log(monkeypatch) -> list[str]:
+    """What the providers say through `pulumi.log.warn` / `.info` in this process (the preview's lines)."""
+    lines: list[str] = []
+    import pulumi
+
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: lines.append(msg))
+    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: lines.append(msg))
+    return lines
+
+
 def require_shared_reference(path: Path) -> Path:
     """`path` under ../shared/reference, or a skip that says where to put it (a failure in CI, which
     lays shared/ beside the checkout and sets MIXPEEK_REQUIRE_SHARED_REFERENCE=1)."""

@@ -96,17 +96,6 @@ def target(request, tmp_path):
     forget_stores()
 
 
-@pytest.fixture
-def said(monkeypatch):
-    """What the providers say through `pulumi.log` (the preview's lines)."""
-    lines: list[str] = []
-    import pulumi
-
-    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: lines.append(msg))
-    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: lines.append(msg))
-    return lines
-
-
 def deployed(seed: dict, target: dict, dims: int = 768, **extra) -> dict:
     news = inputs(seed, dims, target, **extra)
     created = COLLECTIONS.create(news)
@@ -148,7 +137,7 @@ def assert_migrated(target: dict, name: str, *, resized: str = MULTIMODAL) -> No
             assert cosine(v, want[pid]["vector"][vname]) == pytest.approx(1.0, abs=1e-5)
 
 
-def move(coll: dict, seed: dict, target: dict, dims: int, said: list[str], **extra) -> dict:
+def move(coll: dict, seed: dict, target: dict, dims: int, provider_log: list[str], **extra) -> dict:
     news = inputs(seed, dims, target, coll["inputs"], **extra)
     d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)
     assert d.changes is True and d.replaces == [] and d.delete_before_replace is None, d
@@ -156,19 +145,19 @@ def move(coll: dict, seed: dict, target: dict, dims: int, said: list[str], **ext
     return {"id": coll["id"], "inputs": news, "outputs": outs}
 
 
-def test_a_changed_vector_size_migrates_blue_green_keeping_every_point(seed, target, said):
+def test_a_changed_vector_size_migrates_blue_green_keeping_every_point(seed, target, provider_log):
     coll = deployed(seed, target)
     name = coll["id"]
     news = inputs(seed, 1536, target, coll["inputs"])
     d = COLLECTIONS.diff(name, coll["outputs"], news)  # deletion protection on, 3 points: no refusal, no replace
     assert d.changes is True and d.replaces == []
-    [line] = [s for s in said if "migrate:" in s]
+    [line] = [s for s in provider_log if "migrate:" in s]
     assert "3 point(s) copied" in line, line
     assert f"vectors kept: {IMAGE}, {TRANSCRIPTION}" in line and f"vectors to re-embed: {MULTIMODAL}" in line, line
     assert "size 768 -> 1536" in line and "previous collection kept as" in line, line
     kept_as = line.split("previous collection kept as '")[1].split("'")[0]
 
-    after = move(coll, seed, target, 1536, said)["outputs"]
+    after = move(coll, seed, target, 1536, provider_log)["outputs"]
     assert after["namespace_id"] == coll["outputs"]["namespace_id"] and after["collection_name"] == name
     assert after["vectors"][MULTIMODAL]["size"] == 1536 and after["points_count"] == 3
     assert after["previous_collections"] == [kept_as]
@@ -190,13 +179,13 @@ def test_a_changed_vector_size_migrates_blue_green_keeping_every_point(seed, tar
     assert again.changes is False
 
 
-def test_rollback_switches_back_to_the_kept_collection(seed, target, said):
+def test_rollback_switches_back_to_the_kept_collection(seed, target, provider_log):
     coll = deployed(seed, target)
-    moved = move(coll, seed, target, 1536, said)
+    moved = move(coll, seed, target, 1536, provider_log)
     assert len(moved["outputs"]["previous_collections"]) == 1
-    said.clear()
-    back = move(moved, seed, target, 768, said)["outputs"]
-    assert any("migrate:" in s for s in said), said
+    provider_log.clear()
+    back = move(moved, seed, target, 768, provider_log)["outputs"]
+    assert any("migrate:" in s for s in provider_log), provider_log
     assert back["vectors"][MULTIMODAL]["size"] == 768 and back["points_count"] == 3
     # The old multimodal vectors are back (no copy: the kept collection itself serves again) ...
     for pid, (_, vectors) in records(target, coll["id"]).items():
@@ -207,17 +196,17 @@ def test_rollback_switches_back_to_the_kept_collection(seed, target, said):
     assert open_store(target).read_collection(back["previous_collections"][0]).vectors[MULTIMODAL]["size"] == 1536
 
 
-def test_retain_previous_false_deletes_the_previous_collection(seed, target, said):
+def test_retain_previous_false_deletes_the_previous_collection(seed, target, provider_log):
     coll = deployed(seed, target, retain_previous=False)
-    after = move(coll, seed, target, 1536, said, retain_previous=False)["outputs"]
+    after = move(coll, seed, target, 1536, provider_log, retain_previous=False)["outputs"]
     assert after["previous_collections"] == []
-    assert [s for s in said if "previous collection deleted after the switch" in s]
+    assert [s for s in provider_log if "previous collection deleted after the switch" in s]
     store = open_store(target)
     assert store.generations(coll["id"], coll["outputs"]["namespace_id"]) == {}
     assert_migrated(target, coll["id"])
 
 
-def test_a_kill_during_the_copy_is_finished_by_the_next_up(seed, target, said):
+def test_a_kill_during_the_copy_is_finished_by_the_next_up(seed, target, provider_log):
     """A generation still `staging` (half copied, never switched in) is deleted and built again."""
     coll = deployed(seed, target)
     name, ns = coll["id"], coll["outputs"]["namespace_id"]
@@ -234,23 +223,23 @@ def test_a_kill_during_the_copy_is_finished_by_the_next_up(seed, target, said):
     assert half not in after["previous_collections"] or not store.read_collection(half).staging
 
 
-def test_a_kill_after_the_switch_is_recognised_by_the_next_up(seed, target, said):
+def test_a_kill_after_the_switch_is_recognised_by_the_next_up(seed, target, provider_log):
     """The switch happened but the state was never written: the next `up` copies nothing again."""
     coll = deployed(seed, target)
     name, ns = coll["id"], coll["outputs"]["namespace_id"]
     news = inputs(seed, 1536, target, coll["inputs"])
     done = migrate(open_store(target), name, ns, news["vectors"], {}, retain_previous=True)
     assert done.copied == 3
-    said.clear()
+    provider_log.clear()
     after = wire(COLLECTIONS.update(name, coll["outputs"], news).outs)
-    assert not [s for s in said if "migrated" in s], said
+    assert not [s for s in provider_log if "migrated" in s], provider_log
     assert after["previous_collections"] == [done.previous] and after["vectors"][MULTIMODAL]["size"] == 1536
     assert_migrated(target, name)
 
 
-def test_destroy_is_refused_while_a_kept_collection_holds_points(seed, target, said):
+def test_destroy_is_refused_while_a_kept_collection_holds_points(seed, target, provider_log):
     coll = deployed(seed, target)
-    moved = move(coll, seed, target, 1536, said)
+    moved = move(coll, seed, target, 1536, provider_log)
     store = open_store(target)
     # Empty the current collection: only the kept one holds points, and protection still guards it.
     store.client.delete(coll["id"], points_selector=[1, 2, 3]) if target["kind"] == "server" else None
@@ -266,7 +255,7 @@ def test_destroy_is_refused_while_a_kept_collection_holds_points(seed, target, s
     assert store.read_collection(moved["outputs"]["previous_collections"][0]) is None
 
 
-def test_queries_by_name_never_fail_during_a_migration(seed, target, said):
+def test_queries_by_name_never_fail_during_a_migration(seed, target, provider_log):
     """A query loop by the collection's name runs through the whole migration: every query answers, with all
     three points."""
     coll = deployed(seed, target)
@@ -288,7 +277,7 @@ def test_queries_by_name_never_fail_during_a_migration(seed, target, said):
     thread = threading.Thread(target=loop)
     thread.start()
     try:
-        move(coll, seed, target, 1536, said)
+        move(coll, seed, target, 1536, provider_log)
     finally:
         stop.set()
         thread.join(timeout=120)
@@ -296,7 +285,7 @@ def test_queries_by_name_never_fail_during_a_migration(seed, target, said):
 
 
 @pytest.mark.qdrant_server
-def test_a_collection_made_before_aliases_migrates_once_into_the_alias_form(seed, qdrant_server, said):  # noqa: F811
+def test_a_collection_made_before_aliases_migrates_once_into_the_alias_form(seed, qdrant_server, provider_log):  # noqa: F811
     """State of an earlier version: the physical collection is the namespace's name itself. Its first migration
     keeps a copy as a generation, and the name becomes an alias (the preview says queries can fail a moment)."""
     target = {"kind": "server", "url": qdrant_server.url, "timeout": 30.0, "prefer_grpc": False}
@@ -309,8 +298,8 @@ def test_a_collection_made_before_aliases_migrates_once_into_the_alias_form(seed
         store.upsert(legacy, points())
         outs = wire(COLLECTIONS.read(legacy, dict(news, created_at="2026-01-01T00:00:00Z")).outs)
         coll = {"id": legacy, "inputs": news, "outputs": outs}
-        moved = move(coll, seed, target, 1536, said, collection_name=legacy, namespace_id=ns)
-        [line] = [s for s in said if "migrate:" in s]
+        moved = move(coll, seed, target, 1536, provider_log, collection_name=legacy, namespace_id=ns)
+        [line] = [s for s in provider_log if "migrate:" in s]
         assert "made before aliases" in line, line
         assert store._alias_target(legacy) is not None
         assert_migrated(target, legacy)

@@ -106,17 +106,6 @@ def client_records(client, name: str) -> dict[int, tuple[dict, dict]]:
     return {r.id: (r.payload, {k: list(v) for k, v in r.vector.items()}) for r in found}
 
 
-@pytest.fixture
-def warnings(monkeypatch):
-    """What the providers say through `pulumi.log.warn` / `.info` (the preview's lines)."""
-    said: list[str] = []
-    import pulumi
-
-    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: said.append(msg))
-    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: said.append(msg))
-    return said
-
-
 def deploy_with_points(seed, target) -> dict:
     news = checked(inputs(plan_namespace(seed), target))
     created = COLLECTIONS.create(news)
@@ -124,14 +113,14 @@ def deploy_with_points(seed, target) -> dict:
     return {"id": created.id, "inputs": news, "outputs": wire(created.outs)}
 
 
-def remove_multimodal(seed, target, coll, warnings) -> dict:
+def remove_multimodal(seed, target, coll, provider_log) -> dict:
     """Preview (diff) then `up` (update) of the namespace without its multimodal extractor; returns new outputs."""
     news = checked(inputs(plan_namespace(without_multimodal(seed)), target), coll["inputs"])
     d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)  # deletion protection is on: must not refuse
     assert d.changes is True and d.replaces == [], d
     assert d.delete_before_replace is None
-    line = next((w for w in warnings if "drop" in w), None)
-    assert line is not None, warnings
+    line = next((w for w in provider_log if "drop" in w), None)
+    assert line is not None, provider_log
     assert f"'{MULTIMODAL}'" in line and f"'{TRANSCRIPTION}'" in line and f"'{IMAGE}'" in line, line
     assert "3 point(s)" in line and coll["id"] in line, line
     outs = wire(COLLECTIONS.update(coll["id"], coll["outputs"], news).outs)
@@ -158,10 +147,10 @@ def edge_target(tmp_path):
     forget_stores()
 
 
-def test_edge_remove_an_extractor_drops_its_vectors_in_place(seed, edge_target, warnings):
+def test_edge_remove_an_extractor_drops_its_vectors_in_place(seed, edge_target, provider_log):
     coll = deploy_with_points(seed, edge_target)
     name = coll["id"]
-    remove_multimodal(seed, edge_target, coll, warnings)
+    remove_multimodal(seed, edge_target, coll, provider_log)
     # Read after the store's handle is closed and the shard reopened: the drop is on disk.
     assert_points_kept_without(edge_records(edge_target["path"], name))
     forget_stores()
@@ -174,7 +163,7 @@ def test_edge_remove_an_extractor_drops_its_vectors_in_place(seed, edge_target, 
 
 
 def test_edge_a_version_with_new_vector_names_migrates_and_keeps_the_old_vectors_for_a_rollback(
-        seed, edge_target, warnings):
+        seed, edge_target, provider_log):
     """multimodal v1 -> v2: its vectors have other names. Dropping the v1 ones in place would lose them for good, so
     this migrates: the new collection holds every point with its payload and image vector (the v2 vectors empty,
     to be embedded again), the previous one keeps the v1 vectors, and reverting switches back to it."""
@@ -186,7 +175,7 @@ def test_edge_a_version_with_new_vector_names_migrates_and_keeps_the_old_vectors
     d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)
     assert d.changes is True and d.replaces == []
     added = ("multimodal_extractor_v2_multimodal_embedding", "multimodal_extractor_v2_transcription_embedding")
-    [line] = [w for w in warnings if "migrate:" in w]
+    [line] = [w for w in provider_log if "migrate:" in w]
     assert "migrate: 3 point(s) copied" in line and f"vectors kept: {IMAGE}" in line, line
     assert f"vectors to re-embed: {', '.join(added)}" in line, line
     assert f"vectors dropped: {MULTIMODAL}, {TRANSCRIPTION}" in line and "previous collection kept as" in line, line
@@ -204,7 +193,7 @@ def test_edge_a_version_with_new_vector_names_migrates_and_keeps_the_old_vectors
     assert_points_kept_without(edge_records(edge_target["path"], coll["id"]), dropped=())
 
 
-def test_an_added_extractor_beside_a_vector_made_outside_pulumi_stays_in_place(seed, edge_target, warnings):
+def test_an_added_extractor_beside_a_vector_made_outside_pulumi_stays_in_place(seed, edge_target, provider_log):
     """A vector added to the collection outside Pulumi is not one "replaced" by the new extractor's: adding an
     extractor is the in-place add the preview planned (from the state), no migration, and that vector stays."""
     coll = deploy_with_points(seed, edge_target)
@@ -217,7 +206,7 @@ def test_an_added_extractor_beside_a_vector_made_outside_pulumi_stays_in_place(s
     d = COLLECTIONS.diff(coll["id"], coll["outputs"], news)
     assert d.changes is True and d.replaces == []
     outs = wire(COLLECTIONS.update(coll["id"], coll["outputs"], news).outs)
-    assert not [w for w in warnings if "migrate" in w], warnings
+    assert not [w for w in provider_log if "migrate" in w], provider_log
     assert outs["previous_collections"] == []
     vectors = open_store(edge_target).read_collection(coll["id"]).vectors
     close_all_shards()
@@ -254,12 +243,12 @@ def local_target(tmp_path):
     forget_stores()
 
 
-def test_local_mode_remove_an_extractor_drops_its_vectors_in_place(seed, local_target, warnings):
+def test_local_mode_remove_an_extractor_drops_its_vectors_in_place(seed, local_target, provider_log):
     from qdrant_client import QdrantClient
 
     spec, store, path = local_target
     coll = deploy_with_points(seed, spec)
-    remove_multimodal(seed, spec, coll, warnings)
+    remove_multimodal(seed, spec, coll, provider_log)
     assert_points_kept_without(client_records(store.client, coll["id"]))
     assert set(store.read_collection(coll["id"]).vectors) == {IMAGE}
     forget_stores()  # closes the client; local mode persists to `path`
@@ -271,7 +260,7 @@ def test_local_mode_remove_an_extractor_drops_its_vectors_in_place(seed, local_t
         reopened.close()
 
 
-def test_a_server_older_than_1_18_replaces_and_protection_refuses(seed, local_target, warnings):
+def test_a_server_older_than_1_18_replaces_and_protection_refuses(seed, local_target, provider_log):
     """Deleting a named vector needs Qdrant 1.18, as adding one does: older servers keep the replace."""
     spec, store, _ = local_target
     coll = deploy_with_points(seed, spec)
@@ -291,13 +280,13 @@ def test_a_server_older_than_1_18_replaces_and_protection_refuses(seed, local_ta
 
 @pytest.mark.qdrant_server
 @pytest.mark.parametrize("prefer_grpc", [False, True], ids=["rest", "grpc"])
-def test_server_remove_an_extractor_drops_its_vectors_in_place(seed, qdrant_server, warnings, prefer_grpc):
+def test_server_remove_an_extractor_drops_its_vectors_in_place(seed, qdrant_server, provider_log, prefer_grpc):
     spec = {"kind": "server", "url": qdrant_server.url, "timeout": 30.0, "prefer_grpc": prefer_grpc}
     store = qdrant_server.store(prefer_grpc=prefer_grpc)
     install_store(spec, store)
     try:
         coll = deploy_with_points(seed, spec)
-        remove_multimodal(seed, spec, coll, warnings)
+        remove_multimodal(seed, spec, coll, provider_log)
         assert_points_kept_without(client_records(store.client, coll["id"]))
         state = store.read_collection(coll["id"])
         assert set(state.vectors) == {IMAGE} and state.namespace_id == coll["outputs"]["namespace_id"]
