@@ -248,11 +248,8 @@ def _head_settings(spec: Any, name: str, namespace_name: str, secrets: frozenset
         "kubernetes_mode": spec.k8s.mode,
         "kubernetes_namespace": namespace,
         "objects": f"{base}-*",
-        "auth_token": "ray.kubernetes.auth_token"
-        if spec.k8s.auth_token is not None
-        else "rayAuthToken (secret)"
-        if "rayAuthToken" in secrets
-        else None,
+        # A parsed stack config refuses an inline token (`_ray_head`): the stack's secret is the only one.
+        "auth_token": "rayAuthToken (secret)" if "rayAuthToken" in secrets else None,
     }
 
 

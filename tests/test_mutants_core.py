@@ -425,3 +425,27 @@ def test_a_url_credential_is_never_quoted_whole_or_cut(body):
     (problem,) = problems_of(body("x" * 60 + " https://user:hunter2@host.example/"))
     assert problem[1].startswith(f"invalid name '{'x' * 60} https... (17 more characters): ")
     assert "user" not in problem[1] and "hunte" not in problem[1]
+
+
+def test_an_unknown_field_where_no_valid_fields_are_known_says_only_that():
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from mixpeek_infra.schema import problems_from_validation_error
+
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        size: int = 1
+
+    class Outer(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        by_name: dict[str, Inner] = {}
+
+    with pytest.raises(ValidationError) as caught:
+        Outer.model_validate({"by_name": {"a": {"size": 2, "colour": "red"}}})
+    # `by_name.a` is a key of a mapping, not a field: no list of valid fields can be given there
+    assert problems_from_validation_error(caught.value, Outer) == [("by_name.a.colour", "unknown field")]
+    with pytest.raises(ValidationError) as caught:
+        Outer.model_validate({"colour": "red"})
+    assert problems_from_validation_error(caught.value, Outer, prefix="x.") == [
+        ("x.colour", "unknown field; valid fields: by_name")
+    ]
