@@ -37,6 +37,7 @@ class World:
         self.signals: list[tuple[float, int, int]] = []
         self.now = 0.0
         self.reaped: list[int] = []
+        self.reap_waits: list[float] = []
         monkeypatch.setattr(_process, "process_table", lambda: list(self.procs.values()))
         monkeypatch.setattr(_process, "process_info", lambda pid: self.procs.get(pid))
         monkeypatch.setattr(_process, "_marker", lambda pid: self.markers.get(pid))
@@ -44,7 +45,7 @@ class World:
         monkeypatch.setattr(processes, "on_linux", lambda: linux)  # same_start: whole seconds off Linux
         monkeypatch.setattr(_process, "current_boot_id", lambda: boot)
         monkeypatch.setattr(_process, "_signal", self.signal)
-        monkeypatch.setattr(_process, "_reap", lambda pid, wait=0.0: self.reaped.append(pid))
+        monkeypatch.setattr(_process, "_reap", self.reap)
         monkeypatch.setattr(_process, "time", self)
 
     def add(self, pid, *, ppid=LEADER, sid=LEADER, start=START + 1, marker=HEAD, state="S", ignores=()):
@@ -62,6 +63,10 @@ class World:
 
     def sleep(self, seconds):
         self.now += seconds
+
+    def reap(self, pid, wait=0.0):
+        self.reaped.append(pid)
+        self.reap_waits.append(wait)
 
     def signal(self, pid, sig):
         self.signals.append((round(self.now, 1), pid, sig))
@@ -150,6 +155,14 @@ def test_off_linux_start_times_are_whole_seconds_and_environments_are_not_read(m
     assert session().leader_alive() is True
 
 
+def test_off_linux_an_unmarked_child_reported_in_its_parents_second_is_the_heads(monkeypatch):
+    world = World(monkeypatch, linux=False).leader()
+    world.add(101, ppid=LEADER, start=START, marker="")  # `ps` rounds both to the same whole second
+    world.add(102, ppid=101, start=START - 1, marker="")  # a second earlier, as whole seconds may show it
+    world.add(103, ppid=101, start=START - 2, marker="")  # two seconds before its parent: not its child
+    assert members(session()) == [100, 101, 102]
+
+
 # --- stop: SIGTERM to the leader, then to what is left, then SIGKILL
 
 
@@ -160,6 +173,7 @@ def test_stop_lets_the_leader_drain_its_children(monkeypatch):
     assert session().stop(timeout=10) == []
     assert world.signals == [(0.0, LEADER, signal.SIGTERM)]
     assert 103 in world.procs and world.reaped[-1] == LEADER
+    assert world.reap_waits[-1] == 5.0  # the signalled leader's exit is collected, waiting up to 5 s
 
 
 def test_stop_waits_out_the_timeout_then_terminates_then_kills_what_is_left(monkeypatch):
@@ -209,7 +223,7 @@ def test_stop_returns_the_pids_that_survive_sigkill_after_waiting_for_them(monke
     assert session().stop(timeout=10) == [101]
     assert [(pid, sig) for _, pid, sig in world.signals] == [
         (101, signal.SIGTERM), (102, signal.SIGTERM), (101, signal.SIGKILL)]
-    assert world.now >= 8.0  # waited 3 s after SIGTERM and 5 s after SIGKILL
+    assert 8.0 <= world.now <= 8.3  # waited 3 s after SIGTERM and 5 s after SIGKILL, no longer
 
 
 def test_stop_of_another_heads_session_signals_nothing(monkeypatch):

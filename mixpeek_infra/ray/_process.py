@@ -169,7 +169,8 @@ class HeadSession:
         """Stop this head's processes; return the pids that survived (empty on success).
 
         SIGTERM to the leader lets `ray start` drain and stop its children; after `timeout` (or at once
-        when the leader is already gone) the remaining processes get SIGTERM, then SIGKILL. A process
+        when the leader is already gone) the remaining processes get SIGTERM and 3 s, then SIGKILL and 5 s;
+        the leader's exit is then collected, waiting up to 5 s. A process
         proven the head's once stays so while it runs with the same start time, even when its parent
         has exited meanwhile.
         """
