@@ -203,15 +203,14 @@ class Namespace(pulumi.ComponentResource):
         self.infrastructure = pulumi.Output.all(
             collection.collection_name, ray.ray_head_node_url, ray.ray_dashboard_url
         ).apply(lambda xs: _infrastructure(plan, xs[0], xs[1], xs[2], qdrant_url))
+        # Output.all only over plain values: it turns each item of a dict-valued Output (infrastructure, an
+        # index's field_schema) into an Output of its own, hundreds a namespace that the SDK then waits on.
         self.namespace = pulumi.Output.all(
-            collection.namespace_id,
-            self.infrastructure,
-            collection.points_count,
-            collection.created_at,
-            collection.updated_at,
-            *[ix.field_schema for ix in self.indexes],
+            collection.namespace_id, collection.points_count, collection.created_at, collection.updated_at
         ).apply(
-            lambda xs: _namespace_model(plan, args.cluster_id, xs[0], xs[1], xs[2], xs[3], xs[4], index_schemas=xs[5:])
+            lambda xs: _values([self.infrastructure, *[ix.field_schema for ix in self.indexes]]).apply(
+                lambda ds: _namespace_model(plan, args.cluster_id, xs[0], ds[0], xs[1], xs[2], xs[3], ds[1:])
+            )
         )
         pulumi.log.info(
             f"namespace {plan.namespace_name}: {len(plan.vectors)} vectors, "
@@ -280,6 +279,15 @@ def _preview_stable_namespace_id(
     if plan.infrastructure.qdrant_collection is None:
         return collection.id
     return collection.namespace_id  # a fixed collection name with a generated id: unknown while updated
+
+
+def _values(outputs: list[pulumi.Output[Any]]) -> pulumi.Output[list[Any]]:
+    """The values of `outputs` as one Output of a list, each value as it is: `Output.all` would convert every
+    item of a dict or list value into an Output. Unknown, secret and dependencies carry over as with `all`."""
+    combined: pulumi.Output[list[Any]] = _known([])
+    for output in outputs:
+        combined = combined.apply(lambda done, output=output: output.apply(lambda value: [*done, value]))
+    return combined
 
 
 def _known(value: Any) -> pulumi.Output[Any]:
