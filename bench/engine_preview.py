@@ -49,7 +49,11 @@ RESOURCES_PER_NAMESPACE = 8  # a collection and 7 payload indexes (the component
 SHARED_URL = "ray://127.0.0.1:1"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
-NOOP_PROVIDER = '''"""The baseline's provider: bench/_trivial_provider.py's do-nothing Check and Diff, plus a Create."""
+NOOP_PROVIDER = '''"""The baseline's provider: bench/_trivial_provider.py's do-nothing Check and Diff, plus a Create
+(which waits MIXPEEK_BENCH_CREATE_DELAY seconds first, when set: bench/engine_scale.py --create-delays)."""
+
+import os
+import time
 
 from pulumi.dynamic import CreateResult
 
@@ -58,6 +62,7 @@ from bench._trivial_provider import TrivialProvider
 
 class NoopProvider(TrivialProvider):
     def create(self, props):
+        time.sleep(float(os.environ.get("MIXPEEK_BENCH_CREATE_DELAY") or 0))
         return CreateResult(id_="noop", outs={k: v for k, v in props.items() if k != "__provider"})
 '''
 

@@ -30,6 +30,10 @@ per resource), and the rest to the CLI's exit.
 
 `--profile`: one more no-change preview of each with the program under cProfile (its main thread, where
 resources are registered and serialized), printing the functions with the most own time per resource.
+
+`--create-delays S [S ...]`: after the previews, the baseline goes up again (destroyed first) once per delay,
+its do-nothing `create` waiting S seconds: how the program's CPU at `up` depends on how long creates take
+rather than on what the program registers (the SDK's wait for pending Outputs, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -247,6 +251,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--no-destroy", action="store_true", help="leave out the `pulumi destroy` of each")
     parser.add_argument("--skip-checkpoints", action="store_true",
                         help="run the ups with PULUMI_SKIP_CHECKPOINTS=true (state written once, at the end)")
+    parser.add_argument("--create-delays", type=float, nargs="+", default=[],
+                        help="also `up` the baseline once per delay, its create waiting that many seconds")
     args = parser.parse_args(argv)
     reps = 1 if args.quick else args.reps
     counts = sorted(set(args.namespaces or ([20] if args.quick else [100, 300])))
@@ -311,6 +317,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
                           "ms own time per resource in the main thread")
                     print(table(top_own_time(stats, RESOURCES_PER_NAMESPACE * n),
                                 ["function", "calls", "own / resource", "cumulative / resource"]))
+            for delay in args.create_delays:
+                timed(baseline, "destroy", "--yes", "--skip-preview", "-s", STACK)
+                baseline.env["MIXPEEK_BENCH_CREATE_DELAY"] = str(delay)
+                try:
+                    res[f"up baseline, create {delay:g} s"], _ = timed(
+                        baseline, "up", "--yes", "--skip-preview", "-s", STACK,
+                        cpu=res["cpu"].setdefault(f"up baseline, create {delay:g} s", {}))
+                finally:
+                    del baseline.env["MIXPEEK_BENCH_CREATE_DELAY"]
+                print(f"  baseline up, each create waiting {delay:g} s: {fmt_s(res[f'up baseline, create {delay:g} s'])}, "
+                      f"program CPU {median(res['cpu'][f'up baseline, create {delay:g} s'].get('program', [0])):.1f} s",
+                      flush=True)
             if not args.no_destroy:
                 for variant in (["stack", "baseline"] if n % 2 == 0 else ["baseline", "stack"]):
                     res[f"destroy {variant}"], res["memory"][f"destroy {variant}"] = timed(
