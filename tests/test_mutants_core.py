@@ -208,6 +208,10 @@ def test_a_long_value_in_a_stack_problem_is_cut_with_an_ellipsis(body, tmp_path)
     value = [0] * 40
     assert stack_problems({"qdrant": value, "namespaces": [body()]}, root=tmp_path) == [
         ("qdrant", f"expected a mapping with `path` or `url`, got {repr(value)[:57]}...")]
+    whole = [0] * 20  # its repr is exactly 60 characters: shown whole
+    assert len(repr(whole)) == 60
+    assert stack_problems({"qdrant": whole, "namespaces": [body()]}, root=tmp_path) == [
+        ("qdrant", f"expected a mapping with `path` or `url`, got {whole!r}")]
 
 
 def test_files_names_an_empty_directory_and_a_recursive_glob_finds_nested_files(body, tmp_path):
@@ -284,6 +288,21 @@ def test_a_response_schema_as_deep_as_the_body_allows_passes(body):
     assert params_problems(body, {"generation_config": {"response_schema": nested_items(26)}}) == []
     assert params_problems(body, {"generation_config": {"response_schema": nested_items(27)}})[0][1] == (
         "nested too deeply (more than 32 levels)")
+
+
+def test_every_bad_sub_schema_of_a_list_is_named_after_the_problems_before_it(body):
+    rule = ("is not a JSON Schema keyword: a JSON Schema passed through holds only its keywords, and names of your "
+            "own only under properties (or $defs), each naming a sub-schema")
+    schema = {"bogus": 1, "anyOf": [{"x": 1}, {"y": 2}]}
+    assert params_problems(body, {"generation_config": {"response_schema": schema}}) == [
+        (f"{GC}.response_schema.{path}", rule) for path in ("bogus", "anyOf[0].x", "anyOf[1].y")]
+
+
+def test_an_unknown_key_of_a_pass_through_object_lists_the_keys_the_client_declares(body):
+    assert params_problems(body, {"generation_config": {"bogus_key": 1}}) == [
+        (f"{GC}.bogus_key", "unknown key; valid keys: candidate_count, max_output_tokens, temperature, top_p, "
+                            "video_fps, response_mime_type, response_schema (only what the client's model declares "
+                            "passes through: it is published)")]
 
 
 @pytest.mark.parametrize("schema, problems", [
