@@ -468,3 +468,58 @@ def test_an_unknown_field_where_no_valid_fields_are_known_says_only_that():
     assert problems_from_validation_error(caught.value, Outer, prefix="x.") == [
         ("x.colour", "unknown field; valid fields: by_name")
     ]
+
+
+# --- found by the second sample (seed 4711, docs/testing.md): messages and checks no test read
+
+
+def test_an_invalid_param_value_says_why_when_pinned_and_is_cut_at_80_characters():
+    from mixpeek_infra.extractors import DEFAULT_CATALOGUE, VECTOR_CHANGE
+
+    v2 = DEFAULT_CATALOGUE.lookup("multimodal_extractor", "v2", "fe")[0]
+    assert v2.param_errors({"run_ocr_embedding": 5, "output_dimensionality": 7}, "p") == [
+        ("p.run_ocr_embedding", f"invalid value 5: run_ocr_embedding=5 {VECTOR_CHANGE}; valid choices: False"),
+        ("p.output_dimensionality", "invalid value 7; valid choices: 3072, 1536, 768"),
+    ]
+    image = DEFAULT_CATALOGUE.lookup("image_extractor", "v1", "fe")[0]
+    assert image.param_errors({"model": "m" * 100}, "p") == [
+        ("p.model", f"invalid value {repr('m' * 100)[:80]}...; valid choices: 'siglip_base'")]
+
+
+def test_an_unknown_version_suggests_the_near_one_of_that_extractor():
+    from mixpeek_infra.extractors import DEFAULT_CATALOGUE
+
+    assert DEFAULT_CATALOGUE.lookup("image_extractor", "v11", "fe") == (None, [
+        ("fe.version", "unknown version 'v11' of image_extractor (did you mean 'v1'?); valid choices: v1")])
+
+
+def test_a_credential_name_is_read_whatever_its_separators_up_to_256_characters():
+    from mixpeek_infra.extractors import is_credential
+
+    assert is_credential("_api_key_") and is_credential("X-Api-Key")
+    assert not is_credential("k" * 250 + "_api_key")  # longer than 256: not read (and refused elsewhere)
+    assert is_credential("k" * 240 + "_api_key")
+
+
+def test_a_protected_user_index_and_a_plain_string_stack_value_are_named(body, tmp_path):
+    b = body()
+    b["payload_indexes"] = [{"field_name": "x", "type": "keyword", "is_protected": True}]
+    assert problems_of(b) == [("payload_indexes[0].is_protected",
+                               "user indexes cannot be protected; only system indexes are")]
+    assert stack_problems({"namespaces": "not json at all"}, root=tmp_path) == [
+        ("namespaces", "expected an object or list, got a plain string"),
+        ("namespaces", "expected a non-empty list of Create Namespace request bodies")]
+
+
+def test_an_inline_kubernetes_token_is_refused_with_the_secret_to_set(body, tmp_path):
+    assert stack_problems({"namespaces": [body()], "ray": {"mode": "kubernetes", "kubernetes": {
+        "mode": "kuberay", "auth_token": "t0ken"}}}, root=tmp_path) == [
+        ("ray.kubernetes.auth_token", "a secret must not be stored in plain text: run `pulumi config set --secret "
+                                      "mixpeek-infra:rayAuthToken <value>` (every Kubernetes head of the stack then "
+                                      "uses it)")]
+
+
+def test_a_lone_surrogate_in_a_stack_setting_is_named_beside_the_other_problems(body, tmp_path):
+    problems = stack_problems({"namespaces": [body()], "qdrant": {"path": "a\ud800"}, "bogus": 1}, root=tmp_path)
+    assert [path for path, _ in problems] == ["bogus", "qdrant.path"]
+    assert problems[1][1].startswith("holds a lone surrogate (\\ud800), which is not Unicode text")
