@@ -523,3 +523,9 @@ def test_a_lone_surrogate_in_a_stack_setting_is_named_beside_the_other_problems(
     problems = stack_problems({"namespaces": [body()], "qdrant": {"path": "a\ud800"}, "bogus": 1}, root=tmp_path)
     assert [path for path, _ in problems] == ["bogus", "qdrant.path"]
     assert problems[1][1].startswith("holds a lone surrogate (\\ud800), which is not Unicode text")
+
+
+def test_a_key_that_is_no_text_is_named_by_its_value_in_the_path(body):
+    # a YAML request file may hold an integer key
+    paths = [p for p, _ in params_problems(body, {"generation_config": {1: "x"}})]
+    assert paths == [f"{GC}.1"]
