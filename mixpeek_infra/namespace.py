@@ -7,7 +7,7 @@ exports what the documented Create Namespace response carries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,9 +284,13 @@ def _preview_stable_namespace_id(
 def _values(outputs: list[pulumi.Output[Any]]) -> pulumi.Output[list[Any]]:
     """The values of `outputs` as one Output of a list, each value as it is: `Output.all` would convert every
     item of a dict or list value into an Output. Unknown, secret and dependencies carry over as with `all`."""
+
+    def then(output: pulumi.Output[Any]) -> Callable[[list[Any]], pulumi.Output[list[Any]]]:
+        return lambda done: output.apply(lambda value: [*done, value])
+
     combined: pulumi.Output[list[Any]] = _known([])
     for output in outputs:
-        combined = combined.apply(lambda done, output=output: output.apply(lambda value: [*done, value]))
+        combined = combined.apply(then(output))
     return combined
 
 
