@@ -529,3 +529,34 @@ def test_a_key_that_is_no_text_is_named_by_its_value_in_the_path(body):
     # a YAML request file may hold an integer key
     paths = [p for p, _ in params_problems(body, {"generation_config": {1: "x"}})]
     assert paths == [f"{GC}.1"]
+
+
+# --- found by the first sample's names re-run in forkserver mode (docs/testing.md)
+
+
+@pytest.mark.parametrize("infra, problem", [
+    ({"compute_tier": "dedicated_gpu"},
+     ("infrastructure.gpu_type", "required for compute_tier 'dedicated_gpu' (e.g. A100, T4)")),
+    ({"compute_tier": "dedicated_gpu", "gpu_type": "A100", "gpus_per_worker": 0},
+     ("infrastructure.gpus_per_worker", "must be at least 1 for compute_tier 'dedicated_gpu'")),
+])
+def test_a_gpu_tier_without_its_gpus_is_named_at_the_missing_setting(body, infra, problem):
+    b = body()
+    b["infrastructure"] = infra
+    assert problems_of(b) == [problem]
+
+
+def test_a_protected_field_name_lists_the_protected_fields(body):
+    b = body()
+    b["payload_indexes"] = [{"field_name": "document_id", "type": "keyword"}]
+    assert problems_of(b) == [("payload_indexes[0].field_name", (
+        "'document_id' is a protected system field; protected fields: internal_id, namespace_id, collection_id, "
+        "document_id, bucket_id, object_id, root_object_id, root_bucket_id, source_object_id, created_at, "
+        "updated_at"))]
+
+
+def test_a_malformed_namespace_id_is_quoted_in_its_message(body):
+    b = body()
+    b["namespace_id"] = "ns_XYZ"
+    assert problems_of(b) == [("namespace_id", "'ns_XYZ' is not 'ns_' followed by 10 lowercase hex characters "
+                                               "(the collection is named after it)")]
