@@ -484,6 +484,9 @@ def test_an_invalid_param_value_says_why_when_pinned_and_is_cut_at_80_characters
     image = DEFAULT_CATALOGUE.lookup("image_extractor", "v1", "fe")[0]
     assert image.param_errors({"model": "m" * 100}, "p") == [
         ("p.model", f"invalid value {repr('m' * 100)[:80]}...; valid choices: 'siglip_base'")]
+    assert v2.param_errors({"extractor_type": "z" * 100}, "p") == [
+        ("p.extractor_type", f"invalid value {repr('z' * 100)[:80]}...: the client's discriminator of "
+                             "MultimodalExtractorParams must be 'multimodal_extractor' (or left out)")]
 
 
 def test_an_unknown_version_suggests_the_near_one_of_that_extractor():
